@@ -1,0 +1,106 @@
+"""Accuracy on the simulated tomograms: train on tomo_s11, measure on tomo_s12.
+
+For membrane (1), microtubule (2), actin (3) and ribosome (4): choose 10
+positive and 100 negative 64x64 tiles from tomo_s11's labels (seeded, as
+tomoseg.steps.trainset.choose_boxes does for the demo), train one network per
+class with each recipe, apply to tomo_s12, and report Dice at threshold 1 (each
+network alone, and after merging the four), plus ribosome picking precision and
+recall (a pick is correct within 10 voxels of a true centre, one-to-one).
+
+    python benchmarks/accuracy.py [--recipes default paper] [--data ../shared/data/sim] [--out docs/accuracy.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+
+from tomoseg.io.mrc import read_volume
+from tomoseg.steps.merge import merge_scores
+from tomoseg.steps.pick import PickConfig, pick_particles
+from tomoseg.steps.preprocess import PreprocessConfig, preprocess
+from tomoseg.steps.segment import score_volume
+from tomoseg.steps.train import recipe, train
+from tomoseg.steps.trainset import choose_boxes, make_trainset
+
+CLASSES = {1: "membrane", 2: "microtubule", 3: "actin", 4: "ribosome"}
+MATCH_RADIUS = 10.0  # voxels
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    inter = np.count_nonzero(pred & truth)
+    total = np.count_nonzero(pred) + np.count_nonzero(truth)
+    return 2.0 * inter / total if total else 1.0
+
+
+def match_picks(picks: np.ndarray, truth: np.ndarray, radius: float = MATCH_RADIUS) -> tuple[float, float, int]:
+    """One-to-one matching within ``radius``: (precision, recall, true positives)."""
+    if len(picks) == 0 or len(truth) == 0:
+        return (0.0 if len(picks) else 1.0), 0.0, 0
+    d = cdist(picks, truth)
+    cost = np.where(d <= radius, d, 1e6)
+    rows, cols = linear_sum_assignment(cost)
+    tp = int(np.count_nonzero(cost[rows, cols] <= radius))
+    return tp / len(picks), tp / len(truth), tp
+
+
+def load(data: Path, name: str, config: PreprocessConfig):
+    tomo = read_volume(data / f"{name}_tomo.mrc", mmap=False)
+    labels = read_volume(data / f"{name}_labels.mrc", mmap=False).data.view(np.uint8)
+    return preprocess(tomo.data, tomo.voxel_size, config), labels, tomo.voxel_size
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sim"))
+    parser.add_argument("--recipes", nargs="+", default=["default", "paper"])
+    parser.add_argument("--classes", nargs="+", type=int, default=list(CLASSES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write raw results as JSON here")
+    args = parser.parse_args(argv)
+
+    data = Path(args.data)
+    pre = PreprocessConfig()
+    train_vol, train_labels, voxel = load(data, "tomo_s11", pre)
+    test_vol, test_labels, _ = load(data, "tomo_s12", pre)
+    truth_xyz = pd.read_csv(data / "tomo_s12_particles.csv").query("`class` == 'ribosome'")[["x", "y", "z"]].to_numpy()
+
+    results = {}
+    for name in args.recipes:
+        scores = {}
+        res = {"dice_alone": {}, "dice_merged": {}, "train_seconds": {}}
+        for value in args.classes:
+            boxes = choose_boxes(train_labels, value, 10, 100, seed=args.seed + value)
+            ts = make_trainset(train_vol, boxes, lambda z: train_labels[z] == value, CLASSES[value], voxel)
+            t0 = time.perf_counter()
+            result = train(ts, recipe(name, seed=args.seed))
+            res["train_seconds"][CLASSES[value]] = time.perf_counter() - t0
+            scores[value] = score_volume(result.net, result.amplitude, test_vol)
+            res["dice_alone"][CLASSES[value]] = dice(scores[value] >= 1.0, test_labels == value)
+            print(name, CLASSES[value], f"{res['train_seconds'][CLASSES[value]]:.0f}s",
+                  f"dice {res['dice_alone'][CLASSES[value]]:.3f}", flush=True)
+        order = list(scores)
+        merged = merge_scores([scores[v] for v in order], 1.0)
+        for k, value in enumerate(order, start=1):
+            res["dice_merged"][CLASSES[value]] = dice(merged == k, test_labels == value)
+        if 4 in scores:
+            picks = pick_particles(scores[4], voxel, PickConfig())
+            p, r, tp = match_picks(picks.xyz, truth_xyz)
+            res["ribosome_picks"] = {"n_picks": len(picks), "n_true": len(truth_xyz), "tp": tp,
+                                     "precision": p, "recall": r}
+            print(name, "ribosome picks", res["ribosome_picks"], flush=True)
+        results[name] = res
+    print(json.dumps(results, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""``tomoseg``: parse arguments, build a config, call one workflow function.
+
+Heavy imports (torch) happen inside the commands, so ``--help`` is instant.
+Errors in the user's input print one line ``tomoseg: error: ...`` and exit 2;
+Ctrl-C exits 130 leaving no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from tomoseg import __version__
+from tomoseg.cli.progress import progress_bar
+from tomoseg.errors import Cancelled, TomosegError
+
+
+def _preprocess(args: argparse.Namespace) -> None:
+    from tomoseg.steps.preprocess import PreprocessConfig
+    from tomoseg.workflows import preprocess_file
+
+    config = PreprocessConfig(
+        lowpass=None if args.lowpass == 0 else args.lowpass,
+        highpass=None if args.highpass == 0 else args.highpass,
+        bin=args.bin,
+        invert=args.invert,
+        clamp=None if args.clamp == 0 else args.clamp,
+    )
+    with progress_bar("preprocess", quiet=args.quiet) as bar:
+        out = preprocess_file(args.input, args.output, config, voxel_size=args.voxel_size, progress=bar)
+    _say(args, f"wrote {args.output}: {'x'.join(map(str, out.data.shape[::-1]))} voxels at {out.voxel_size:g} A")
+
+
+def _trainset(args: argparse.Namespace) -> None:
+    from tomoseg.workflows import trainset_file
+
+    trainset_file(args.tomogram, args.boxes, args.output, labels=args.labels, value=args.value,
+                  masks=args.masks, name=args.name)
+    _say(args, f"wrote {args.output}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from tomoseg.steps.train import recipe
+    from tomoseg.workflows import train_file
+
+    try:
+        config = recipe(
+            args.recipe, epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr,
+            seed=args.seed, l1=args.l1, negative_copies=args.copies, optimizer=args.optimizer,
+        )
+    except ValueError as err:
+        raise TomosegError(str(err)) from None
+    with progress_bar("train", unit="batch", quiet=args.quiet) as bar:
+        model = train_file(args.trainset, args.output, config, name=args.name, colour=args.colour, progress=bar)
+    losses = model.training["losses"]
+    _say(args, f"wrote {args.output}: feature {model.name!r}, loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
+               f"amplitude {model.amplitude:.3g}")
+
+
+def _apply(args: argparse.Namespace) -> None:
+    from tomoseg.workflows import apply_file
+
+    with progress_bar("apply", unit="slice", quiet=args.quiet) as bar:
+        apply_file(args.model, args.tomogram, args.output, engine=args.engine, force=args.force,
+                   device=args.device, progress=bar)
+    _say(args, f"wrote {args.output}")
+
+
+def _merge(args: argparse.Namespace) -> None:
+    from tomoseg.workflows import merge_files
+
+    names = merge_files(args.scores, args.output, threshold=args.threshold)
+    legend = ", ".join(f"{k}={n}" for k, n in enumerate(names, start=1))
+    _say(args, f"wrote {args.output}: 0=none, {legend}")
+
+
+def _pick(args: argparse.Namespace) -> None:
+    from tomoseg.steps.pick import PickConfig
+    from tomoseg.workflows import pick_file
+
+    try:
+        config = PickConfig(threshold=args.threshold, diameter=args.diameter, min_size=args.min_size,
+                            min_distance=args.min_distance, edge=args.edge)
+    except ValueError as err:
+        raise TomosegError(str(err)) from None
+    picks = pick_file(args.scores, args.output, config)
+    _say(args, f"wrote {args.output}: {len(picks)} particles")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from tomoseg.workflows.demo import run_demo
+
+    with progress_bar("demo", quiet=args.quiet) as bar:
+        summary = run_demo(args.output, seed=args.seed, progress=bar)
+    _say(args, summary)
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tomoseg",
+        description="Annotate cryo-electron tomograms with small per-feature neural networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"tomoseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+        return p
+
+    p = command("preprocess", "Band-pass (Gaussian, in A), normalise and clamp a tomogram.", _preprocess)
+    p.add_argument("input", help="raw tomogram (MRC)")
+    p.add_argument("-o", "--output", required=True, help="preprocessed tomogram (MRC)")
+    p.add_argument("--lowpass", type=float, default=20.0, help="low-pass cutoff in A (0: none; default 20)")
+    p.add_argument("--highpass", type=float, default=4000.0, help="high-pass cutoff in A (0: none; default 4000)")
+    p.add_argument("--bin", type=int, default=1, help="bin by this integer factor first (default 1)")
+    p.add_argument("--invert", action="store_true", help="invert the contrast")
+    p.add_argument("--clamp", type=float, default=3.0, help="clamp to +-this many sd (0: none; default 3)")
+    p.add_argument("--voxel-size", type=float, help="voxel size in A, if the header's is missing or wrong")
+
+    p = command("trainset", "Cut 64x64 training tiles and masks at boxes from a label or mask volume.", _trainset)
+    p.add_argument("tomogram", help="preprocessed tomogram (MRC)")
+    p.add_argument("--boxes", required=True, help="CSV with header x,y,z,kind (positive|negative), voxels")
+    p.add_argument("--labels", help="label volume (MRC) on the tomogram's grid")
+    p.add_argument("--value", type=int, help="the feature's value in --labels")
+    p.add_argument("--masks", help="binary mask volume (MRC) on the tomogram's grid")
+    p.add_argument("--name", help="feature name (default: label<V> or the mask file's name)")
+    p.add_argument("-o", "--output", required=True, help="training-set file")
+
+    p = command("train", "Train one feature's network on a training set.", _train)
+    p.add_argument("trainset", help="training-set file (from 'tomoseg trainset')")
+    p.add_argument("-o", "--output", required=True, help="model file")
+    p.add_argument("--recipe", default="default", choices=["default", "paper", "reference"],
+                   help="training recipe: tomoseg's measured default, the paper exactly, or later EMAN2")
+    p.add_argument("--epochs", type=int, help="passes over the training set")
+    p.add_argument("--batch", type=int, help="minibatch size")
+    p.add_argument("--lr", type=float, help="learning rate of the first epoch")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], help="optimiser")
+    p.add_argument("--l1", type=float, help="L1 weight decay on the kernels")
+    p.add_argument("--copies", type=int, help="rotated copies of each negative tile")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--name", help="feature name (default: the training set's)")
+    p.add_argument("--colour", help="display colour, e.g. '#ffcc00'")
+
+    p = command("apply", "Apply a model to a preprocessed tomogram: a normalised score map.", _apply)
+    p.add_argument("model", help="model file")
+    p.add_argument("tomogram", help="preprocessed tomogram (MRC)")
+    p.add_argument("-o", "--output", required=True, help="score map (MRC, float32, same grid)")
+    p.add_argument("--engine", default="fft", choices=["fft", "direct"], help="convolution engine")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--force", action="store_true", help="apply despite a voxel-size or preprocessing mismatch")
+
+    p = command("merge", "Merge score maps into one label map (k = the k-th input, 0 = none).", _merge)
+    p.add_argument("scores", nargs="+", help="score maps (MRC) from 'tomoseg apply'")
+    p.add_argument("-o", "--output", required=True, help="label map (MRC)")
+    p.add_argument("--threshold", type=float, default=1.0, help="minimum score for a label (default 1)")
+
+    p = command("pick", "Pick particles from a score map (CSV, or RELION STAR for .star).", _pick)
+    p.add_argument("scores", help="score map (MRC)")
+    p.add_argument("-o", "--output", required=True, help="particle list (.csv or .star)")
+    p.add_argument("--threshold", type=float, default=1.0, help="minimum score (default 1)")
+    p.add_argument("--diameter", type=float, default=250.0,
+                   help="expected particle diameter in A; sets the defaults below (default 250, a ribosome)")
+    p.add_argument("--min-size", type=float, help="smallest component volume in A^3 (default: 1/8 of the particle)")
+    p.add_argument("--min-distance", type=float, help="smallest distance between picks in A (default: diameter/2)")
+    p.add_argument("--edge", type=float, default=0.0, help="drop picks closer than this to the border, in A")
+
+    p = command("demo", "Run the whole pipeline on a generated tomogram and draw a picture.", _demo)
+    p.add_argument("-o", "--output", default="tomoseg-demo", help="output folder (default ./tomoseg-demo)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"tomoseg: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("tomoseg: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except Cancelled as err:
+        print(f"tomoseg: {err}", file=sys.stderr)
+        return 130
+    except TomosegError as err:
+        print(f"tomoseg: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # disk full, permission denied while writing, ...
+        print(f"tomoseg: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""File formats only: MRC volumes, box lists, training sets, models, particles."""

@@ -1,0 +1,49 @@
+"""Outputs that appear whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from tomoseg.errors import TomosegError
+
+
+def check_writable(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Fail early (before long work) if ``path`` cannot be written.
+
+    Also refuses to overwrite any of ``inputs``. Returns ``path`` as a Path.
+    """
+    out = Path(path)
+    for inp in inputs:
+        if Path(inp).exists() and out.exists() and out.resolve() == Path(inp).resolve():
+            raise TomosegError(f"{out}: refusing to overwrite an input file")
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise TomosegError(f"{out}: is a directory, expected a file path")
+    if not parent.is_dir():
+        raise TomosegError(f"{out}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise TomosegError(f"{out}: the folder {parent} is not writable")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    On any exception (including KeyboardInterrupt) the temporary file is
+    removed and ``path`` is left untouched.
+    """
+    out = check_writable(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent or ".")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, out)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise

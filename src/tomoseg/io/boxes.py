@@ -1,0 +1,61 @@
+"""Box lists: CSV with a header and columns ``x,y,z,kind``.
+
+x, y, z are voxel indices of the tile centre (``data[z, y, x]``); kind is
+``positive`` or ``negative`` (also accepted: ``pos``/``neg``, ``1``/``0``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from tomoseg.errors import TomosegError
+from tomoseg.types import Box
+
+_KINDS = {"positive": True, "pos": True, "1": True, "negative": False, "neg": False, "0": False}
+
+
+def read_boxes(path: str | os.PathLike) -> list[Box]:
+    """Read a box CSV. Raises TomosegError naming the file and row of any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise TomosegError(f"{path}: no such file")
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+            missing = [c for c in ("x", "y", "z", "kind") if c not in fields]
+            if missing:
+                raise TomosegError(
+                    f"{path}: missing column(s) {', '.join(missing)}; expected a header x,y,z,kind"
+                )
+            boxes = [_parse_row(path, i, row) for i, row in enumerate(reader, start=2)]
+    except UnicodeDecodeError:
+        raise TomosegError(f"{path}: not a text CSV file") from None
+    if not boxes:
+        raise TomosegError(f"{path}: the box list is empty")
+    return boxes
+
+
+def _parse_row(path: Path, line: int, row: dict) -> Box:
+    row = {str(k).strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
+    kind = row["kind"].lower()
+    if kind not in _KINDS:
+        raise TomosegError(f"{path}: line {line}: kind {row['kind']!r} is not positive or negative")
+    try:
+        x, y, z = (float(row[c]) for c in ("x", "y", "z"))
+    except ValueError:
+        raise TomosegError(f"{path}: line {line}: x, y, z must be numbers") from None
+    return Box(round(x), round(y), round(z), _KINDS[kind])
+
+
+def write_boxes(path: str | os.PathLike, boxes: list[Box]) -> None:
+    """Write boxes as CSV (x,y,z,kind)."""
+    from tomoseg.io.atomic import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["x", "y", "z", "kind"])
+        for b in boxes:
+            writer.writerow([b.x, b.y, b.z, "positive" if b.positive else "negative"])

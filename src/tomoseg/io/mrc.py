@@ -1,0 +1,188 @@
+"""Reading and writing MRC volumes, keeping voxel size and origin.
+
+Reading is permissive (files from SerialEM-era tools lack the map ID) but
+every problem that makes the data unusable is one clear
+:class:`~tomoseg.errors.TomosegError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from tomoseg.errors import TomosegError
+from tomoseg.io.atomic import atomic_output
+
+LABEL_PREFIX = "tomoseg "
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A volume and its geometry.
+
+    data: (z, y, x) array (may be a read-only memory map). voxel_size: A/voxel
+    (isotropic). origin: MRC header origin (x, y, z) in A. labels: the header's
+    text labels.
+    """
+
+    data: np.ndarray
+    voxel_size: float
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    labels: tuple[str, ...] = field(default_factory=tuple)
+
+    def label_value(self, key: str) -> str | None:
+        """Value of a ``tomoseg KEY: value`` header label, if present (last wins)."""
+        found = None
+        for text in self.labels:
+            if text.startswith(f"{LABEL_PREFIX}{key}:"):
+                found = text.split(":", 1)[1].strip()
+        return found
+
+
+def _open(path: Path, mode: str = "r") -> mrcfile.mrcfile.MrcFile:
+    if not path.exists():
+        raise TomosegError(f"{path}: no such file")
+    if path.is_dir():
+        raise TomosegError(f"{path}: is a directory, expected an MRC file")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mrc = mrcfile.mmap(path, mode=mode, permissive=True)
+    except (ValueError, OSError, EOFError) as err:
+        raise TomosegError(f"{path}: not a readable MRC file ({err})") from None
+    if mrc.data is None:
+        mrc.close()
+        reasons = "; ".join(str(w.message) for w in caught) or "no data block"
+        if "memmap" in reasons:
+            reasons = "the data block is shorter than the header says (truncated file?)"
+        raise TomosegError(f"{path}: not a readable MRC file ({reasons})")
+    return mrc
+
+
+def _voxel_size(path: Path, mrc: mrcfile.mrcfile.MrcFile, override: float | None) -> float:
+    if override is not None:
+        if not override > 0:
+            raise TomosegError(f"{path}: voxel size must be > 0, got {override}")
+        return float(override)
+    vs = mrc.voxel_size
+    sizes = np.array([float(vs.x), float(vs.y), float(vs.z)])
+    if not np.all(np.isfinite(sizes)) or not np.all(sizes > 0):
+        raise TomosegError(
+            f"{path}: the header has no voxel size ({sizes[0]:g} A); give it with --voxel-size"
+        )
+    if sizes.max() > sizes.min() * 1.01:
+        raise TomosegError(
+            f"{path}: anisotropic voxel size {sizes[0]:g} x {sizes[1]:g} x {sizes[2]:g} A is not supported"
+        )
+    return float(sizes[0])
+
+
+def read_volume(
+    path: str | os.PathLike,
+    ndim: int = 3,
+    voxel_size: float | None = None,
+    mmap: bool = True,
+) -> Volume:
+    """Open an MRC file as a :class:`Volume` (memory-mapped by default).
+
+    ``ndim=3`` refuses 2D images. ``voxel_size`` overrides the header's.
+    Raises TomosegError for missing, non-MRC, truncated or wrong-dimension files.
+    """
+    path = Path(path)
+    mrc = _open(path)
+    data = mrc.data
+    if ndim == 3 and (data.ndim != 3 or mrc.header.nz <= 1):
+        shape = "x".join(str(n) for n in data.shape[::-1])
+        mrc.close()
+        raise TomosegError(f"{path}: is a {data.ndim}D image ({shape}); a 3D tomogram is needed")
+    if data.dtype.kind not in "fiu":
+        mrc.close()
+        raise TomosegError(f"{path}: unsupported data type {data.dtype} (complex MRC modes are not volumes)")
+    size = _voxel_size(path, mrc, voxel_size)
+    origin = tuple(float(v) for v in (mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z))
+    n = int(mrc.header.nlabl)
+    labels = tuple(
+        bytes(lbl).decode("ascii", "replace").rstrip("\x00 ") for lbl in mrc.header.label[: max(n, 0)]
+    )
+    if not mmap:
+        data = np.array(data)
+        mrc.close()
+    return Volume(data=data, voxel_size=size, origin=origin, labels=labels)
+
+
+def check_finite(path: str | os.PathLike, data: np.ndarray, chunk: int = 16) -> None:
+    """Raise TomosegError if ``data`` holds NaN or infinity (checked slab by slab)."""
+    if data.dtype.kind != "f":
+        return
+    for z0 in range(0, data.shape[0], chunk):
+        if not np.isfinite(data[z0 : z0 + chunk]).all():
+            raise TomosegError(f"{path}: contains NaN or infinite values (first near slice z={z0})")
+
+
+def _set_header(mrc: mrcfile.mrcfile.MrcFile, voxel_size: float, origin, labels) -> None:
+    mrc.voxel_size = voxel_size
+    mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
+    mrc.update_header_stats()
+    for text in labels:
+        mrc.add_label(text[:80])
+
+
+@contextlib.contextmanager
+def create_volume(
+    path: str | os.PathLike,
+    shape: tuple[int, int, int],
+    dtype: np.dtype | type,
+    voxel_size: float,
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    labels: tuple[str, ...] = (),
+) -> Iterator[np.ndarray]:
+    """Write an MRC volume incrementally: yields a writable (z, y, x) memory map.
+
+    The file is created under a temporary name and renamed to ``path`` when the
+    block ends without error (header statistics then updated); on error it is
+    removed. Labels are ``tomoseg KEY: value`` strings (at most 9).
+    """
+    with atomic_output(path) as tmp:
+        mrc = mrcfile.new_mmap(tmp, shape=tuple(shape), mrc_mode=_mode(np.dtype(dtype)), overwrite=True)
+        try:
+            yield mrc.data
+            _set_header(mrc, voxel_size, origin, labels)
+        finally:
+            mrc.close()
+
+
+def write_volume(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    voxel_size: float,
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    labels: tuple[str, ...] = (),
+) -> None:
+    """Write a whole (z, y, x) array atomically, with voxel size, origin and labels."""
+    with create_volume(path, data.shape, data.dtype, voxel_size, origin, labels) as out:
+        out[...] = data
+
+
+_MODES = {np.dtype(np.int8): 0, np.dtype(np.int16): 1, np.dtype(np.float32): 2, np.dtype(np.uint16): 6}
+
+
+def _mode(dtype: np.dtype) -> int:
+    """MRC2014 mode of a numpy dtype (labels are written as int8, mode 0)."""
+    if dtype not in _MODES:
+        raise ValueError(f"no MRC mode for {dtype}; use one of {', '.join(map(str, _MODES))}")
+    return _MODES[dtype]
+
+
+def header_label(key: str, value: str) -> str:
+    """A ``tomoseg KEY: value`` header label (max 80 characters)."""
+    text = f"{LABEL_PREFIX}{key}: {value}"
+    if len(text) > 80:
+        raise ValueError(f"header label too long: {text!r}")
+    return text

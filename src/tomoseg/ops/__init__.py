@@ -1,0 +1,1 @@
+"""Primitives on numpy arrays and torch tensors: no files, no printing."""

@@ -1,0 +1,1 @@
+"""One module per pipeline stage: pure functions on arrays, no files."""

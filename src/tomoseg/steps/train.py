@@ -1,0 +1,225 @@
+"""Training one feature's network (METHOD.md sections 2 and 4).
+
+A :class:`TrainConfig` is a recipe. ``RECIPES["paper"]`` is the paper exactly
+(SGD, batch 20, 20 epochs, lr 0.01 x0.9 per epoch, L1 1e-5, fixed rotated
+copies: each negative 10 times, positives balanced); ``"reference"`` is later
+EMAN2 (Adam 1e-4, no L1); ``"default"`` is tomoseg's own, chosen by measurement
+(docs/accuracy.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+import numpy as np
+import torch
+
+from tomoseg.errors import TomosegError
+from tomoseg.nn.fftconv import fft_conv2d_same
+from tomoseg.nn.network import INPUT_SCALE, NetworkConfig, SegNet, init_weights
+from tomoseg.ops.tiles import flip_pairs, reduce_masks, rotate_pairs
+from tomoseg.progress import Progress, report
+from tomoseg.types import TrainingSet
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Every CLI flag of ``tomoseg train`` maps to one field.
+
+    optimizer: "sgd" (plain, no momentum) or "adam". learning_rate: of the first
+    epoch, multiplied by lr_decay after each epoch. l1: L1 decay on the kernels
+    (not the biases). negative_copies: rotated copies of each negative tile;
+    positives get ``negative_copies * n_neg // n_pos`` copies (about as many
+    positive as negative samples). resample: draw new random rotations every
+    epoch instead of fixing the copies once. flips: also mirror at random.
+    """
+
+    recipe: str = "custom"
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    learning_rate: float = 0.01
+    lr_decay: float = 0.9
+    epochs: int = 20
+    batch_size: int = 20
+    l1: float = 1e-5
+    negative_copies: int = 10
+    resample: bool = False
+    flips: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        for name in ("epochs", "batch_size", "negative_copies"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+RECIPES: dict[str, TrainConfig] = {
+    "paper": TrainConfig(recipe="paper"),
+    "reference": TrainConfig(recipe="reference", optimizer="adam", learning_rate=1e-4, lr_decay=1.0, l1=0.0),
+    "default": TrainConfig(
+        recipe="default",
+        optimizer="adam",
+        learning_rate=1e-3,
+        lr_decay=0.8,
+        epochs=12,
+        negative_copies=2,
+        resample=True,
+        flips=True,
+        l1=0.0,
+    ),
+}
+
+
+def recipe(name: str, **overrides: object) -> TrainConfig:
+    """A named recipe with some fields replaced (``None`` values are ignored)."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A trained network and what training recorded.
+
+    amplitude: mean network output (ReLU) over the positive mask pixels of the
+    training tiles; applied scores are divided by it. losses: mean loss per
+    epoch. examples: a few (tile, label, output) triplets, float32 (K, ...).
+    """
+
+    net: SegNet
+    amplitude: float
+    losses: list[float]
+    examples: dict[str, np.ndarray]
+
+
+def log_mse_loss(output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """The paper's loss: ``ln(mean((label - min(1, output))^2))`` over the batch."""
+    residual = label - torch.clamp(output, max=1.0)
+    return torch.log(torch.mean(residual**2).clamp_min(1e-12))
+
+
+def l1_penalty(net: SegNet) -> torch.Tensor:
+    """Sum of absolute kernel values (biases excluded)."""
+    return sum(w.abs().sum() for w in net.kernels())
+
+
+def copies_per_tile(n_positive: int, n_negative: int, negative_copies: int) -> tuple[int, int]:
+    """(positive copies, negative copies) so that both classes are about equal."""
+    if n_negative == 0:
+        return negative_copies, 0
+    return max(1, negative_copies * n_negative // n_positive), negative_copies
+
+
+def augmented_samples(
+    trainset: TrainingSet, config: TrainConfig, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotated (and optionally mirrored) copies of every tile with its mask.
+
+    Returns inputs (M, 1, S, S) scaled by 1/3 and labels (M, 1, S/2, S/2)
+    (masks reduced 2 x 2 by block mean).
+    """
+    pos_copies, neg_copies = copies_per_tile(
+        trainset.n_positive, trainset.n_negative, config.negative_copies
+    )
+    repeats = np.where(trainset.positive, pos_copies, neg_copies)
+    index = np.repeat(np.arange(len(repeats)), repeats)
+    tiles = torch.from_numpy(trainset.tiles[index] * INPUT_SCALE).unsqueeze(1)
+    masks = torch.from_numpy(trainset.masks[index]).unsqueeze(1)
+    tiles, masks = rotate_pairs(tiles, masks, rng.uniform(0.0, 360.0, size=len(index)))
+    if config.flips:
+        tiles, masks = flip_pairs(tiles, masks, rng.random(len(index)) < 0.5)
+    return tiles.contiguous(), reduce_masks(masks).contiguous()
+
+
+def _optimizer(net: SegNet, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    return torch.optim.SGD(net.parameters(), lr=config.learning_rate)
+
+
+@torch.no_grad()
+def network_amplitude(net: SegNet, trainset: TrainingSet) -> float:
+    """Mean ReLU output over the positive pixels (soft 2 x 2 reduced masks) of the tiles."""
+    pos = trainset.positive
+    tiles = torch.from_numpy(trainset.tiles[pos] * INPUT_SCALE).unsqueeze(1)
+    weights = reduce_masks(torch.from_numpy(trainset.masks[pos]).unsqueeze(1))
+    output = torch.relu(net(tiles, conv=fft_conv2d_same))
+    return float((output * weights).sum() / weights.sum())
+
+
+def train(
+    trainset: TrainingSet,
+    config: TrainConfig = RECIPES["default"],
+    network: NetworkConfig = NetworkConfig(),
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train one network on a training set. Seeded: same inputs, same weights.
+
+    Reports progress once per minibatch; the progress callback may raise
+    :class:`~tomoseg.errors.Cancelled` to stop.
+    """
+    if trainset.n_positive == 0:
+        raise TomosegError(f"training set {trainset.name!r} has no positive tile")
+    if trainset.tile_size % network.pool:
+        raise TomosegError(f"tile size {trainset.tile_size} is not divisible by {network.pool}")
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    net = init_weights(SegNet(network), config.seed)
+    optimizer = _optimizer(net, config)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+
+    inputs, labels = augmented_samples(trainset, config, rng)
+    n_batches = -(-len(inputs) // config.batch_size)
+    total = config.epochs * n_batches
+    losses: list[float] = []
+    for epoch in range(config.epochs):
+        if config.resample and epoch > 0:
+            inputs, labels = augmented_samples(trainset, config, rng)
+        order = torch.from_numpy(rng.permutation(len(inputs)))
+        epoch_loss = 0.0
+        for b in range(n_batches):
+            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            output = net(inputs[idx], conv=fft_conv2d_same)
+            loss = log_mse_loss(output, labels[idx])
+            objective = loss + config.l1 * l1_penalty(net) if config.l1 > 0 else loss
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            optimizer.step()
+            epoch_loss += float(loss.detach()) * len(idx)
+            report(progress, epoch * n_batches + b + 1, total, f"epoch {epoch + 1}/{config.epochs}")
+        losses.append(epoch_loss / len(inputs))
+        scheduler.step()
+
+    net.eval()
+    amplitude = network_amplitude(net, trainset)
+    if not amplitude > 0:
+        raise TomosegError(
+            f"training of {trainset.name!r} failed: the network's output is zero on every "
+            "positive pixel (try more epochs, another seed, or check the masks)"
+        )
+    return TrainResult(net=net, amplitude=amplitude, losses=losses, examples=_examples(net, trainset))
+
+
+@torch.no_grad()
+def _examples(net: SegNet, trainset: TrainingSet, count: int = 4) -> dict[str, np.ndarray]:
+    """A few positive (tile, label, output) triplets for a visual check."""
+    index = np.flatnonzero(trainset.positive)[:count]
+    tiles = torch.from_numpy(trainset.tiles[index] * INPUT_SCALE).unsqueeze(1)
+    labels = reduce_masks(torch.from_numpy(trainset.masks[index]).unsqueeze(1))
+    output = net(tiles, conv=fft_conv2d_same).clamp(max=1.0)
+    return {
+        "tiles": trainset.tiles[index].astype(np.float32),
+        "labels": labels[:, 0].numpy().astype(np.float32),
+        "outputs": output[:, 0].numpy().astype(np.float32),
+    }

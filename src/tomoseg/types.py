@@ -1,0 +1,80 @@
+"""Data containers shared by the pipeline stages and the file formats.
+
+They sit below both ``steps`` and ``io`` so that neither imports the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Box:
+    """A tile centre in voxels (``data[z, y, x]``) and whether it shows the feature."""
+
+    x: int
+    y: int
+    z: int
+    positive: bool
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Tiles and masks of one feature, with where they came from.
+
+    tiles: float32 (N, S, S), preprocessed intensities (not yet scaled by 1/3).
+    masks: float32 (N, S, S) in {0, 1}; all zero for negative tiles.
+    positive: bool (N,). boxes: int64 (N, 3) tile centres as x, y, z voxels.
+    voxel_size: A/voxel of the tomogram; preprocessing: its PreprocessConfig as
+    a dict (None if unknown); source: the tomogram's path or name.
+    """
+
+    tiles: np.ndarray
+    masks: np.ndarray
+    positive: np.ndarray
+    boxes: np.ndarray
+    name: str
+    voxel_size: float
+    preprocessing: dict | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.tiles)
+        if not (len(self.masks) == len(self.positive) == len(self.boxes) == n):
+            raise ValueError("tiles, masks, positive and boxes must have the same length")
+        if self.tiles.shape != self.masks.shape or self.tiles.ndim != 3:
+            raise ValueError("tiles and masks must both be (N, S, S)")
+
+    @property
+    def n_positive(self) -> int:
+        return int(np.count_nonzero(self.positive))
+
+    @property
+    def n_negative(self) -> int:
+        return int(len(self.positive) - self.n_positive)
+
+    @property
+    def tile_size(self) -> int:
+        return int(self.tiles.shape[-1])
+
+
+@dataclass(frozen=True)
+class Picks:
+    """Picked particles, strongest first.
+
+    xyz: float64 (n, 3) voxel coordinates x, y, z (index ``data[z, y, x]``).
+    score: component mass (sum of scores); peak: maximum score; size: voxels.
+    """
+
+    xyz: np.ndarray
+    score: np.ndarray
+    peak: np.ndarray
+    size: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.xyz)
+
+    def take(self, index: np.ndarray) -> Picks:
+        return Picks(self.xyz[index], self.score[index], self.peak[index], self.size[index])

@@ -1,0 +1,12 @@
+"""Files in, files out: what the CLI and the GUI call."""
+
+from tomoseg.workflows.pipeline import (
+    apply_file,
+    merge_files,
+    pick_file,
+    preprocess_file,
+    train_file,
+    trainset_file,
+)
+
+__all__ = ["apply_file", "merge_files", "pick_file", "preprocess_file", "train_file", "trainset_file"]

@@ -1,0 +1,238 @@
+"""Files in, files out: the only layer that joins the file formats and the stages.
+
+Each function takes input paths, an output path and a config, validates
+everything before long work starts, and writes its output atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tomoseg.errors import TomosegError
+from tomoseg.io.atomic import check_writable
+from tomoseg.io.boxes import read_boxes
+from tomoseg.io.model_file import load_model, save_model
+from tomoseg.io.mrc import Volume, check_finite, create_volume, header_label, read_volume, write_volume
+from tomoseg.io.particles import write_picks
+from tomoseg.io.trainset_file import load_trainset, save_trainset
+from tomoseg.nn.engines import get_engine
+from tomoseg.nn.model import Model
+from tomoseg.progress import Progress, report
+from tomoseg.steps.merge import label_dtype, merge_scores
+from tomoseg.steps.pick import PickConfig, pick_particles
+from tomoseg.steps.preprocess import PreprocessConfig, preprocess
+from tomoseg.steps.segment import score_slices
+from tomoseg.steps.train import TrainConfig, train
+from tomoseg.steps.trainset import make_trainset
+from tomoseg.types import Picks
+
+VOXEL_SIZE_TOLERANCE = 0.01
+"""Relative voxel-size difference above which a model refuses a tomogram."""
+
+Path_ = str | os.PathLike
+
+
+def preprocess_file(
+    input_path: Path_,
+    output_path: Path_,
+    config: PreprocessConfig = PreprocessConfig(),
+    voxel_size: float | None = None,
+    progress: Progress | None = None,
+) -> Volume:
+    """Preprocess an MRC tomogram into a new MRC file; returns the output's geometry."""
+    check_writable(output_path, inputs=(input_path,))
+    raw = read_volume(input_path, voxel_size=voxel_size)
+    check_finite(input_path, raw.data)
+    report(progress, 0, 2, "filtering")
+    try:
+        data = preprocess(raw.data, raw.voxel_size, config)
+    except ValueError as err:
+        raise TomosegError(f"{input_path}: {err}") from None
+    report(progress, 1, 2, "writing")
+    out_size = config.output_voxel_size(raw.voxel_size)
+    labels = (header_label("preprocess", config.describe()),)
+    write_volume(output_path, data, out_size, raw.origin, labels)
+    report(progress, 2, 2, "done")
+    return Volume(data=data, voxel_size=out_size, origin=raw.origin, labels=labels)
+
+
+def preprocessing_of(volume: Volume) -> PreprocessConfig | None:
+    """The preprocessing recorded in a tomogram's header by tomoseg, if any."""
+    text = volume.label_value("preprocess")
+    return None if text is None else PreprocessConfig.parse(text)
+
+
+def _mask_source(path: Path_, tomo: Volume, value: int | None):
+    vol = read_volume(path, voxel_size=tomo.voxel_size)
+    if vol.data.shape != tomo.data.shape:
+        raise TomosegError(
+            f"{path}: shape {vol.data.shape} (z, y, x) differs from the tomogram's {tomo.data.shape}"
+        )
+    data = vol.data
+    if value is None:
+        return lambda z: np.asarray(data[z]) > 0
+    if data.dtype == np.int8:  # MRC mode 0 label maps: read as unsigned bytes
+        return lambda z: np.asarray(data[z]).view(np.uint8) == value
+    return lambda z: np.asarray(data[z]) == value
+
+
+def trainset_file(
+    tomogram: Path_,
+    boxes_path: Path_,
+    output_path: Path_,
+    labels: Path_ | None = None,
+    value: int | None = None,
+    masks: Path_ | None = None,
+    name: str | None = None,
+) -> None:
+    """Cut a training set from a preprocessed tomogram, a box list and a label or mask volume."""
+    if (labels is None) == (masks is None):
+        raise TomosegError("give exactly one of --labels (with --value) or --masks")
+    if labels is not None and value is None:
+        raise TomosegError(f"{labels}: --value is needed to choose the label")
+    check_writable(output_path, inputs=(tomogram, boxes_path, labels or masks))
+    tomo = read_volume(tomogram)
+    boxes = read_boxes(boxes_path)
+    pre = preprocessing_of(tomo)
+    if pre is None:
+        warnings.warn(f"{tomogram}: not preprocessed by tomoseg; apply the model only to tomograms prepared the same way")
+    mask_of = _mask_source(labels if labels is not None else masks, tomo, value if labels is not None else None)
+    default_name = f"label{value}" if labels is not None else Path(masks).stem
+    try:
+        trainset = make_trainset(
+            tomo.data, boxes, mask_of, name or default_name, tomo.voxel_size,
+            None if pre is None else pre.to_dict(), source=str(tomogram),
+        )
+    except ValueError as err:
+        raise TomosegError(f"{boxes_path}: {err}") from None
+    if not np.all(np.isfinite(trainset.tiles)):
+        raise TomosegError(f"{tomogram}: contains NaN or infinite values inside the boxes")
+    save_trainset(output_path, trainset)
+
+
+def train_file(
+    trainset_path: Path_,
+    output_path: Path_,
+    config: TrainConfig,
+    name: str | None = None,
+    colour: str | None = None,
+    progress: Progress | None = None,
+) -> Model:
+    """Train one network from a training-set file and save the model."""
+    check_writable(output_path, inputs=(trainset_path,))
+    trainset = load_trainset(trainset_path)
+    result = train(trainset, config, progress=progress)
+    model = Model(
+        net=result.net,
+        amplitude=result.amplitude,
+        name=name or trainset.name,
+        voxel_size=trainset.voxel_size,
+        preprocessing=trainset.preprocessing,
+        training={
+            "config": config.to_dict(),
+            "losses": result.losses,
+            "trainset": {"path": str(trainset_path), "source": trainset.source,
+                         "n_positive": trainset.n_positive, "n_negative": trainset.n_negative},
+        },
+        examples=result.examples,
+        colour=colour,
+    )
+    save_model(output_path, model)
+    return model
+
+
+def check_compatible(model: Model, model_path: Path_, tomo: Volume, tomo_path: Path_) -> None:
+    """Refuse a tomogram whose voxel size or recorded preprocessing differ from the model's."""
+    rel = abs(tomo.voxel_size - model.voxel_size) / model.voxel_size
+    if rel > VOXEL_SIZE_TOLERANCE:
+        raise TomosegError(
+            f"{tomo_path}: voxel size {tomo.voxel_size:g} A differs from the model's "
+            f"{model.voxel_size:g} A ({model_path}); bin or rescale the tomogram, or pass --force"
+        )
+    pre = preprocessing_of(tomo)
+    if pre is None:
+        warnings.warn(f"{tomo_path}: not preprocessed by tomoseg; the model expects {_describe(model)}")
+    elif model.preprocessing is not None and pre != PreprocessConfig.from_dict(model.preprocessing):
+        raise TomosegError(
+            f"{tomo_path}: preprocessed with {pre.describe()}, but the model ({model_path}) "
+            f"expects {_describe(model)}; preprocess it the same way, or pass --force"
+        )
+
+
+def _describe(model: Model) -> str:
+    if model.preprocessing is None:
+        return "unknown preprocessing"
+    return PreprocessConfig.from_dict(model.preprocessing).describe()
+
+
+def apply_file(
+    model_path: Path_,
+    tomogram: Path_,
+    output_path: Path_,
+    engine: str = "fft",
+    force: bool = False,
+    device: str = "cpu",
+    slices_per_batch: int = 4,
+    progress: Progress | None = None,
+) -> None:
+    """Apply one model to a preprocessed tomogram, slab by slab, into a score map."""
+    check_writable(output_path, inputs=(tomogram, model_path))
+    model = load_model(model_path)
+    tomo = read_volume(tomogram)
+    if not force:
+        check_compatible(model, model_path, tomo, tomogram)
+    eng = get_engine(engine)
+    net = model.net.to(device)
+    nz = tomo.data.shape[0]
+    labels = (header_label("feature", model.name),)
+    if model.colour:
+        labels += (header_label("colour", model.colour),)
+    with create_volume(output_path, tomo.data.shape, np.float32, tomo.voxel_size, tomo.origin, labels) as out:
+        for z0 in range(0, nz, slices_per_batch):
+            z1 = min(nz, z0 + slices_per_batch)
+            slab = np.asarray(tomo.data[z0:z1], dtype=np.float32)
+            if not np.isfinite(slab).all():
+                raise TomosegError(f"{tomogram}: contains NaN or infinite values (slices {z0}-{z1 - 1})")
+            out[z0:z1] = score_slices(net, model.amplitude, slab, eng, device)
+            report(progress, z1, nz, "slices")
+
+
+def merge_files(
+    score_paths: Sequence[Path_], output_path: Path_, threshold: float = 1.0, slices_per_batch: int = 16
+) -> list[str]:
+    """Merge score maps into a label map (k = k-th input); returns the feature names."""
+    if not score_paths:
+        raise TomosegError("merge needs at least one score map")
+    check_writable(output_path, inputs=tuple(score_paths))
+    maps = [read_volume(p) for p in score_paths]
+    first = maps[0]
+    for path, vol in zip(score_paths, maps):
+        if vol.data.shape != first.data.shape:
+            raise TomosegError(f"{path}: shape {vol.data.shape} differs from {score_paths[0]}'s {first.data.shape}")
+        if abs(vol.voxel_size - first.voxel_size) > VOXEL_SIZE_TOLERANCE * first.voxel_size:
+            raise TomosegError(f"{path}: voxel size {vol.voxel_size:g} A differs from {score_paths[0]}'s")
+    names = [vol.label_value("feature") or Path(p).stem for p, vol in zip(score_paths, maps)]
+    labels = tuple(header_label(f"label {k}", n[:60]) for k, n in enumerate(names, start=1))[:9]
+    nz = first.data.shape[0]
+    dtype = label_dtype(len(maps))
+    with create_volume(output_path, first.data.shape, dtype, first.voxel_size, first.origin, labels) as out:
+        for z0 in range(0, nz, slices_per_batch):
+            z1 = min(nz, z0 + slices_per_batch)
+            out[z0:z1] = merge_scores([np.asarray(v.data[z0:z1]) for v in maps], threshold)
+    return names
+
+
+def pick_file(scores_path: Path_, output_path: Path_, config: PickConfig = PickConfig()) -> Picks:
+    """Pick particles from a score map and write them (CSV, or STAR for ``.star``)."""
+    check_writable(output_path, inputs=(scores_path,))
+    vol = read_volume(scores_path)
+    scores = np.asarray(vol.data, dtype=np.float32)
+    check_finite(scores_path, scores)
+    picks = pick_particles(scores, vol.voxel_size, config)
+    write_picks(output_path, picks, vol.voxel_size, vol.origin, tomo_name=Path(scores_path).stem)
+    return picks
