@@ -64,6 +64,7 @@ def main(argv=None) -> None:
     parser.add_argument("--classes", nargs="+", type=int, default=list(CLASSES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write raw results as JSON here")
+    parser.add_argument("--markdown", help="write the results table (markdown) here")
     args = parser.parse_args(argv)
 
     data = Path(args.data)
@@ -100,6 +101,32 @@ def main(argv=None) -> None:
     print(json.dumps(results, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_table(results))
+
+
+def markdown_table(results: dict) -> str:
+    """Per-class Dice for each recipe side by side, then ribosome picking."""
+    names = list(results)
+    head = "| class | " + " | ".join(f"Dice alone ({n}) | Dice merged ({n})" for n in names) + " |"
+    rows = [head, "|---" * (1 + 2 * len(names)) + "|"]
+    for cls in CLASSES.values():
+        if cls not in results[names[0]]["dice_alone"]:
+            continue
+        cells = []
+        for n in names:
+            cells += [f"{results[n]['dice_alone'][cls]:.3f}", f"{results[n]['dice_merged'][cls]:.3f}"]
+        rows.append(f"| {cls} | " + " | ".join(cells) + " |")
+    rows += ["", "| recipe | ribosome picks | true | correct | precision | recall | training time per class (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for n in names:
+        p = results[n].get("ribosome_picks")
+        t = results[n]["train_seconds"]
+        times = ", ".join(f"{k} {v:.0f}" for k, v in t.items())
+        if p:
+            rows.append(f"| {n} | {p['n_picks']} | {p['n_true']} | {p['tp']} | {p['precision']:.3f} | "
+                        f"{p['recall']:.3f} | {times} |")
+    return "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":

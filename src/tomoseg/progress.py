@@ -20,3 +20,17 @@ def report(progress: Progress | None, done: int, total: int, message: str = "") 
     """Call ``progress`` if one was given."""
     if progress is not None:
         progress(done, total, message)
+
+
+def scaled(progress: Progress | None, start: float, span: float, total: float, message: str) -> Progress | None:
+    """A callback for one stage of a longer job: maps the stage's own
+    ``done/total`` onto ``[start, start + span]`` of the job's ``total`` units."""
+    if progress is None:
+        return None
+
+    def inner(done: int, stage_total: int, stage_message: str = "") -> None:
+        fraction = done / stage_total if stage_total else 1.0
+        text = f"{message} {stage_message}".strip()
+        progress(int(round(start + span * fraction)), int(total), text)
+
+    return inner

@@ -28,6 +28,8 @@ def score_slices(
     """
     engine = engine or FFTEngine()
     nz, ny, nx = slices.shape
+    if not np.isfinite(slices).all():
+        raise ValueError("the slices contain NaN or infinite values")
     x = torch.as_tensor(np.asarray(slices, dtype=np.float32), device=device).unsqueeze(1)
     x = F.pad(x * INPUT_SCALE, (0, nx % 2, 0, ny % 2))
     y = torch.relu(engine(net, x)) / amplitude
@@ -43,16 +45,24 @@ def score_volume(
     device: torch.device | str = "cpu",
     slices_per_batch: int = 4,
     progress: Progress | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score a whole (z, y, x) volume slice by slice; see :func:`score_slices`.
 
-    Reports progress after each batch of slices (cancellable).
+    ``volume`` may be a memory map: only ``slices_per_batch`` slices are read at
+    a time. ``out`` (float32, same shape, e.g. a writable memory map) receives
+    the scores; a new array is made if it is None. Reports progress after each
+    batch of slices (cancellable). Raises ValueError naming the slices if they
+    hold NaN or infinity.
     """
     net = net.to(device).eval()
-    out = np.empty(volume.shape, dtype=np.float32)
+    out = np.empty(volume.shape, dtype=np.float32) if out is None else out
     nz = volume.shape[0]
     for z0 in range(0, nz, slices_per_batch):
         z1 = min(nz, z0 + slices_per_batch)
-        out[z0:z1] = score_slices(net, amplitude, volume[z0:z1], engine, device)
+        try:
+            out[z0:z1] = score_slices(net, amplitude, np.asarray(volume[z0:z1]), engine, device)
+        except ValueError as err:
+            raise ValueError(f"slices {z0}-{z1 - 1}: {err}") from None
         report(progress, z1, nz, "slices")
     return out

@@ -45,6 +45,7 @@ class TrainConfig:
     negative_copies: int = 10
     resample: bool = False
     flips: bool = False
+    positive_weight: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,13 +70,11 @@ RECIPES: dict[str, TrainConfig] = {
     "reference": TrainConfig(recipe="reference", optimizer="adam", learning_rate=1e-4, lr_decay=1.0, l1=0.0),
     "default": TrainConfig(
         recipe="default",
-        optimizer="adam",
-        learning_rate=1e-3,
-        lr_decay=0.8,
         epochs=12,
         negative_copies=2,
         resample=True,
         flips=True,
+        positive_weight=6.0,
         l1=0.0,
     ),
 }
@@ -92,7 +91,7 @@ def recipe(name: str, **overrides: object) -> TrainConfig:
 class TrainResult:
     """A trained network and what training recorded.
 
-    amplitude: mean network output (ReLU) over the positive mask pixels of the
+    amplitude: mean network output, clamp(y, 0, 1), over the positive label pixels of the
     training tiles; applied scores are divided by it. losses: mean loss per
     epoch. examples: a few (tile, label, output) triplets, float32 (K, ...).
     """
@@ -103,10 +102,16 @@ class TrainResult:
     examples: dict[str, np.ndarray]
 
 
-def log_mse_loss(output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """The paper's loss: ``ln(mean((label - min(1, output))^2))`` over the batch."""
-    residual = label - torch.clamp(output, max=1.0)
-    return torch.log(torch.mean(residual**2).clamp_min(1e-12))
+def log_mse_loss(output: torch.Tensor, label: torch.Tensor, positive_weight: float = 1.0) -> torch.Tensor:
+    """The paper's loss: ``ln(mean((label - min(1, output))^2))`` over the batch.
+
+    With ``positive_weight`` w != 1 each squared residual is weighted by
+    ``1 + (w - 1) * label``.
+    """
+    squared = (label - torch.clamp(output, max=1.0)) ** 2
+    if positive_weight != 1.0:
+        squared = squared * (1.0 + (positive_weight - 1.0) * label)
+    return torch.log(torch.mean(squared).clamp_min(1e-12))
 
 
 def l1_penalty(net: SegNet) -> torch.Tensor:
@@ -150,12 +155,18 @@ def _optimizer(net: SegNet, config: TrainConfig) -> torch.optim.Optimizer:
 
 @torch.no_grad()
 def network_amplitude(net: SegNet, trainset: TrainingSet) -> float:
-    """Mean ReLU output over the positive pixels (soft 2 x 2 reduced masks) of the tiles."""
+    """Mean network output over the positive label pixels of the training tiles.
+
+    The output is taken as in training, ``min(1, y)``, and as in applying,
+    ``max(0, y)``: ``clamp(y, 0, 1)``. Positive label pixels are those of the
+    2 x 2-reduced masks that hold any of the feature (> 0). Applied scores are
+    divided by this, so a voxel scoring 1 looks like an average training positive.
+    """
     pos = trainset.positive
     tiles = torch.from_numpy(trainset.tiles[pos] * INPUT_SCALE).unsqueeze(1)
-    weights = reduce_masks(torch.from_numpy(trainset.masks[pos]).unsqueeze(1))
-    output = torch.relu(net(tiles, conv=fft_conv2d_same))
-    return float((output * weights).sum() / weights.sum())
+    labels = reduce_masks(torch.from_numpy(trainset.masks[pos]).unsqueeze(1))
+    output = net(tiles, conv=fft_conv2d_same).clamp(0.0, 1.0)
+    return float(output[labels > 0].mean())
 
 
 def train(
@@ -191,7 +202,7 @@ def train(
         for b in range(n_batches):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             output = net(inputs[idx], conv=fft_conv2d_same)
-            loss = log_mse_loss(output, labels[idx])
+            loss = log_mse_loss(output, labels[idx], config.positive_weight)
             objective = loss + config.l1 * l1_penalty(net) if config.l1 > 0 else loss
             optimizer.zero_grad(set_to_none=True)
             objective.backward()

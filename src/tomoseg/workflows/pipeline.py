@@ -26,7 +26,7 @@ from tomoseg.progress import Progress, report
 from tomoseg.steps.merge import label_dtype, merge_scores
 from tomoseg.steps.pick import PickConfig, pick_particles
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
-from tomoseg.steps.segment import score_slices
+from tomoseg.steps.segment import score_volume
 from tomoseg.steps.train import TrainConfig, train
 from tomoseg.steps.trainset import make_trainset
 from tomoseg.types import Picks
@@ -186,20 +186,15 @@ def apply_file(
     tomo = read_volume(tomogram)
     if not force:
         check_compatible(model, model_path, tomo, tomogram)
-    eng = get_engine(engine)
-    net = model.net.to(device)
-    nz = tomo.data.shape[0]
     labels = (header_label("feature", model.name),)
     if model.colour:
         labels += (header_label("colour", model.colour),)
     with create_volume(output_path, tomo.data.shape, np.float32, tomo.voxel_size, tomo.origin, labels) as out:
-        for z0 in range(0, nz, slices_per_batch):
-            z1 = min(nz, z0 + slices_per_batch)
-            slab = np.asarray(tomo.data[z0:z1], dtype=np.float32)
-            if not np.isfinite(slab).all():
-                raise TomosegError(f"{tomogram}: contains NaN or infinite values (slices {z0}-{z1 - 1})")
-            out[z0:z1] = score_slices(net, model.amplitude, slab, eng, device)
-            report(progress, z1, nz, "slices")
+        try:
+            score_volume(model.net, model.amplitude, tomo.data, get_engine(engine), device,
+                         slices_per_batch, progress, out=out)
+        except ValueError as err:
+            raise TomosegError(f"{tomogram}: {err}") from None
 
 
 def merge_files(

@@ -1,0 +1,142 @@
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import torch
+
+from tomoseg.errors import TomosegError
+from tomoseg.io.boxes import read_boxes, write_boxes
+from tomoseg.io.model_file import load_model, save_model
+from tomoseg.io.mrc import check_finite, create_volume, read_volume, write_volume
+from tomoseg.io.particles import read_picks, write_picks
+from tomoseg.io.trainset_file import load_trainset, save_trainset
+from tomoseg.nn.model import Model
+from tomoseg.nn.network import SegNet, init_weights
+from tomoseg.types import Box, Picks
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _write(path, data, voxel=10.0, origin=(0.0, 0.0, 0.0)):
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(data)
+        m.voxel_size = voxel
+        m.header.origin.x, m.header.origin.y, m.header.origin.z = origin
+    return path
+
+
+def test_volume_round_trip_keeps_voxel_size_origin_and_labels(tmp_path):
+    data = np.random.default_rng(0).normal(size=(4, 6, 8)).astype(np.float32)
+    write_volume(tmp_path / "a.mrc", data, 12.5, (1.0, 2.0, 3.0), ("tomoseg feature: ribosome",))
+    vol = read_volume(tmp_path / "a.mrc")
+    np.testing.assert_array_equal(vol.data, data)
+    assert vol.voxel_size == pytest.approx(12.5)
+    assert vol.origin == (1.0, 2.0, 3.0)
+    assert vol.label_value("feature") == "ribosome"
+    assert not list(tmp_path.glob(".*part"))
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [(b"hello world" * 200, "not a readable MRC"), (b"abc", "not a readable MRC")],
+)
+def test_non_mrc_files_give_one_clear_error(tmp_path, content, message):
+    (tmp_path / "bad.mrc").write_bytes(content)
+    with pytest.raises(TomosegError, match=message) as err:
+        read_volume(tmp_path / "bad.mrc")
+    assert str(tmp_path / "bad.mrc") in str(err.value) and "\n" not in str(err.value)
+
+
+def test_truncated_2d_missing_and_voxelless_files_are_refused(tmp_path):
+    good = _write(tmp_path / "good.mrc", np.zeros((4, 8, 8), np.float32))
+    raw = good.read_bytes()
+    (tmp_path / "trunc.mrc").write_bytes(raw[:-50])
+    with pytest.raises(TomosegError, match="truncated"):
+        read_volume(tmp_path / "trunc.mrc")
+    _write(tmp_path / "flat.mrc", np.zeros((8, 8), np.float32))
+    with pytest.raises(TomosegError, match="3D tomogram is needed"):
+        read_volume(tmp_path / "flat.mrc")
+    with pytest.raises(TomosegError, match="no such file"):
+        read_volume(tmp_path / "missing.mrc")
+    _write(tmp_path / "novox.mrc", np.zeros((4, 8, 8), np.float32), voxel=0.0)
+    with pytest.raises(TomosegError, match="no voxel size"):
+        read_volume(tmp_path / "novox.mrc")
+    assert read_volume(tmp_path / "novox.mrc", voxel_size=7.0).voxel_size == 7.0
+
+
+def test_nan_is_found(tmp_path):
+    data = np.zeros((20, 4, 4), np.float32)
+    data[17, 1, 1] = np.nan
+    with pytest.raises(TomosegError, match="NaN"):
+        check_finite("x.mrc", data)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with create_volume(tmp_path / "out.mrc", (2, 4, 4), np.float32, 10.0) as out:
+            out[0] = 1
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not (SHARED / "real" / "tardis_mrc3D.mrc").exists(), reason="shared data not present")
+def test_reads_a_real_file_without_map_id():
+    vol = read_volume(SHARED / "real" / "tardis_mrc3D.mrc")
+    assert vol.data.shape == (78, 64, 32) and vol.voxel_size == pytest.approx(23.2, rel=1e-3)
+
+
+def test_boxes_csv(tmp_path):
+    p = tmp_path / "b.csv"
+    p.write_text("x,y,z,kind\n10,20,3,positive\n11.0,21,4,negative\n")
+    assert read_boxes(p) == [Box(10, 20, 3, True), Box(11, 21, 4, False)]
+    write_boxes(tmp_path / "c.csv", read_boxes(p))
+    assert read_boxes(tmp_path / "c.csv") == read_boxes(p)
+    p.write_text("x,y,z,kind\n")
+    with pytest.raises(TomosegError, match="empty"):
+        read_boxes(p)
+    p.write_text("x,y,kind\n1,2,positive\n")
+    with pytest.raises(TomosegError, match="missing column"):
+        read_boxes(p)
+    p.write_text("x,y,z,kind\n1,2,3,maybe\n")
+    with pytest.raises(TomosegError, match="line 2"):
+        read_boxes(p)
+
+
+def test_model_round_trip_without_pickle(tmp_path):
+    net = init_weights(SegNet(), 3)
+    model = Model(net, 0.42, "ribosome", 10.0, {"lowpass": 20.0}, {"losses": [1.0, 0.5]},
+                  {"tiles": np.ones((2, 64, 64), np.float32)}, colour="#ff0000")
+    save_model(tmp_path / "m.model", model)
+    back = load_model(tmp_path / "m.model")
+    for a, b in zip(net.parameters(), back.net.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert (back.amplitude, back.name, back.voxel_size, back.colour) == (0.42, "ribosome", 10.0, "#ff0000")
+    assert back.training["losses"] == [1.0, 0.5] and back.examples["tiles"].shape == (2, 64, 64)
+    # a pickle (what torch.save writes) is refused, not executed
+    torch.save(net.state_dict(), tmp_path / "evil.pt")
+    with pytest.raises(TomosegError, match="not a tomoseg model"):
+        load_model(tmp_path / "evil.pt")
+
+
+def test_trainset_round_trip_and_kind_check(tmp_path, particle_trainset):
+    save_trainset(tmp_path / "s.set", particle_trainset)
+    back = load_trainset(tmp_path / "s.set")
+    np.testing.assert_array_equal(back.tiles, particle_trainset.tiles)
+    np.testing.assert_array_equal(back.masks, particle_trainset.masks)
+    np.testing.assert_array_equal(back.boxes, particle_trainset.boxes)
+    assert back.name == "particle" and back.n_positive == particle_trainset.n_positive
+    with pytest.raises(TomosegError, match="expected a model"):
+        load_model(tmp_path / "s.set")
+
+
+def test_picks_csv_and_star(tmp_path):
+    picks = Picks(np.array([[1.0, 2, 3], [4, 5, 6]]), np.array([9.0, 8]), np.array([2.0, 1.5]), np.array([30, 20]))
+    write_picks(tmp_path / "p.csv", picks, 10.0, origin=(100.0, 0.0, 0.0))
+    table = read_picks(tmp_path / "p.csv")
+    assert table[["x", "y", "z"]].to_numpy().tolist() == picks.xyz.tolist()
+    assert table["x_angst"].tolist() == [110.0, 140.0]
+    write_picks(tmp_path / "p.star", picks, 10.0, tomo_name="t1")
+    star = read_picks(tmp_path / "p.star")
+    assert star[["x", "y", "z"]].to_numpy().tolist() == picks.xyz.tolist()
+    assert star["rlnTomoName"].tolist() == ["t1", "t1"]

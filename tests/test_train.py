@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+import torch
+
+from tomoseg.errors import Cancelled, TomosegError
+from tomoseg.nn.network import SegNet, init_weights
+from tomoseg.steps.segment import score_volume
+from tomoseg.steps.train import (
+    RECIPES,
+    augmented_samples,
+    copies_per_tile,
+    l1_penalty,
+    log_mse_loss,
+    recipe,
+    train,
+)
+from tomoseg.types import TrainingSet
+
+
+def test_loss_equals_the_formula():
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(4, 1, 8, 8, generator=g) * 2
+    lab = torch.rand(4, 1, 8, 8, generator=g)
+    expected = np.log(np.mean((lab.numpy() - np.minimum(1.0, out.numpy())) ** 2))
+    assert float(log_mse_loss(out, lab)) == pytest.approx(expected, rel=1e-6)
+    # outputs above 1 cost nothing on a label of 1
+    assert float(log_mse_loss(torch.full((1, 1, 2, 2), 5.0), torch.ones(1, 1, 2, 2))) < -20
+
+
+def test_l1_covers_kernels_not_biases():
+    net = init_weights(SegNet(), 0)
+    with torch.no_grad():
+        net.conv3.bias.fill_(100.0)
+    expected = sum(float(c.weight.abs().sum()) for c in (net.conv1, net.conv3, net.conv4))
+    assert float(l1_penalty(net)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_paper_recipe_is_the_paper():
+    p = RECIPES["paper"]
+    assert (p.optimizer, p.learning_rate, p.lr_decay, p.epochs, p.batch_size, p.l1) == ("sgd", 0.01, 0.9, 20, 20, 1e-5)
+    assert (p.negative_copies, p.resample, p.flips) == (10, False, False)
+    r = RECIPES["reference"]
+    assert (r.optimizer, r.learning_rate, r.l1) == ("adam", 1e-4, 0.0)
+    assert recipe("paper", epochs=3, seed=None).epochs == 3
+    with pytest.raises(ValueError):
+        recipe("nope")
+
+
+def test_positives_are_copied_to_balance_the_negatives():
+    assert copies_per_tile(10, 100, 10) == (100, 10)
+    assert copies_per_tile(7, 100, 10) == (142, 10)
+    assert copies_per_tile(200, 10, 2) == (1, 2)
+
+
+def _toy_set(n_pos=2, n_neg=3):
+    rng = np.random.default_rng(0)
+    tiles = rng.normal(size=(n_pos + n_neg, 64, 64)).astype(np.float32)
+    masks = np.zeros_like(tiles)
+    masks[:n_pos, 20:40, 24:30] = 1
+    return TrainingSet(tiles, masks, np.arange(n_pos + n_neg) < n_pos, np.zeros((n_pos + n_neg, 3), int),
+                       "toy", 10.0)
+
+
+def test_augmented_samples_have_the_expected_count_scale_and_label_size():
+    ts = _toy_set()
+    x, y = augmented_samples(ts, recipe("paper"), np.random.default_rng(0))
+    assert x.shape == (2 * 15 + 3 * 10, 1, 64, 64) and y.shape == (60, 1, 32, 32)
+    assert float(x.abs().max()) <= float(np.abs(ts.tiles).max()) / 3 + 1e-5  # inputs scaled by 1/3
+    assert float(y[:30].sum()) > 0 and float(y[30:].sum()) == 0.0  # negatives stay empty
+    assert 0.0 <= float(y.min()) and float(y.max()) <= 1.0
+
+
+def test_short_training_separates_the_feature_from_background(particle_model, small_tomo, small_pre):
+    scores = score_volume(particle_model.net, particle_model.amplitude, small_pre)
+    on = scores[small_tomo.labels == 3]
+    off = scores[small_tomo.labels == 0]
+    assert particle_model.amplitude > 0
+    assert particle_model.losses[-1] < particle_model.losses[0]
+    assert np.median(on) > 3 * np.median(off) + 0.1
+    # most of the particle voxels score above the median background by a wide margin
+    assert np.mean(on > np.percentile(off, 95)) > 0.5
+
+
+def test_training_is_reproducible(particle_trainset):
+    cfg = recipe("default", epochs=1, negative_copies=1, seed=7)
+    a, b = train(particle_trainset, cfg), train(particle_trainset, cfg)
+    torch.testing.assert_close(a.net.conv3.weight, b.net.conv3.weight, rtol=0, atol=0)
+    assert a.amplitude == b.amplitude and a.losses == b.losses
+
+
+def test_training_can_be_cancelled(particle_trainset):
+    def cancel(done, total, message=""):
+        if done >= 2:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        train(particle_trainset, recipe("default", epochs=1), progress=cancel)
+
+
+def test_training_without_positives_is_refused():
+    ts = _toy_set(0, 3)
+    with pytest.raises(TomosegError, match="no positive"):
+        train(ts, recipe("default", epochs=1))
