@@ -35,4 +35,4 @@ def particle_trainset(small_tomo, small_pre):
 @pytest.fixture(scope="session")
 def particle_model(particle_trainset):
     """A network trained briefly on the particle training set (a few seconds)."""
-    return train(particle_trainset, recipe("default", epochs=6, seed=0))
+    return train(particle_trainset, recipe("default", epochs=8, negative_copies=3, seed=0))

@@ -23,6 +23,9 @@ def test_loss_equals_the_formula():
     lab = torch.rand(4, 1, 8, 8, generator=g)
     expected = np.log(np.mean((lab.numpy() - np.minimum(1.0, out.numpy())) ** 2))
     assert float(log_mse_loss(out, lab)) == pytest.approx(expected, rel=1e-6)
+    w = 1 + 5 * lab.numpy()  # positive_weight 6: label-1 pixels weigh 6, soft labels in between
+    weighted = np.log(np.mean(w * (lab.numpy() - np.minimum(1.0, out.numpy())) ** 2))
+    assert float(log_mse_loss(out, lab, positive_weight=6.0)) == pytest.approx(weighted, rel=1e-6)
     # outputs above 1 cost nothing on a label of 1
     assert float(log_mse_loss(torch.full((1, 1, 2, 2), 5.0), torch.ones(1, 1, 2, 2))) < -20
 
@@ -31,7 +34,7 @@ def test_l1_covers_kernels_not_biases():
     net = init_weights(SegNet(), 0)
     with torch.no_grad():
         net.conv3.bias.fill_(100.0)
-    expected = sum(float(c.weight.abs().sum()) for c in (net.conv1, net.conv3, net.conv4))
+    expected = sum(float(c.weight.detach().abs().sum()) for c in (net.conv1, net.conv3, net.conv4))
     assert float(l1_penalty(net)) == pytest.approx(expected, rel=1e-5)
 
 

@@ -40,15 +40,16 @@ def mix_channels(x_hat: torch.Tensor, k_hat: torch.Tensor) -> torch.Tensor:
         return x_hat * k_hat[:, 0].unsqueeze(0)
     if cout == 1:
         return (x_hat * k_hat).sum(dim=1, keepdim=True)
-    # complex product as one real block product: [xr xi] @ [[kr, ki], [-ki, kr]]
-    # (torch's complex bmm on the CPU loops over the batch; real bmm does not)
-    xf = torch.view_as_real(x_hat.permute(2, 3, 0, 1)).reshape(p * q, batch, cin, 2)
-    xf = torch.cat([xf[..., 0], xf[..., 1]], dim=2)
-    kr = k_hat.real.permute(2, 3, 1, 0).reshape(p * q, cin, cout)
-    ki = k_hat.imag.permute(2, 3, 1, 0).reshape(p * q, cin, cout)
-    kf = torch.cat([torch.cat([kr, ki], dim=2), torch.cat([-ki, kr], dim=2)], dim=1)
-    yr, yi = torch.bmm(xf, kf).split(cout, dim=2)
-    yf = torch.complex(yr, yi)
+    # The complex product as one real matrix product on interleaved (re, im)
+    # pairs: [xr xi] @ [[kr ki], [-ki kr]]. torch's complex bmm on the CPU loops
+    # over the batch; a real bmm does not.
+    xf = torch.view_as_real(x_hat.permute(2, 3, 0, 1).reshape(p * q, batch, cin))
+    xf = xf.reshape(p * q, batch, 2 * cin)
+    kr = k_hat.real.permute(2, 3, 1, 0).reshape(p * q, cin, 1, cout, 1)
+    ki = k_hat.imag.permute(2, 3, 1, 0).reshape(p * q, cin, 1, cout, 1)
+    kf = torch.cat([torch.cat([kr, ki], dim=4), torch.cat([-ki, kr], dim=4)], dim=2)
+    yf = torch.bmm(xf, kf.reshape(p * q, 2 * cin, 2 * cout))
+    yf = torch.view_as_complex(yf.reshape(p * q, batch, cout, 2))
     return yf.reshape(p, q, batch, cout).permute(2, 3, 0, 1)
 
 

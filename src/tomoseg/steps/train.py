@@ -27,7 +27,7 @@ from tomoseg.types import TrainingSet
 class TrainConfig:
     """How to train. Every CLI flag of ``tomoseg train`` maps to one field.
 
-    optimizer: "sgd" (plain, no momentum) or "adam". learning_rate: of the first
+    optimizer: "sgd" (with ``momentum``; the paper: none) or "adam". learning_rate: of the first
     epoch, multiplied by lr_decay after each epoch. l1: L1 decay on the kernels
     (not the biases). negative_copies: rotated copies of each negative tile;
     positives get ``negative_copies * n_neg // n_pos`` copies (about as many
@@ -38,6 +38,7 @@ class TrainConfig:
     recipe: str = "custom"
     optimizer: Literal["sgd", "adam"] = "sgd"
     learning_rate: float = 0.01
+    momentum: float = 0.0
     lr_decay: float = 0.9
     epochs: int = 20
     batch_size: int = 20
@@ -46,6 +47,7 @@ class TrainConfig:
     resample: bool = False
     flips: bool = False
     positive_weight: float = 1.0
+    clip_negatives: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -70,12 +72,9 @@ RECIPES: dict[str, TrainConfig] = {
     "reference": TrainConfig(recipe="reference", optimizer="adam", learning_rate=1e-4, lr_decay=1.0, l1=0.0),
     "default": TrainConfig(
         recipe="default",
-        epochs=12,
-        negative_copies=2,
         resample=True,
         flips=True,
-        positive_weight=6.0,
-        l1=0.0,
+        positive_weight=2.0,
     ),
 }
 
@@ -102,13 +101,20 @@ class TrainResult:
     examples: dict[str, np.ndarray]
 
 
-def log_mse_loss(output: torch.Tensor, label: torch.Tensor, positive_weight: float = 1.0) -> torch.Tensor:
+def log_mse_loss(
+    output: torch.Tensor, label: torch.Tensor, positive_weight: float = 1.0, clip_negatives: bool = True
+) -> torch.Tensor:
     """The paper's loss: ``ln(mean((label - min(1, output))^2))`` over the batch.
 
     With ``positive_weight`` w != 1 each squared residual is weighted by
-    ``1 + (w - 1) * label``.
+    ``1 + (w - 1) * label``. With ``clip_negatives=False`` the output is
+    ``min(1, y) + (1 - label) * max(0, y - 1)``: clipped on the feature,
+    not on the background.
     """
-    squared = (label - torch.clamp(output, max=1.0)) ** 2
+    clipped = torch.clamp(output, max=1.0)
+    if not clip_negatives:
+        clipped = clipped + (1.0 - label) * torch.relu(output - 1.0)
+    squared = (label - clipped) ** 2
     if positive_weight != 1.0:
         squared = squared * (1.0 + (positive_weight - 1.0) * label)
     return torch.log(torch.mean(squared).clamp_min(1e-12))
@@ -150,7 +156,7 @@ def augmented_samples(
 def _optimizer(net: SegNet, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-    return torch.optim.SGD(net.parameters(), lr=config.learning_rate)
+    return torch.optim.SGD(net.parameters(), lr=config.learning_rate, momentum=config.momentum)
 
 
 @torch.no_grad()
@@ -202,7 +208,7 @@ def train(
         for b in range(n_batches):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             output = net(inputs[idx], conv=fft_conv2d_same)
-            loss = log_mse_loss(output, labels[idx], config.positive_weight)
+            loss = log_mse_loss(output, labels[idx], config.positive_weight, config.clip_negatives)
             objective = loss + config.l1 * l1_penalty(net) if config.l1 > 0 else loss
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
