@@ -58,7 +58,7 @@ def test_pipeline_through_the_console_script(workdir, small_tomo):
     r = run_cli("trainset", d / "pre.mrc", "--boxes", d / "boxes.csv", "--labels", d / "labels.mrc",
                 "--value", 3, "--name", "particle", "-o", d / "particle.set")
     assert r.returncode == 0, r.stderr
-    r = run_cli("train", d / "particle.set", "-o", d / "particle.model", "--epochs", 6, "--seed", 1)
+    r = run_cli("train", d / "particle.set", "-o", d / "particle.model", "--epochs", 8, "--copies", 3, "--seed", 1)
     assert r.returncode == 0, r.stderr
     assert "feature 'particle'" in r.stdout
     r = run_cli("apply", d / "particle.model", d / "pre.mrc", "-o", d / "scores.mrc")

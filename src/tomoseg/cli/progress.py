@@ -13,10 +13,18 @@ from tomoseg.progress import Progress
 
 @contextlib.contextmanager
 def progress_bar(description: str, unit: str = "step", quiet: bool = False) -> Iterator[Progress]:
-    """Yield a progress callback that drives a tqdm bar on stderr."""
-    bar = tqdm(desc=description, unit=unit, disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    """Yield a progress callback that drives a tqdm bar on stderr.
+
+    The bar appears at the first report, so input errors found before any
+    work starts print only their one-line message.
+    """
+    bars: list[tqdm] = []
 
     def update(done: int, total: int, message: str = "") -> None:
+        if not bars:
+            bars.append(tqdm(desc=description, unit=unit, total=total, disable=quiet, file=sys.stderr,
+                             dynamic_ncols=True))
+        bar = bars[0]
         if bar.total != total:
             bar.total = total
         if message:
@@ -26,4 +34,5 @@ def progress_bar(description: str, unit: str = "step", quiet: bool = False) -> I
     try:
         yield update
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
