@@ -10,8 +10,7 @@ from tomoseg.workflows import demo
 @pytest.mark.slow
 def test_demo_writes_every_output_and_a_picture(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "DEMO_SHAPE", (32, 128, 128))
-    real_recipe = demo.recipe
-    monkeypatch.setattr(demo, "recipe", lambda name, **kw: real_recipe(name, epochs=4, negative_copies=1, **kw))
+    monkeypatch.setattr(demo, "DEMO_TRAINING", {"epochs": 4, "negative_copies": 1})
     summary = demo.run_demo(tmp_path / "out", seed=2)
     out = tmp_path / "out"
     for name in ["tomogram.mrc", "preprocessed.mrc", "membrane.model", "particle.model", "membrane_scores.mrc",

@@ -30,7 +30,7 @@ def score_slices(
     nz, ny, nx = slices.shape
     if not np.isfinite(slices).all():
         raise ValueError("the slices contain NaN or infinite values")
-    x = torch.as_tensor(np.asarray(slices, dtype=np.float32), device=device).unsqueeze(1)
+    x = torch.from_numpy(np.array(slices, dtype=np.float32)).to(device).unsqueeze(1)
     x = F.pad(x * INPUT_SCALE, (0, nx % 2, 0, ny % 2))
     y = torch.relu(engine(net, x)) / amplitude
     y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
