@@ -49,6 +49,7 @@ def _train(args: argparse.Namespace) -> None:
         config = recipe(
             args.recipe, epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr,
             seed=args.seed, l1=args.l1, negative_copies=args.copies, optimizer=args.optimizer,
+            momentum=args.momentum, positive_weight=args.positive_weight,
         )
     except ValueError as err:
         raise TomosegError(str(err)) from None
@@ -146,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=["sgd", "adam"], help="optimiser")
     p.add_argument("--l1", type=float, help="L1 weight decay on the kernels")
     p.add_argument("--copies", type=int, help="rotated copies of each negative tile")
+    p.add_argument("--momentum", type=float, help="SGD momentum (the paper: 0)")
+    p.add_argument("--positive-weight", type=float, help="weight of feature pixels in the loss (the paper: 1)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--name", help="feature name (default: the training set's)")
     p.add_argument("--colour", help="display colour, e.g. '#ffcc00'")
