@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial.distance import cdist
 
 from tomoseg.io.mrc import read_volume
 from tomoseg.steps.merge import merge_scores
@@ -29,26 +27,15 @@ from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.segment import score_volume
 from tomoseg.steps.train import recipe, train
 from tomoseg.steps.trainset import choose_boxes, make_trainset
+from tomoseg.testing.metrics import dice, match_points
 
 CLASSES = {1: "membrane", 2: "microtubule", 3: "actin", 4: "ribosome"}
 MATCH_RADIUS = 10.0  # voxels
 
 
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    inter = np.count_nonzero(pred & truth)
-    total = np.count_nonzero(pred) + np.count_nonzero(truth)
-    return 2.0 * inter / total if total else 1.0
-
-
 def match_picks(picks: np.ndarray, truth: np.ndarray, radius: float = MATCH_RADIUS) -> tuple[float, float, int]:
-    """One-to-one matching within ``radius``: (precision, recall, true positives)."""
-    if len(picks) == 0 or len(truth) == 0:
-        return (0.0 if len(picks) else 1.0), 0.0, 0
-    d = cdist(picks, truth)
-    cost = np.where(d <= radius, d, 1e6)
-    rows, cols = linear_sum_assignment(cost)
-    tp = int(np.count_nonzero(cost[rows, cols] <= radius))
-    return tp / len(picks), tp / len(truth), tp
+    """One-to-one matching within ``radius`` voxels: (precision, recall, true positives)."""
+    return match_points(picks, truth, radius)
 
 
 def load(data: Path, name: str, config: PreprocessConfig):

@@ -15,6 +15,7 @@ from tomoseg.steps.pick import PickConfig
 from tomoseg.steps.train import recipe
 from tomoseg.steps.trainset import choose_boxes
 from tomoseg.testing import make_tomogram
+from tomoseg.testing.metrics import dice, match_points
 from tomoseg.workflows.figures import annotation_figure
 from tomoseg.workflows.pipeline import (
     apply_file,
@@ -30,11 +31,6 @@ DEMO_FEATURES = {"membrane": 1, "particle": 3}
 PICK = PickConfig(diameter=220.0)
 DEMO_TRAINING = {"negative_copies": 4, "epochs": 10}
 """Fewer rotated copies and epochs than the default recipe, so the demo runs in minutes."""
-
-
-def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    total = np.count_nonzero(pred) + np.count_nonzero(truth)
-    return 2.0 * np.count_nonzero(pred & truth) / total if total else 1.0
 
 
 def run_demo(output: str | os.PathLike = "tomoseg-demo", seed: int = 0, progress: Progress | None = None) -> str:
@@ -79,22 +75,11 @@ def run_demo(output: str | os.PathLike = "tomoseg-demo", seed: int = 0, progress
 
     lines = [f"tomoseg demo: outputs in {out}/"]
     for k, (name, value) in enumerate(DEMO_FEATURES.items(), start=1):
-        lines.append(f"  {name:9s} Dice vs truth after merge: {_dice(merged == k, sim.labels == value):.2f}")
-    found = _matched(picks.xyz, sim.particles, radius=PICK.diameter / 2 / sim.voxel_size)
+        lines.append(f"  {name:9s} Dice vs truth after merge: {dice(merged == k, sim.labels == value):.2f}")
+    _, _, found = match_points(picks.xyz, sim.particles, radius=PICK.diameter / 2 / sim.voxel_size)
     lines.append(f"  particles: {len(picks)} picked, {found} of {len(sim.particles)} true particles found")
     lines.append(f"  picture: {out / 'demo.png'}")
     lines.append("  files: tomogram.mrc, preprocessed.mrc, *_boxes.csv, *.trainset, *.model, "
                  "*_scores.mrc, merged_labels.mrc, particles.csv, truth_labels.mrc")
     return "\n".join(lines)
 
-
-def _matched(picks: np.ndarray, truth: np.ndarray, radius: float) -> int:
-    """True particles with a pick within ``radius`` voxels (one-to-one)."""
-    if len(picks) == 0 or len(truth) == 0:
-        return 0
-    from scipy.optimize import linear_sum_assignment
-    from scipy.spatial.distance import cdist
-
-    d = cdist(picks, truth)
-    rows, cols = linear_sum_assignment(np.where(d <= radius, d, 1e6))
-    return int(np.count_nonzero(d[rows, cols] <= radius))
