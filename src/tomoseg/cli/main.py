@@ -61,12 +61,17 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _apply(args: argparse.Namespace) -> None:
-    from tomoseg.workflows import apply_file
+    from tomoseg.workflows import apply_files
 
+    *models, tomogram = args.inputs
+    if not models:
+        raise TomosegError("apply needs MODEL [MODEL ...] TOMOGRAM")
     with progress_bar("apply", unit="slice", quiet=args.quiet) as bar:
-        apply_file(args.model, args.tomogram, args.output, engine=args.engine, force=args.force,
-                   device=args.device, progress=bar)
-    _say(args, f"wrote {args.output}")
+        outputs = apply_files(models, tomogram, args.output, engine=args.engine, force=args.force,
+                              device=args.device, threads=args.threads, slices_per_batch=args.slices,
+                              resume=args.resume, progress=bar)
+    for out in outputs:
+        _say(args, f"wrote {out}")
 
 
 def _merge(args: argparse.Namespace) -> None:
@@ -154,11 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--colour", help="display colour, e.g. '#ffcc00'")
 
     p = command("apply", "Apply a model to a preprocessed tomogram: a normalised score map.", _apply)
-    p.add_argument("model", help="model file")
-    p.add_argument("tomogram", help="preprocessed tomogram (MRC)")
-    p.add_argument("-o", "--output", required=True, help="score map (MRC, float32, same grid)")
-    p.add_argument("--engine", default="fft", choices=["fft", "direct"], help="convolution engine")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("inputs", nargs="+", metavar="MODEL [MODEL ...] TOMOGRAM",
+                   help="one or more model files, then the preprocessed tomogram (MRC)")
+    p.add_argument("-o", "--output", required=True,
+                   help="score map (MRC, float32, same grid); with several models a folder that receives "
+                        "TOMOGRAM_MODEL.mrc per model")
+    p.add_argument("--engine", default="fft", choices=["fft", "direct", "fft-slice"],
+                   help="fft: overlap-save FFT tiles (default); direct: conv2d (slow reference); "
+                        "fft-slice: whole-slice FFTs")
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU if present), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--slices", type=int, default=4, help="slices read and scored at a time (default 4)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run with the same inputs, skipping finished slabs")
     p.add_argument("--force", action="store_true", help="apply despite a voxel-size or preprocessing mismatch")
 
     p = command("merge", "Merge score maps into one label map (k = the k-th input, 0 = none).", _merge)

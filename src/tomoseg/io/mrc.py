@@ -19,6 +19,7 @@ import numpy as np
 
 from tomoseg.errors import TomosegError
 from tomoseg.io.atomic import atomic_output
+from tomoseg.io.pages import read_slab
 
 LABEL_PREFIX = "tomoseg "
 
@@ -126,10 +127,25 @@ def check_finite(path: str | os.PathLike, data: np.ndarray, chunk: int = 16) -> 
             raise TomosegError(f"{path}: contains NaN or infinite values (first near slice z={z0})")
 
 
+def _update_stats(mrc: mrcfile.mrcfile.MrcFile, chunk: int = 8) -> None:
+    """Header min, max, mean and rms, computed slab by slab (memory stays flat)."""
+    data = mrc.data
+    lo, hi, total, squares, count = np.inf, -np.inf, 0.0, 0.0, 0
+    for z0 in range(0, data.shape[0], chunk):
+        slab = read_slab(data, z0, z0 + chunk).astype(np.float64)
+        lo, hi = min(lo, float(slab.min())), max(hi, float(slab.max()))
+        total, squares, count = total + float(slab.sum()), squares + float(np.square(slab).sum()), count + slab.size
+    mean = total / count
+    mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
+    mrc.header.rms = float(np.sqrt(max(squares / count - mean * mean, 0.0)))
+
+
 def _set_header(mrc: mrcfile.mrcfile.MrcFile, voxel_size: float, origin, labels) -> None:
     mrc.voxel_size = voxel_size
     mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
-    mrc.update_header_stats()
+    _update_stats(mrc)
+    mrc.header.label[:] = b""  # no creation timestamp: same content, same bytes
+    mrc.header.nlabl = 0
     for text in labels:
         mrc.add_label(text[:80])
 

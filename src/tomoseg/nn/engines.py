@@ -3,7 +3,14 @@
 An engine is a callable ``engine(net, x) -> y`` mapping scaled slices
 ``x`` (B, 1, H, W) with even H, W to the network's linear layer-4 output
 (B, 1, H/2, W/2). Every engine computes the same function (zero "same" padding
-at the slice border) and passes the same tests (tests/test_engines.py).
+at the slice border) and passes the same tests (tests/test_engines.py). All of
+them run on the device of ``x`` (CPU or CUDA).
+
+- ``direct``: ``torch.nn.functional.conv2d``, the reference for correctness.
+- ``fft``: overlap-save FFT tiling with kernel spectra computed once per
+  network (:mod:`tomoseg.nn.overlap_save`); memory does not grow with the slice.
+- ``fft-slice``: one zero-padded FFT convolution per layer over the whole slice
+  (simple; memory grows with the slice).
 """
 
 from __future__ import annotations
@@ -14,6 +21,10 @@ import torch
 
 from tomoseg.nn.fftconv import fft_conv2d_same
 from tomoseg.nn.network import SegNet, conv2d_same
+from tomoseg.nn.overlap_save import PreparedNet, TilePlan, overlap_save_forward
+
+DEFAULT_FFT_SIZE = 128
+"""Half-resolution FFT size of the overlap-save engine (chosen by measurement, docs/benchmarks.md)."""
 
 
 class Engine(Protocol):
@@ -32,21 +43,48 @@ class DirectEngine:
         return net(x, conv=conv2d_same)
 
 
-class FFTEngine:
+class SliceFFTEngine:
     """FFT convolutions over the whole slice (zero-padded, no wrap-around)."""
 
-    name = "fft"
+    name = "fft-slice"
 
     @torch.no_grad()
     def __call__(self, net: SegNet, x: torch.Tensor) -> torch.Tensor:
         return net(x, conv=fft_conv2d_same)
 
 
-ENGINES: dict[str, type] = {"direct": DirectEngine, "fft": FFTEngine}
+class OverlapSaveEngine:
+    """Overlap-save FFT tiles of ``fft_size`` (half resolution), ``tiles_per_batch`` at a time.
+
+    Kernel spectra are computed on the first call for a network and device and
+    reused while the weights are unchanged.
+    """
+
+    name = "fft"
+
+    def __init__(self, fft_size: int = DEFAULT_FFT_SIZE, tiles_per_batch: int = 32) -> None:
+        self.fft_size = fft_size
+        self.tiles_per_batch = tiles_per_batch
+        self._prepared: dict[tuple, PreparedNet] = {}
+
+    def prepare(self, net: SegNet, device: torch.device) -> PreparedNet:
+        key = (id(net), str(device), tuple((p.data_ptr(), p._version) for p in net.parameters()))
+        if key not in self._prepared:
+            self._prepared.clear()  # keep one network's spectra at a time
+            plan = TilePlan(self.fft_size, net.config.kernel, net.config.pool)
+            self._prepared[key] = PreparedNet(net, plan)
+        return self._prepared[key]
+
+    @torch.no_grad()
+    def __call__(self, net: SegNet, x: torch.Tensor) -> torch.Tensor:
+        return overlap_save_forward(self.prepare(net, x.device), x, self.tiles_per_batch)
+
+
+ENGINES: dict[str, type] = {"direct": DirectEngine, "fft": OverlapSaveEngine, "fft-slice": SliceFFTEngine}
 
 
 def get_engine(name: str) -> Engine:
-    """The engine called ``name`` ("direct" or "fft")."""
+    """A new engine called ``name`` (see :data:`ENGINES`)."""
     try:
         return ENGINES[name]()
     except KeyError:

@@ -1,14 +1,41 @@
-"""Applying a trained network to whole slices (METHOD.md section 5)."""
+"""Applying trained networks to whole slices (METHOD.md section 5)."""
 
 from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tomoseg.nn.engines import Engine, FFTEngine
+from tomoseg.io.pages import read_slab
+from tomoseg.nn.engines import Engine, OverlapSaveEngine
 from tomoseg.nn.network import INPUT_SCALE, SegNet
 from tomoseg.progress import Progress, report
+
+
+def prepare_slices(slices: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Preprocessed (z, y, x) slices as the network's input (z, 1, y', x').
+
+    Scaled by 1/3; odd sizes are zero-padded by one pixel (the network's own
+    boundary). Raises ValueError if the slices hold NaN or infinity.
+    """
+    if not np.isfinite(slices).all():
+        raise ValueError("the slices contain NaN or infinite values")
+    _, ny, nx = slices.shape
+    x = torch.from_numpy(np.asarray(slices, dtype=np.float32)).to(device).unsqueeze(1)
+    return F.pad(x * INPUT_SCALE, (0, nx % 2, 0, ny % 2))
+
+
+@torch.no_grad()
+def score_prepared(
+    net: SegNet, amplitude: float, x: torch.Tensor, shape: tuple[int, int], engine: Engine
+) -> np.ndarray:
+    """Scores of prepared slices ``x``: ReLU, divided by ``amplitude``, upsampled x2
+    (bilinear) and cropped to ``shape`` (y, x). Returns float32 (z, y, x)."""
+    y = torch.relu(engine(net, x)) / amplitude
+    y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+    return y[:, 0, : shape[0], : shape[1]].cpu().numpy().astype(np.float32)
 
 
 def score_slices(
@@ -22,19 +49,44 @@ def score_slices(
 
     ``slices``: preprocessed (z, y, x) array. Each slice is scaled by 1/3, run
     through the network, ReLU'd, divided by ``amplitude`` (so on-feature pixels
-    score about 1) and upsampled x2 (bilinear) back to (y, x). Odd sizes are
-    zero-padded by one pixel (the network's own boundary) and cropped back.
+    score about 1) and upsampled x2 (bilinear) back to (y, x).
     Returns float32 (z, y, x).
     """
-    engine = engine or FFTEngine()
-    nz, ny, nx = slices.shape
-    if not np.isfinite(slices).all():
-        raise ValueError("the slices contain NaN or infinite values")
-    x = torch.from_numpy(np.array(slices, dtype=np.float32)).to(device).unsqueeze(1)
-    x = F.pad(x * INPUT_SCALE, (0, nx % 2, 0, ny % 2))
-    y = torch.relu(engine(net, x)) / amplitude
-    y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
-    return y[:, 0, :ny, :nx].cpu().numpy().astype(np.float32)
+    net = net.to(device).eval()
+    x = prepare_slices(slices, device)
+    return score_prepared(net, amplitude, x, slices.shape[1:], engine or OverlapSaveEngine())
+
+
+def score_slabs(
+    models: Sequence[tuple[SegNet, float]],
+    volume: np.ndarray,
+    engine: Engine | None = None,
+    device: torch.device | str = "cpu",
+    slices_per_batch: int = 4,
+    skip: Collection[int] = (),
+    progress: Progress | None = None,
+) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Score a (z, y, x) volume slab by slab with several (network, amplitude) pairs.
+
+    Each slab is read once (from a memory map: its pages are released after
+    reading, so memory does not grow with the volume) and scored by every
+    model. Yields ``(z0, [scores of each model])``; slabs starting at a z0 in
+    ``skip`` are neither read nor scored. Reports progress per slab
+    (cancellable). Raises ValueError naming the slices if they hold NaN or infinity.
+    """
+    engine = engine or OverlapSaveEngine()
+    nets = [(net.to(device).eval(), amp) for net, amp in models]
+    nz = volume.shape[0]
+    for z0 in range(0, nz, slices_per_batch):
+        z1 = min(nz, z0 + slices_per_batch)
+        if z0 not in skip:
+            slab = read_slab(volume, z0, z1)
+            try:
+                x = prepare_slices(slab, device)
+            except ValueError as err:
+                raise ValueError(f"slices {z0}-{z1 - 1}: {err}") from None
+            yield z0, [score_prepared(net, amp, x, slab.shape[1:], engine) for net, amp in nets]
+        report(progress, z1, nz, "slices")
 
 
 def score_volume(
@@ -47,22 +99,11 @@ def score_volume(
     progress: Progress | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Score a whole (z, y, x) volume slice by slice; see :func:`score_slices`.
+    """Score a whole (z, y, x) volume with one network; see :func:`score_slabs`.
 
-    ``volume`` may be a memory map: only ``slices_per_batch`` slices are read at
-    a time. ``out`` (float32, same shape, e.g. a writable memory map) receives
-    the scores; a new array is made if it is None. Reports progress after each
-    batch of slices (cancellable). Raises ValueError naming the slices if they
-    hold NaN or infinity.
+    ``out`` (float32, same shape) receives the scores; a new array is made if it is None.
     """
-    net = net.to(device).eval()
     out = np.empty(volume.shape, dtype=np.float32) if out is None else out
-    nz = volume.shape[0]
-    for z0 in range(0, nz, slices_per_batch):
-        z1 = min(nz, z0 + slices_per_batch)
-        try:
-            out[z0:z1] = score_slices(net, amplitude, np.asarray(volume[z0:z1]), engine, device)
-        except ValueError as err:
-            raise ValueError(f"slices {z0}-{z1 - 1}: {err}") from None
-        report(progress, z1, nz, "slices")
+    for z0, (scores,) in score_slabs([(net, amplitude)], volume, engine, device, slices_per_batch, (), progress):
+        out[z0 : z0 + scores.shape[0]] = scores
     return out

@@ -2,6 +2,7 @@
 
 from tomoseg.workflows.pipeline import (
     apply_file,
+    apply_files,
     merge_files,
     pick_file,
     preprocess_file,
@@ -9,4 +10,4 @@ from tomoseg.workflows.pipeline import (
     trainset_file,
 )
 
-__all__ = ["apply_file", "merge_files", "pick_file", "preprocess_file", "train_file", "trainset_file"]
+__all__ = ["apply_file", "apply_files", "merge_files", "pick_file", "preprocess_file", "train_file", "trainset_file"]

@@ -6,6 +6,7 @@ everything before long work starts, and writes its output atomically.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -19,14 +20,16 @@ from tomoseg.io.boxes import read_boxes
 from tomoseg.io.model_file import load_model, save_model
 from tomoseg.io.mrc import Volume, check_finite, create_volume, header_label, read_volume, write_volume
 from tomoseg.io.particles import write_picks
+from tomoseg.io.resumable import resumable_volume
 from tomoseg.io.trainset_file import load_trainset, save_trainset
+from tomoseg.nn.device import resolve_device
 from tomoseg.nn.engines import get_engine
 from tomoseg.nn.model import Model
 from tomoseg.progress import Progress, report
 from tomoseg.steps.merge import label_dtype, merge_scores
 from tomoseg.steps.pick import PickConfig, pick_particles
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
-from tomoseg.steps.segment import score_volume
+from tomoseg.steps.segment import score_slabs
 from tomoseg.steps.train import TrainConfig, train
 from tomoseg.steps.trainset import make_trainset
 from tomoseg.types import Picks
@@ -170,31 +173,107 @@ def _describe(model: Model) -> str:
     return PreprocessConfig.from_dict(model.preprocessing).describe()
 
 
-def apply_file(
-    model_path: Path_,
+def apply_outputs(model_paths: Sequence[Path_], tomogram: Path_, output: Path_) -> list[Path]:
+    """Output paths: ``output`` itself for one model; for several, a folder with
+    ``TOMOGRAM-STEM_MODEL-STEM.mrc`` per model (created if missing)."""
+    if len(model_paths) == 1:
+        return [Path(output)]
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise TomosegError(f"{folder}: with several models the output must be a folder")
+    stems = [Path(m).stem for m in model_paths]
+    if len(set(stems)) != len(stems):
+        raise TomosegError("two models have the same file name; their outputs would collide")
+    folder.mkdir(parents=True, exist_ok=True)
+    return [folder / f"{Path(tomogram).stem}_{stem}.mrc" for stem in stems]
+
+
+def _fingerprint(path: Path_) -> dict:
+    st = os.stat(path)
+    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def apply_files(
+    model_paths: Sequence[Path_],
     tomogram: Path_,
-    output_path: Path_,
+    output: Path_,
     engine: str = "fft",
     force: bool = False,
-    device: str = "cpu",
+    device: str = "auto",
+    threads: int | None = None,
     slices_per_batch: int = 4,
+    resume: bool = False,
     progress: Progress | None = None,
-) -> None:
-    """Apply one model to a preprocessed tomogram, slab by slab, into a score map."""
-    check_writable(output_path, inputs=(tomogram, model_path))
-    model = load_model(model_path)
+) -> list[Path]:
+    """Apply one or more models to a preprocessed tomogram, slab by slab, into score maps.
+
+    Each slab of slices is read once and scored by every model. Outputs are
+    written incrementally and appear complete (renamed) at the end; an
+    interrupted run (Ctrl-C, cancel) leaves a partial result that ``resume=True``
+    continues, giving the same file as an uninterrupted run. ``threads``: CPU
+    threads for torch (default: torch's, i.e. all cores). Returns the output paths.
+    """
+    if not model_paths:
+        raise TomosegError("apply needs at least one model")
+    outputs = apply_outputs(model_paths, tomogram, output)
+    inputs = (tomogram, *model_paths)
+    for out in outputs:
+        check_writable(out, inputs=inputs)
+    try:
+        torch_device = resolve_device(device)
+    except ValueError as err:
+        raise TomosegError(f"--device: {err}") from None
+    if threads is not None and threads < 1:
+        raise TomosegError(f"--threads must be >= 1, got {threads}")
+    if slices_per_batch < 1:
+        raise TomosegError(f"slices per batch must be >= 1, got {slices_per_batch}")
+    models = [load_model(p) for p in model_paths]
     tomo = read_volume(tomogram)
     if not force:
-        check_compatible(model, model_path, tomo, tomogram)
-    labels = (header_label("feature", model.name),)
-    if model.colour:
-        labels += (header_label("colour", model.colour),)
-    with create_volume(output_path, tomo.data.shape, np.float32, tomo.voxel_size, tomo.origin, labels) as out:
+        for model, path in zip(models, model_paths):
+            check_compatible(model, path, tomo, tomogram)
+    settings = {"engine": engine, "slices_per_batch": slices_per_batch, "tomogram": _fingerprint(tomogram)}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch_threads(threads))
+        outs = []
+        for model, path, out in zip(models, model_paths, outputs):
+            labels = (header_label("feature", model.name),)
+            if model.colour:
+                labels += (header_label("colour", model.colour),)
+            fingerprint = {**settings, "model": _fingerprint(path)}
+            outs.append(stack.enter_context(resumable_volume(
+                out, tomo.data.shape, np.float32, tomo.voxel_size, tomo.origin, labels, fingerprint, resume)))
+        done = frozenset.intersection(*(o.done for o in outs))
         try:
-            score_volume(model.net, model.amplitude, tomo.data, get_engine(engine), device,
-                         slices_per_batch, progress, out=out)
+            slabs = score_slabs([(m.net, m.amplitude) for m in models], tomo.data, get_engine(engine),
+                                torch_device, slices_per_batch, skip=done, progress=progress)
+            for z0, scores in slabs:
+                for o, s in zip(outs, scores):
+                    o.write(z0, s)
         except ValueError as err:
             raise TomosegError(f"{tomogram}: {err}") from None
+    return outputs
+
+
+def apply_file(model_path: Path_, tomogram: Path_, output_path: Path_, **options) -> None:
+    """Apply one model to a preprocessed tomogram; see :func:`apply_files`."""
+    apply_files([model_path], tomogram, output_path, **options)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Use ``threads`` CPU threads in torch inside the block (None: leave as is)."""
+    import torch
+
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def merge_files(

@@ -1,0 +1,48 @@
+"""Keeping memory flat while streaming through memory-mapped files.
+
+Pages of a memory map that were read or written stay resident in the process
+(and count in its RSS) until unmapped, so streaming a 4 GB tomogram through a
+memory map would grow the process to 4 GB. After each slab, the slab's pages
+are released with ``madvise(MADV_DONTNEED)``: the data stays in the file (and
+the kernel's page cache) and is read back if touched again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import sys
+
+import numpy as np
+
+_MADV_DONTNEED = 4  # Linux
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Drop the resident pages of a contiguous memory-mapped ``array`` (Linux; no-op elsewhere).
+
+    Flushes writes first (``msync``), so nothing written is lost.
+    """
+    if _libc is None or not isinstance(array, np.memmap) or array.size == 0:
+        return
+    if not array.flags.c_contiguous:
+        return
+    if array.flags.writeable:
+        array.flush()
+    start = array.__array_interface__["data"][0]
+    end = start + array.nbytes
+    page = mmap.PAGESIZE
+    first = -(-start // page) * page  # only whole pages inside the array
+    last = end // page * page
+    if last > first:
+        _libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED)
+
+
+def read_slab(data: np.ndarray, z0: int, z1: int) -> np.ndarray:
+    """A copy of ``data[z0:z1]``, releasing the memory map's pages afterwards."""
+    view = data[z0:z1]
+    slab = np.array(view)
+    release_pages(view)
+    return slab

@@ -1,0 +1,142 @@
+"""An MRC volume written slab by slab that survives an interruption.
+
+The volume is written under a hidden partial name beside the output
+(``.NAME.partial``) with a journal (``.NAME.partial.json``) that records what
+the result depends on (the ``fingerprint``) and which slabs are finished. The
+output path appears only when every slab is done (rename), so it is complete
+or absent. When the work is interrupted (Ctrl-C, a cancel button) the partial
+file and its journal stay, and a later run with ``resume=True`` and the same
+fingerprint skips the finished slabs; any other failure removes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from tomoseg.errors import Cancelled, TomosegError
+from tomoseg.io.atomic import check_writable
+from tomoseg.io.mrc import _mode, _set_header
+from tomoseg.io.pages import release_pages
+
+
+def partial_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(partial volume, journal) beside ``path``."""
+    out = Path(path)
+    data = out.with_name(f".{out.name}.partial")
+    return data, data.with_name(data.name + ".json")
+
+
+class ResumableVolume:
+    """A writable (z, y, x) volume whose finished slabs are journaled.
+
+    ``data`` is the memory map; write a slab with :meth:`write`, which flushes
+    it, releases its pages (memory stays flat) and records it as done.
+    """
+
+    def __init__(self, mrc: mrcfile.mrcfile.MrcFile, journal: Path, state: dict) -> None:
+        self._mrc = mrc
+        self._journal = journal
+        self._state = state
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._mrc.data
+
+    @property
+    def done(self) -> frozenset[int]:
+        """Start slices (z0) of the slabs already written."""
+        return frozenset(self._state["done"])
+
+    def write(self, z0: int, slab: np.ndarray) -> None:
+        view = self._mrc.data[z0 : z0 + slab.shape[0]]
+        view[...] = slab
+        release_pages(view)
+        self._state["done"].append(int(z0))
+        _write_json(self._journal, self._state)
+
+
+def _write_json(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)
+
+
+def _remove(*paths: Path) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+def _open_partial(data_path: Path, journal: Path, shape, fingerprint: dict) -> tuple[mrcfile.mrcfile.MrcFile, dict] | None:
+    """The partial volume and its state if it can be resumed, else None."""
+    if not (data_path.exists() and journal.exists()):
+        return None
+    try:
+        state = json.loads(journal.read_text())
+    except (OSError, ValueError):
+        return None
+    if state.get("fingerprint") != fingerprint:
+        return None
+    mrc = mrcfile.mmap(data_path, mode="r+", permissive=True)
+    if mrc.data is None or mrc.data.shape != tuple(shape):
+        mrc.close()
+        return None
+    return mrc, state
+
+
+@contextlib.contextmanager
+def resumable_volume(
+    path: str | os.PathLike,
+    shape: tuple[int, int, int],
+    dtype: np.dtype | type,
+    voxel_size: float,
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    labels: tuple[str, ...] = (),
+    fingerprint: dict | None = None,
+    resume: bool = False,
+) -> Iterator[ResumableVolume]:
+    """Yield a :class:`ResumableVolume` for ``path``; rename it into place when the block ends.
+
+    ``fingerprint``: JSON-able description of everything the content depends on;
+    a partial result is resumed only if it matches. ``resume=False`` starts over.
+    With ``resume=True`` and a partial result made from other inputs, raises
+    TomosegError rather than mixing them.
+    """
+    out = check_writable(path)
+    data_path, journal = partial_paths(out)
+    fingerprint = json.loads(json.dumps(fingerprint or {}))
+    opened = None
+    if resume:
+        opened = _open_partial(data_path, journal, shape, fingerprint)
+        if opened is None and journal.exists():
+            raise TomosegError(
+                f"{out}: the interrupted run left a partial result made with other inputs or settings; "
+                "run again without --resume to start over"
+            )
+    if opened is None:
+        _remove(data_path, journal)
+        mrc = mrcfile.new_mmap(data_path, shape=tuple(shape), mrc_mode=_mode(np.dtype(dtype)), overwrite=True)
+        state = {"fingerprint": fingerprint, "done": []}
+        _write_json(journal, state)
+    else:
+        mrc, state = opened
+    volume = ResumableVolume(mrc, journal, state)
+    try:
+        yield volume
+        _set_header(mrc, voxel_size, origin, labels)
+        mrc.close()
+        os.replace(data_path, out)
+        _remove(journal)
+    except (KeyboardInterrupt, Cancelled):
+        mrc.close()  # keep the partial result for --resume
+        raise
+    except BaseException:
+        mrc.close()
+        _remove(data_path, journal)
+        raise
