@@ -49,12 +49,14 @@ def _train(args: argparse.Namespace) -> None:
         config = recipe(
             args.recipe, epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr,
             seed=args.seed, l1=args.l1, negative_copies=args.copies, optimizer=args.optimizer,
-            momentum=args.momentum, positive_weight=args.positive_weight,
+            momentum=args.momentum, positive_weight=args.positive_weight, warmup=args.warmup,
+            clip_negatives=args.clip_negatives, lr_decay=args.lr_decay,
         )
     except ValueError as err:
         raise TomosegError(str(err)) from None
     with progress_bar("train", unit="batch", quiet=args.quiet) as bar:
-        model = train_file(args.trainset, args.output, config, name=args.name, colour=args.colour, progress=bar)
+        model = train_file(args.trainset, args.output, config, name=args.name, colour=args.colour, progress=bar,
+                           device=args.device, threads=args.threads)
     losses = model.training["losses"]
     _say(args, f"wrote {args.output}: feature {model.name!r}, loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
                f"amplitude {model.amplitude:.3g}")
@@ -154,9 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copies", type=int, help="rotated copies of each negative tile")
     p.add_argument("--momentum", type=float, help="SGD momentum (the paper: 0)")
     p.add_argument("--positive-weight", type=float, help="weight of feature pixels in the loss (the paper: 1)")
+    p.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch (the paper: 0.9)")
+    p.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up (the paper: 0)")
+    p.add_argument("--clip-negatives", action=argparse.BooleanOptionalAction, default=None,
+                   help="clip the output at 1 on background pixels too, as the paper does "
+                        "(--no-clip-negatives: only on the feature)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--name", help="feature name (default: the training set's)")
     p.add_argument("--colour", help="display colour, e.g. '#ffcc00'")
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU if present), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
 
     p = command("apply", "Apply a model to a preprocessed tomogram: a normalised score map.", _apply)
     p.add_argument("inputs", nargs="+", metavar="MODEL [MODEL ...] TOMOGRAM",
@@ -169,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "fft-slice: whole-slice FFTs")
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU if present), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    p.add_argument("--slices", type=int, default=4, help="slices read and scored at a time (default 4)")
+    p.add_argument("--slices", type=int,
+                   help="slices read and scored at a time (default: about 16 M voxels, at most 16)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run with the same inputs, skipping finished slabs")
     p.add_argument("--force", action="store_true", help="apply despite a voxel-size or preprocessing mismatch")

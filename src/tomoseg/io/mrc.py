@@ -19,7 +19,7 @@ import numpy as np
 
 from tomoseg.errors import TomosegError
 from tomoseg.io.atomic import atomic_output
-from tomoseg.io.pages import read_slab
+from tomoseg.io.pages import release_pages
 
 LABEL_PREFIX = "tomoseg "
 
@@ -127,14 +127,19 @@ def check_finite(path: str | os.PathLike, data: np.ndarray, chunk: int = 16) -> 
             raise TomosegError(f"{path}: contains NaN or infinite values (first near slice z={z0})")
 
 
-def _update_stats(mrc: mrcfile.mrcfile.MrcFile, chunk: int = 8) -> None:
-    """Header min, max, mean and rms, computed slab by slab (memory stays flat)."""
+def _update_stats(mrc: mrcfile.mrcfile.MrcFile, block: int = 1 << 22) -> None:
+    """Header min, max, mean and rms, computed in blocks of ``block`` voxels (memory stays flat)."""
     data = mrc.data
+    rows = max(1, block // max(1, data.shape[-1]))
     lo, hi, total, squares, count = np.inf, -np.inf, 0.0, 0.0, 0
-    for z0 in range(0, data.shape[0], chunk):
-        slab = read_slab(data, z0, z0 + chunk).astype(np.float64)
-        lo, hi = min(lo, float(slab.min())), max(hi, float(slab.max()))
-        total, squares, count = total + float(slab.sum()), squares + float(np.square(slab).sum()), count + slab.size
+    for z in range(data.shape[0]):
+        for y0 in range(0, data.shape[1], rows):
+            part = np.asarray(data[z, y0 : y0 + rows], dtype=np.float64)
+            lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+            total += float(part.sum())
+            squares += float(np.vdot(part, part))
+            count += part.size
+        release_pages(data[z : z + 1])
     mean = total / count
     mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
     mrc.header.rms = float(np.sqrt(max(squares / count - mean * mean, 0.0)))

@@ -23,7 +23,7 @@ from tomoseg.nn.fftconv import fft_conv2d_same
 from tomoseg.nn.network import SegNet, conv2d_same
 from tomoseg.nn.overlap_save import PreparedNet, TilePlan, overlap_save_forward
 
-DEFAULT_FFT_SIZE = 128
+DEFAULT_FFT_SIZE = 160
 """Half-resolution FFT size of the overlap-save engine (chosen by measurement, docs/benchmarks.md)."""
 
 
@@ -54,7 +54,9 @@ class SliceFFTEngine:
 
 
 class OverlapSaveEngine:
-    """Overlap-save FFT tiles of ``fft_size`` (half resolution), ``tiles_per_batch`` at a time.
+    """Overlap-save FFT tiles of ``fft_size`` (half resolution), ``tiles_per_batch`` at a time
+    (layer 1: ``layer1_tiles`` at a time). Parallel through torch's own threads (``--threads``):
+    two worker threads of one core each measured no faster on 2 cores.
 
     Kernel spectra are computed on the first call for a network and device and
     reused while the weights are unchanged.
@@ -62,22 +64,29 @@ class OverlapSaveEngine:
 
     name = "fft"
 
-    def __init__(self, fft_size: int = DEFAULT_FFT_SIZE, tiles_per_batch: int = 32) -> None:
+    def __init__(self, fft_size: int = DEFAULT_FFT_SIZE, tiles_per_batch: int = 8, layer1_tiles: int = 1) -> None:
         self.fft_size = fft_size
         self.tiles_per_batch = tiles_per_batch
+        self.layer1_tiles = layer1_tiles
         self._prepared: dict[tuple, PreparedNet] = {}
+
+    max_prepared = 8
+    """Networks whose spectra are kept (several models applied slab by slab; ~170 MB each)."""
 
     def prepare(self, net: SegNet, device: torch.device) -> PreparedNet:
         key = (id(net), str(device), tuple((p.data_ptr(), p._version) for p in net.parameters()))
         if key not in self._prepared:
-            self._prepared.clear()  # keep one network's spectra at a time
+            for old in [k for k in self._prepared if k[0] == id(net)]:  # this network's old weights
+                del self._prepared[old]
+            while len(self._prepared) >= self.max_prepared:
+                del self._prepared[next(iter(self._prepared))]  # the oldest
             plan = TilePlan(self.fft_size, net.config.kernel, net.config.pool)
             self._prepared[key] = PreparedNet(net, plan)
         return self._prepared[key]
 
     @torch.no_grad()
     def __call__(self, net: SegNet, x: torch.Tensor) -> torch.Tensor:
-        return overlap_save_forward(self.prepare(net, x.device), x, self.tiles_per_batch)
+        return overlap_save_forward(self.prepare(net, x.device), x, self.tiles_per_batch, self.layer1_tiles)
 
 
 ENGINES: dict[str, type] = {"direct": DirectEngine, "fft": OverlapSaveEngine, "fft-slice": SliceFFTEngine}

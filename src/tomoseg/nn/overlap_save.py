@@ -19,8 +19,9 @@ output tile T = N - 2(k - 1) (half resolution):
   starting r before the tile;
 - layer 4 (size N, circular) is valid from index 2(k - 1) on: the T x T tile.
 
-Layer 3 is one batched real matrix product per frequency on interleaved
-(re, im) pairs: (tiles x 2 Cin) times (2 Cin x 2 Cout).
+Layer 3 is one batched complex matrix product per frequency: (tiles x Cin)
+times (Cin x Cout); on the CPU this measured faster than the real product on
+interleaved (re, im) pairs that training uses, and needs half the memory.
 """
 
 from __future__ import annotations
@@ -64,19 +65,6 @@ class TilePlan:
         return 2 * (self.kernel - 1) + self.kernel // 2
 
 
-def interleaved_mixer(k_hat: torch.Tensor) -> torch.Tensor:
-    """Kernel spectra (Cout, Cin, P, Q) as real matrices (P*Q, 2 Cin, 2 Cout).
-
-    ``[xr xi] @ [[kr ki], [-ki kr]] = [yr yi]`` is the complex product
-    ``y = sum_i x_i k_i`` per frequency.
-    """
-    cout, cin, p, q = k_hat.shape
-    kr = k_hat.real.permute(2, 3, 1, 0).reshape(p * q, cin, 1, cout, 1)
-    ki = k_hat.imag.permute(2, 3, 1, 0).reshape(p * q, cin, 1, cout, 1)
-    kf = torch.cat([torch.cat([kr, ki], dim=4), torch.cat([-ki, kr], dim=4)], dim=2)
-    return kf.reshape(p * q, 2 * cin, 2 * cout).contiguous()
-
-
 class PreparedNet:
     """A network's kernel spectra for one tile plan (computed once, reused per slab)."""
 
@@ -87,7 +75,8 @@ class PreparedNet:
         self.plan = plan
         with torch.no_grad():
             self.k1 = kernel_spectrum(net.conv1.weight, (fft_size(plan.patch),) * 2)[:, 0]  # (C, P, Q)
-            self.m3 = interleaved_mixer(kernel_spectrum(net.conv3.weight, (plan.fft, plan.fft)))
+            k3 = kernel_spectrum(net.conv3.weight, (plan.fft, plan.fft))  # (Cout, Cin, N, Q)
+            self.m3 = k3.permute(2, 3, 1, 0).reshape(-1, k3.shape[1], k3.shape[0]).contiguous()  # (N*Q, Cin, Cout)
             self.k4 = kernel_spectrum(net.conv4.weight, (plan.fft, plan.fft))[0]  # (C, N, N/2+1)
             self.b1 = net.conv1.bias.detach().view(1, -1, 1, 1)
             self.b3 = net.conv3.bias.detach().view(1, -1, 1, 1)
@@ -108,8 +97,13 @@ def _layer1_pooled(prep: PreparedNet, patches: torch.Tensor) -> torch.Tensor:
     x_hat = torch.fft.rfft2(patches, s=(size, size))
     h = torch.fft.irfft2(x_hat.unsqueeze(1) * prep.k1.unsqueeze(0), s=(size, size))
     k1 = plan.kernel - 1
-    h = h[..., k1 : k1 + 2 * plan.fft, k1 : k1 + 2 * plan.fft]
-    return torch.relu(F.max_pool2d(h, 2, 2) + prep.b1)
+    e = k1 + 2 * plan.fft
+    # 2 x 2 max pooling as the maximum of four strided views (faster than max_pool2d on a crop)
+    h = torch.maximum(
+        torch.maximum(h[..., k1:e:2, k1:e:2], h[..., k1:e:2, k1 + 1 : e : 2]),
+        torch.maximum(h[..., k1 + 1 : e : 2, k1:e:2], h[..., k1 + 1 : e : 2, k1 + 1 : e : 2]),
+    )
+    return torch.relu(h + prep.b1)
 
 
 def _layer3(prep: PreparedNet, h: torch.Tensor) -> torch.Tensor:
@@ -117,9 +111,8 @@ def _layer3(prep: PreparedNet, h: torch.Tensor) -> torch.Tensor:
     m, c, n, _ = h.shape
     x_hat = torch.fft.rfft2(h)  # (M, C, N, Q)
     q = x_hat.shape[-1]
-    xf = torch.view_as_real(x_hat.permute(2, 3, 0, 1)).reshape(n * q, m, 2 * c)
-    yf = torch.bmm(xf, prep.m3)  # (N*Q, M, 2C)
-    y_hat = torch.view_as_complex(yf.view(n, q, m, c, 2)).permute(2, 3, 0, 1)
+    xf = x_hat.permute(2, 3, 0, 1).reshape(n * q, m, c)
+    y_hat = torch.bmm(xf, prep.m3).view(n, q, m, c).permute(2, 3, 0, 1)  # complex (M, C, N, Q)
     return torch.relu(torch.fft.irfft2(y_hat, s=(n, n)) + prep.b3)
 
 
@@ -132,41 +125,53 @@ def _layer4(prep: PreparedNet, h: torch.Tensor) -> torch.Tensor:
     return y[:, k2:, k2:] + prep.b4[0, 0]
 
 
-def overlap_save_forward(prep: PreparedNet, x: torch.Tensor, tiles_per_batch: int = 32) -> torch.Tensor:
+def overlap_save_forward(
+    prep: PreparedNet,
+    x: torch.Tensor,
+    tiles_per_batch: int = 8,
+    layer1_tiles: int = 1,
+) -> torch.Tensor:
     """The network's linear output for slices ``x`` (B, 1, H, W), H and W even.
 
-    Returns (B, 1, H/2, W/2), equal to ``net(x)`` with conv2d.
+    Returns (B, 1, H/2, W/2), equal to ``net(x)`` with conv2d. Tiles are processed
+    ``tiles_per_batch`` at a time (layer 1 ``layer1_tiles`` at a time); torch's
+    own threads parallelise each operation.
     """
     plan = prep.plan
     batch, _, height, width = x.shape
     if height % 2 or width % 2:
         raise ValueError(f"slice size must be even, got {height} x {width}")
     ho, wo = height // 2, width // 2
-    t, n, k1 = plan.tile, plan.fft, plan.kernel - 1
+    t, n, k1, r = plan.tile, plan.fft, plan.kernel - 1, plan.kernel // 2
     ny, nx = -(-ho // t), -(-wo // t)
     pad_h = 2 * (ny - 1) * t + plan.patch - plan.lead - height
     pad_w = 2 * (nx - 1) * t + plan.patch - plan.lead - width
     xp = F.pad(x[:, 0], (plan.lead, max(pad_w, 0), plan.lead, max(pad_h, 0)))
-    patches = xp.unfold(1, plan.patch, 2 * t).unfold(2, plan.patch, 2 * t)  # (B, ny, nx, P, P)
-    patches = patches[:, :ny, :nx].reshape(-1, plan.patch, plan.patch)
+    patches = xp.unfold(1, plan.patch, 2 * t).unfold(2, plan.patch, 2 * t)  # view (B, ny', nx', P, P)
 
-    # Which half-resolution pixels of each tile lie inside the slice.
+    # Which half-resolution pixels of each tile lie inside the slice (layer 3 and layer 4 inputs).
     starts_y = torch.arange(ny, device=x.device) * t
     starts_x = torch.arange(nx, device=x.device) * t
     rows2, cols2 = _inside(starts_y - k1, n, ho), _inside(starts_x - k1, n, wo)
-    rows3, cols3 = _inside(starts_y - k1 - plan.kernel // 2, n, ho), _inside(starts_x - k1 - plan.kernel // 2, n, wo)
-    tile_y = torch.arange(ny, device=x.device).repeat_interleave(nx).repeat(batch)
-    tile_x = torch.arange(nx, device=x.device).repeat(ny).repeat(batch)
+    rows3, cols3 = _inside(starts_y - k1 - r, n, ho), _inside(starts_x - k1 - r, n, wo)
+    n_tiles = batch * ny * nx
+    out = torch.empty(n_tiles, t, t, dtype=x.dtype, device=x.device)
+    sub = max(1, min(layer1_tiles, tiles_per_batch))
 
-    out = torch.empty(patches.shape[0], t, t, dtype=x.dtype, device=x.device)
-    sub = max(1, tiles_per_batch // 4)
-    for s in range(0, patches.shape[0], tiles_per_batch):
-        e = min(patches.shape[0], s + tiles_per_batch)
-        ty, tx = tile_y[s:e], tile_x[s:e]
-        h = torch.cat([_layer1_pooled(prep, patches[i : min(e, i + sub)]) for i in range(s, e, sub)])
+    def run(s: int) -> None:
+        e = min(n_tiles, s + tiles_per_batch)
+        index = torch.arange(s, e, device=x.device)
+        tb, ty, tx = index // (ny * nx), index // nx % ny, index % nx
+        h = torch.cat([
+            _layer1_pooled(prep, patches[tb[i : i + sub], ty[i : i + sub], tx[i : i + sub]])
+            for i in range(0, e - s, sub)
+        ])
         h = h * (rows2[ty].unsqueeze(2) * cols2[tx].unsqueeze(1)).unsqueeze(1)
         h = _layer3(prep, h)
         h = h * (rows3[ty].unsqueeze(2) * cols3[tx].unsqueeze(1)).unsqueeze(1)
         out[s:e] = _layer4(prep, h)
+
+    for s in range(0, n_tiles, tiles_per_batch):
+        run(s)
     y = out.view(batch, ny, nx, t, t).permute(0, 1, 3, 2, 4).reshape(batch, 1, ny * t, nx * t)
     return y[:, :, :ho, :wo]

@@ -23,8 +23,8 @@ def prepare_slices(slices: np.ndarray, device: torch.device | str = "cpu") -> to
     if not np.isfinite(slices).all():
         raise ValueError("the slices contain NaN or infinite values")
     _, ny, nx = slices.shape
-    x = torch.from_numpy(np.asarray(slices, dtype=np.float32)).to(device).unsqueeze(1)
-    return F.pad(x * INPUT_SCALE, (0, nx % 2, 0, ny % 2))
+    x = torch.as_tensor(np.asarray(slices, dtype=np.float32), device=device).unsqueeze(1) * INPUT_SCALE
+    return F.pad(x, (0, nx % 2, 0, ny % 2)) if (nx % 2 or ny % 2) else x
 
 
 @torch.no_grad()
@@ -33,9 +33,9 @@ def score_prepared(
 ) -> np.ndarray:
     """Scores of prepared slices ``x``: ReLU, divided by ``amplitude``, upsampled x2
     (bilinear) and cropped to ``shape`` (y, x). Returns float32 (z, y, x)."""
-    y = torch.relu(engine(net, x)) / amplitude
+    y = torch.relu_(engine(net, x)).div_(amplitude)
     y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
-    return y[:, 0, : shape[0], : shape[1]].cpu().numpy().astype(np.float32)
+    return np.ascontiguousarray(y[:, 0, : shape[0], : shape[1]].cpu().numpy(), dtype=np.float32)
 
 
 def score_slices(
@@ -57,12 +57,21 @@ def score_slices(
     return score_prepared(net, amplitude, x, slices.shape[1:], engine or OverlapSaveEngine())
 
 
+SLAB_VOXELS = 1 << 24
+"""Voxels read and scored at a time by default (16 M: one 4096 x 4096 slice, 16 of 1024 x 1024)."""
+
+
+def slab_slices(shape: tuple[int, ...], voxels: int = SLAB_VOXELS) -> int:
+    """Slices per slab for a (z, y, x) volume: about ``voxels`` voxels, 1 to 16 slices."""
+    return int(min(16, max(1, voxels // (shape[1] * shape[2]))))
+
+
 def score_slabs(
     models: Sequence[tuple[SegNet, float]],
     volume: np.ndarray,
     engine: Engine | None = None,
     device: torch.device | str = "cpu",
-    slices_per_batch: int = 4,
+    slices_per_batch: int | None = None,
     skip: Collection[int] = (),
     progress: Progress | None = None,
 ) -> Iterator[tuple[int, list[np.ndarray]]]:
@@ -71,10 +80,12 @@ def score_slabs(
     Each slab is read once (from a memory map: its pages are released after
     reading, so memory does not grow with the volume) and scored by every
     model. Yields ``(z0, [scores of each model])``; slabs starting at a z0 in
-    ``skip`` are neither read nor scored. Reports progress per slab
-    (cancellable). Raises ValueError naming the slices if they hold NaN or infinity.
+    ``skip`` are neither read nor scored. ``slices_per_batch``: slab thickness
+    (default :func:`slab_slices`). Reports progress per slab (cancellable).
+    Raises ValueError naming the slices if they hold NaN or infinity.
     """
     engine = engine or OverlapSaveEngine()
+    slices_per_batch = slices_per_batch or slab_slices(volume.shape)
     nets = [(net.to(device).eval(), amp) for net, amp in models]
     nz = volume.shape[0]
     for z0 in range(0, nz, slices_per_batch):
@@ -95,7 +106,7 @@ def score_volume(
     volume: np.ndarray,
     engine: Engine | None = None,
     device: torch.device | str = "cpu",
-    slices_per_batch: int = 4,
+    slices_per_batch: int | None = None,
     progress: Progress | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:

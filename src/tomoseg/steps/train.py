@@ -48,6 +48,7 @@ class TrainConfig:
     flips: bool = False
     positive_weight: float = 1.0
     clip_negatives: bool = True
+    warmup: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -56,6 +57,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "negative_copies"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
 
@@ -153,6 +156,16 @@ def augmented_samples(
     return tiles.contiguous(), reduce_masks(masks).contiguous()
 
 
+def learning_rate_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
+    """Learning rate at minibatch ``step`` (from 0) relative to ``config.learning_rate``:
+    ``lr_decay ** epoch``, times a linear ramp over the first ``warmup`` epochs."""
+    factor = config.lr_decay ** (step // steps_per_epoch)
+    ramp = config.warmup * steps_per_epoch
+    if ramp > 0:
+        factor *= min(1.0, (step + 1) / ramp)
+    return factor
+
+
 def _optimizer(net: SegNet, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(net.parameters(), lr=config.learning_rate)
@@ -180,8 +193,10 @@ def train(
     config: TrainConfig = RECIPES["default"],
     network: NetworkConfig = NetworkConfig(),
     progress: Progress | None = None,
+    device: torch.device | str = "cpu",
 ) -> TrainResult:
-    """Train one network on a training set. Seeded: same inputs, same weights.
+    """Train one network on a training set. Seeded: same inputs, same weights
+    (on the same machine and device). The returned network is on the CPU.
 
     Reports progress once per minibatch; the progress callback may raise
     :class:`~tomoseg.errors.Cancelled` to stop.
@@ -192,17 +207,19 @@ def train(
         raise TomosegError(f"tile size {trainset.tile_size} is not divisible by {network.pool}")
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    net = init_weights(SegNet(network), config.seed)
+    net = init_weights(SegNet(network), config.seed).to(device)
     optimizer = _optimizer(net, config)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-
     inputs, labels = augmented_samples(trainset, config, rng)
     n_batches = -(-len(inputs) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_factor(step, n_batches, config)
+    )
     total = config.epochs * n_batches
     losses: list[float] = []
     for epoch in range(config.epochs):
         if config.resample and epoch > 0:
             inputs, labels = augmented_samples(trainset, config, rng)
+        inputs, labels = inputs.to(device), labels.to(device)
         order = torch.from_numpy(rng.permutation(len(inputs)))
         epoch_loss = 0.0
         for b in range(n_batches):
@@ -213,12 +230,12 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
             optimizer.step()
+            scheduler.step()
             epoch_loss += float(loss.detach()) * len(idx)
             report(progress, epoch * n_batches + b + 1, total, f"epoch {epoch + 1}/{config.epochs}")
         losses.append(epoch_loss / len(inputs))
-        scheduler.step()
 
-    net.eval()
+    net = net.cpu().eval()
     amplitude = network_amplitude(net, trainset)
     if not amplitude > 0:
         raise TomosegError(

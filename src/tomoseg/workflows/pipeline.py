@@ -29,7 +29,7 @@ from tomoseg.progress import Progress, report
 from tomoseg.steps.merge import label_dtype, merge_scores
 from tomoseg.steps.pick import PickConfig, pick_particles
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
-from tomoseg.steps.segment import score_slabs
+from tomoseg.steps.segment import score_slabs, slab_slices
 from tomoseg.steps.train import TrainConfig, train
 from tomoseg.steps.trainset import make_trainset
 from tomoseg.types import Picks
@@ -125,11 +125,15 @@ def train_file(
     name: str | None = None,
     colour: str | None = None,
     progress: Progress | None = None,
+    device: str = "auto",
+    threads: int | None = None,
 ) -> Model:
     """Train one network from a training-set file and save the model."""
     check_writable(output_path, inputs=(trainset_path,))
+    torch_device = _device(device)
     trainset = load_trainset(trainset_path)
-    result = train(trainset, config, progress=progress)
+    with torch_threads(threads):
+        result = train(trainset, config, progress=progress, device=torch_device)
     model = Model(
         net=result.net,
         amplitude=result.amplitude,
@@ -201,7 +205,7 @@ def apply_files(
     force: bool = False,
     device: str = "auto",
     threads: int | None = None,
-    slices_per_batch: int = 4,
+    slices_per_batch: int | None = None,
     resume: bool = False,
     progress: Progress | None = None,
 ) -> list[Path]:
@@ -219,16 +223,12 @@ def apply_files(
     inputs = (tomogram, *model_paths)
     for out in outputs:
         check_writable(out, inputs=inputs)
-    try:
-        torch_device = resolve_device(device)
-    except ValueError as err:
-        raise TomosegError(f"--device: {err}") from None
-    if threads is not None and threads < 1:
-        raise TomosegError(f"--threads must be >= 1, got {threads}")
-    if slices_per_batch < 1:
-        raise TomosegError(f"slices per batch must be >= 1, got {slices_per_batch}")
+    torch_device = _device(device)
+    if slices_per_batch is not None and slices_per_batch < 1:
+        raise TomosegError(f"--slices must be >= 1, got {slices_per_batch}")
     models = [load_model(p) for p in model_paths]
     tomo = read_volume(tomogram)
+    slices_per_batch = slices_per_batch or slab_slices(tomo.data.shape)
     if not force:
         for model, path in zip(models, model_paths):
             check_compatible(model, path, tomo, tomogram)
@@ -260,11 +260,20 @@ def apply_file(model_path: Path_, tomogram: Path_, output_path: Path_, **options
     apply_files([model_path], tomogram, output_path, **options)
 
 
+def _device(name: str):
+    try:
+        return resolve_device(name)
+    except ValueError as err:
+        raise TomosegError(f"--device: {err}") from None
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int | None):
     """Use ``threads`` CPU threads in torch inside the block (None: leave as is)."""
     import torch
 
+    if threads is not None and threads < 1:
+        raise TomosegError(f"--threads must be >= 1, got {threads}")
     if threads is None:
         yield
         return
