@@ -10,6 +10,7 @@ EMAN2 (Adam 1e-4, no L1); ``"default"`` is tomoseg's own, chosen by measurement
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -194,12 +195,14 @@ def train(
     network: NetworkConfig = NetworkConfig(),
     progress: Progress | None = None,
     device: torch.device | str = "cpu",
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train one network on a training set. Seeded: same inputs, same weights
     (on the same machine and device). The returned network is on the CPU.
 
     Reports progress once per minibatch; the progress callback may raise
-    :class:`~tomoseg.errors.Cancelled` to stop.
+    :class:`~tomoseg.errors.Cancelled` to stop. ``on_epoch(epoch, mean_loss)``
+    is called after each epoch (a live loss curve).
     """
     if trainset.n_positive == 0:
         raise TomosegError(f"training set {trainset.name!r} has no positive tile")
@@ -234,6 +237,8 @@ def train(
             epoch_loss += float(loss.detach()) * len(idx)
             report(progress, epoch * n_batches + b + 1, total, f"epoch {epoch + 1}/{config.epochs}")
         losses.append(epoch_loss / len(inputs))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, losses[-1])
 
     net = net.cpu().eval()
     amplitude = network_amplitude(net, trainset)

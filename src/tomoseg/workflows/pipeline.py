@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -127,13 +127,14 @@ def train_file(
     progress: Progress | None = None,
     device: str = "auto",
     threads: int | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> Model:
     """Train one network from a training-set file and save the model."""
     check_writable(output_path, inputs=(trainset_path,))
     torch_device = _device(device)
     trainset = load_trainset(trainset_path)
     with torch_threads(threads):
-        result = train(trainset, config, progress=progress, device=torch_device)
+        result = train(trainset, config, progress=progress, device=torch_device, on_epoch=on_epoch)
     model = Model(
         net=result.net,
         amplitude=result.amplitude,

@@ -1,0 +1,249 @@
+"""An annotation project: one tomogram, its features, their boxes, masks, models and outputs.
+
+Pure Python (no Qt): the napari widget edits a :class:`Project`, and the same
+object can be scripted or tested without a screen. A project is a small folder::
+
+    PROJECT/
+      project.json        tomogram path, voxel size, features (name, colour, label value, boxes, outputs)
+      masks.npz           painted masks: one uint8 slice per painted z ("z12"), value = feature
+      trainsets/NAME.trainset   models/NAME.model   scores/NAME.mrc   merged.mrc   picks/NAME.csv
+
+Everything is written atomically (temporary name, then rename), so a crash
+never leaves a half-written project; :meth:`Project.save` is cheap enough to
+call after every edit (autosave).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tomoseg.errors import TomosegError
+from tomoseg.io.atomic import atomic_output
+from tomoseg.io.mrc import Volume, read_volume
+from tomoseg.steps.trainset import TILE_SIZE, make_trainset
+from tomoseg.types import Box, TrainingSet
+
+PROJECT_FORMAT = 1
+PROJECT_FILE = "project.json"
+MASKS_FILE = "masks.npz"
+DEFAULT_COLOURS = ("#ffcc00", "#00c8ff", "#ff4d6d", "#7cfc00", "#c080ff", "#ff9f40", "#40e0d0", "#ff66cc")
+
+
+@dataclass
+class Feature:
+    """One feature to annotate. ``value``: its label value in masks and merged maps (1, 2, ...)."""
+
+    name: str
+    colour: str
+    value: int
+    boxes: list[Box] = field(default_factory=list)
+
+    @property
+    def n_positive(self) -> int:
+        return sum(b.positive for b in self.boxes)
+
+    @property
+    def n_negative(self) -> int:
+        return len(self.boxes) - self.n_positive
+
+
+def _safe_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}", name):
+        raise TomosegError(
+            f"feature name {name!r}: use 1-60 letters, digits, '_', '-' or '.', starting with a letter or digit"
+        )
+    return name
+
+
+class Project:
+    """The state of one annotation session, saved in ``folder``.
+
+    ``volume``: the (preprocessed) tomogram the boxes and masks refer to.
+    ``masks``: uint8 (z, y, x), 0 = unpainted, else a feature's ``value``; the
+    napari Labels layer paints into this very array.
+    """
+
+    def __init__(self, folder: str | os.PathLike, tomogram: str | os.PathLike, volume: Volume) -> None:
+        self.folder = Path(folder)
+        self.tomogram = Path(tomogram)
+        self.volume = volume
+        self.features: dict[str, Feature] = {}
+        self.masks = np.zeros(volume.data.shape, dtype=np.uint8)
+        self._undo: list[tuple[str, str, Box]] = []
+
+    # -- creating and opening -------------------------------------------------
+    @classmethod
+    def create(cls, folder: str | os.PathLike, tomogram: str | os.PathLike) -> Project:
+        """A new project for a tomogram (the folder is created; an existing project there is an error)."""
+        folder = Path(folder)
+        if (folder / PROJECT_FILE).exists():
+            raise TomosegError(f"{folder}: already holds a project; open it instead")
+        volume = read_volume(tomogram)
+        folder.mkdir(parents=True, exist_ok=True)
+        project = cls(folder, Path(tomogram).resolve(), volume)
+        project.save()
+        return project
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike) -> Project:
+        folder = Path(folder)
+        path = folder / PROJECT_FILE
+        if not path.exists():
+            raise TomosegError(f"{folder}: not a tomoseg project (no {PROJECT_FILE})")
+        try:
+            state = json.loads(path.read_text())
+        except ValueError as err:
+            raise TomosegError(f"{path}: not valid JSON ({err})") from None
+        if state.get("format") != PROJECT_FORMAT:
+            raise TomosegError(f"{path}: project format {state.get('format')!r} is not supported")
+        project = cls(folder, Path(state["tomogram"]), read_volume(state["tomogram"]))
+        for f in state["features"]:
+            boxes = [Box(int(x), int(y), int(z), bool(p)) for x, y, z, p in f["boxes"]]
+            project.features[f["name"]] = Feature(f["name"], f["colour"], int(f["value"]), boxes)
+        masks = folder / MASKS_FILE
+        if masks.exists():
+            with np.load(masks, allow_pickle=False) as saved:
+                for key in saved.files:
+                    project.masks[int(key[1:])] = saved[key]
+        return project
+
+    def save(self) -> None:
+        """Write project.json and masks.npz atomically."""
+        state = {
+            "format": PROJECT_FORMAT,
+            "tomogram": str(self.tomogram),
+            "voxel_size": self.volume.voxel_size,
+            "shape_zyx": list(self.volume.data.shape),
+            "features": [
+                {**{k: v for k, v in asdict(f).items() if k != "boxes"},
+                 "boxes": [[b.x, b.y, b.z, b.positive] for b in f.boxes]}
+                for f in self.features.values()
+            ],
+        }
+        with atomic_output(self.folder / PROJECT_FILE) as tmp:
+            tmp.write_text(json.dumps(state, indent=1))
+        painted = np.flatnonzero(self.masks.reshape(len(self.masks), -1).any(axis=1))
+        with atomic_output(self.folder / MASKS_FILE) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **{f"z{z}": self.masks[z] for z in painted})
+
+    # -- features and boxes ---------------------------------------------------
+    def add_feature(self, name: str, colour: str | None = None) -> Feature:
+        name = _safe_name(name)
+        if name in self.features:
+            raise TomosegError(f"feature {name!r} exists already")
+        used = {f.value for f in self.features.values()}
+        value = next(v for v in range(1, 256) if v not in used)
+        colour = colour or DEFAULT_COLOURS[(value - 1) % len(DEFAULT_COLOURS)]
+        feature = Feature(name, colour, value)
+        self.features[name] = feature
+        return feature
+
+    def remove_feature(self, name: str) -> None:
+        feature = self._feature(name)
+        self.masks[self.masks == feature.value] = 0
+        del self.features[name]
+        self._undo = [u for u in self._undo if u[1] != name]
+
+    def _feature(self, name: str) -> Feature:
+        try:
+            return self.features[name]
+        except KeyError:
+            raise TomosegError(f"no feature called {name!r}") from None
+
+    def box_fits(self, x: int, y: int, z: int) -> bool:
+        """Whether a 64 x 64 tile centred at (x, y) on slice z lies inside the tomogram."""
+        nz, ny, nx = self.volume.data.shape
+        h = TILE_SIZE // 2
+        return 0 <= z < nz and h <= y <= ny - h and h <= x <= nx - h
+
+    def add_box(self, name: str, x: int, y: int, z: int, positive: bool) -> Box:
+        """Add a tile centred at voxel (x, y, z); refuses one that sticks out of the tomogram."""
+        feature = self._feature(name)
+        if not self.box_fits(x, y, z):
+            raise TomosegError(f"a {TILE_SIZE} x {TILE_SIZE} box at x={x}, y={y}, z={z} sticks out of the tomogram")
+        box = Box(int(x), int(y), int(z), bool(positive))
+        feature.boxes.append(box)
+        self._undo.append(("add", name, box))
+        return box
+
+    def nearest_box(self, name: str, x: float, y: float, z: int) -> Box | None:
+        """The box of ``name`` on slice z whose tile contains (x, y), nearest first."""
+        h = TILE_SIZE / 2
+        hits = [b for b in self._feature(name).boxes if b.z == z and abs(b.x - x) <= h and abs(b.y - y) <= h]
+        return min(hits, key=lambda b: (b.x - x) ** 2 + (b.y - y) ** 2, default=None)
+
+    def remove_box(self, name: str, box: Box) -> None:
+        self._feature(name).boxes.remove(box)
+        self._undo.append(("remove", name, box))
+
+    def move_box(self, name: str, box: Box, x: int, y: int) -> Box:
+        """Move a box on its slice (one undo step)."""
+        moved = Box(int(x), int(y), box.z, box.positive)
+        if not self.box_fits(moved.x, moved.y, moved.z):
+            raise TomosegError(f"a box at x={x}, y={y}, z={box.z} would stick out of the tomogram")
+        boxes = self._feature(name).boxes
+        boxes[boxes.index(box)] = moved
+        self._undo.append(("move", name, (box, moved)))
+        return moved
+
+    def undo(self) -> str | None:
+        """Undo the last box edit; returns a description, or None if there is nothing to undo."""
+        if not self._undo:
+            return None
+        action, name, item = self._undo.pop()
+        boxes = self.features[name].boxes
+        if action == "add":
+            boxes.remove(item)
+            return f"removed the box at x={item.x}, y={item.y}, z={item.z}"
+        if action == "remove":
+            boxes.append(item)
+            return f"restored the box at x={item.x}, y={item.y}, z={item.z}"
+        old, new = item
+        boxes[boxes.index(new)] = old
+        return f"moved the box back to x={old.x}, y={old.y}"
+
+    # -- training sets and outputs -------------------------------------------
+    def trainset(self, name: str) -> TrainingSet:
+        """The feature's boxes with their painted masks, as a training set.
+
+        Raises TomosegError when there is no positive box, or a positive box
+        holds no painted voxel of the feature.
+        """
+        feature = self._feature(name)
+        if feature.n_positive == 0:
+            raise TomosegError(f"feature {name!r} has no positive box: place some with the positive box tool")
+        empty = [b for b in feature.boxes if b.positive and not self._painted(feature, b)]
+        if empty:
+            b = empty[0]
+            raise TomosegError(
+                f"feature {name!r}: the positive box at x={b.x}, y={b.y}, z={b.z} holds no painted "
+                f"{name}; paint the feature in it or make it negative"
+            )
+        pre = self.volume.label_value("preprocess")
+        from tomoseg.steps.preprocess import PreprocessConfig
+
+        return make_trainset(
+            self.volume.data, feature.boxes, lambda z: self.masks[z] == feature.value, name,
+            self.volume.voxel_size, None if pre is None else PreprocessConfig.parse(pre).to_dict(),
+            source=str(self.tomogram),
+        )
+
+    def _painted(self, feature: Feature, box: Box) -> bool:
+        h = TILE_SIZE // 2
+        tile = self.masks[box.z, box.y - h : box.y + h, box.x - h : box.x + h]
+        return bool((tile == feature.value).any())
+
+    def path(self, kind: str, name: str | None = None) -> Path:
+        """Where outputs go: kind is trainset, model, scores, picks or merged."""
+        paths = {"trainset": f"trainsets/{name}.trainset", "model": f"models/{name}.model",
+                 "scores": f"scores/{name}.mrc", "picks": f"picks/{name}.csv", "merged": "merged.mrc"}
+        path = self.folder / paths[kind]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path

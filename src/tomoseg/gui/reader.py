@@ -1,0 +1,47 @@
+"""napari reader: MRC tomograms (and tomoseg score and label maps) as layers.
+
+The voxel size from the header becomes the layer scale (A), so measurements
+in the viewer are in Angstrom; the data stays memory-mapped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tomoseg.errors import TomosegError
+from tomoseg.io.mrc import read_volume
+
+EXTENSIONS = (".mrc", ".mrcs", ".rec", ".map", ".st", ".ali")
+
+
+def get_reader(path):
+    """napari's reader hook: a function that reads ``path``, or None if it is not ours."""
+    if isinstance(path, list):
+        if not path:
+            return None
+        path = path[0]
+    if not str(path).lower().endswith(EXTENSIONS):
+        return None
+    return read_layers
+
+
+def read_layers(path) -> list[tuple]:
+    """LayerData tuples for one MRC file: an image, or labels for an integer label map."""
+    paths = path if isinstance(path, list) else [path]
+    layers = []
+    for p in paths:
+        try:
+            vol = read_volume(p)
+        except TomosegError as err:
+            raise ValueError(str(err)) from None
+        scale = (vol.voxel_size,) * 3
+        meta = {"voxel_size": vol.voxel_size, "origin": vol.origin, "path": str(p), "labels": vol.labels}
+        name = Path(p).stem
+        if vol.data.dtype.kind in "iu" and vol.label_value("label 1") is not None:
+            layers.append((np.asarray(vol.data).view(np.uint8), {"name": name, "scale": scale, "metadata": meta},
+                           "labels"))
+        else:
+            layers.append((vol.data, {"name": name, "scale": scale, "metadata": meta, "colormap": "gray"}, "image"))
+    return layers

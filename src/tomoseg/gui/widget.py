@@ -1,0 +1,580 @@
+"""The tomoseg dock widget: annotate, train, apply and inspect inside napari.
+
+A thin front end: every action calls the same library functions as the CLI
+(:mod:`tomoseg.workflows`, :mod:`tomoseg.steps`) on a :class:`Project`, and
+long work runs in a :class:`~tomoseg.gui.jobs.Job` (progress bar, cancel
+button, the viewer stays responsive). Every public method is also what a
+button does, so tests and scripts drive the widget without clicking.
+
+Keys (viewer-wide): P positive box, N negative box, B paint, Escape off,
+U undo the last box edit. Click on the tomogram to place a box on the current
+slice; drag a box to move it; Shift-click a box to delete it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+    QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+)
+
+from tomoseg.errors import TomosegError
+from tomoseg.gui.jobs import Job
+from tomoseg.gui.project import Project
+from tomoseg.steps.trainset import TILE_SIZE
+
+MODES = ("off", "positive", "negative", "paint")
+NEGATIVE_EDGE = "#9a9a9a"
+
+
+def _rgba(colour: str, alpha: float = 1.0) -> np.ndarray:
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    rgba = transform_color(colour)[0].copy()
+    rgba[3] = alpha
+    return rgba
+
+
+class TomosegWidget(QWidget):
+    """Dock widget; ``napari_viewer`` is injected by napari (or passed by a script)."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.project: Project | None = None
+        self.mode = "off"
+        self.job: Job | None = None
+        self._on_done = None
+        self.losses: list[float] = []
+        self._build()
+        self._timer = QTimer(self)
+        self._timer.setInterval(100)
+        self._timer.timeout.connect(self.poll)
+        self._autosave = QTimer(self)
+        self._autosave.setSingleShot(True)
+        self._autosave.setInterval(1500)
+        self._autosave.timeout.connect(self.save)
+        for key, mode in (("p", "positive"), ("n", "negative"), ("b", "paint"), ("Escape", "off")):
+            self.viewer.bind_key(key, lambda _v, m=mode: self.set_mode(m), overwrite=True)
+        self.viewer.bind_key("u", lambda _v: self.undo(), overwrite=True)
+
+    # -- layout ---------------------------------------------------------------
+    def _button(self, text: str, slot, tip: str = "") -> QPushButton:
+        b = QPushButton(text)
+        b.clicked.connect(lambda _=False: slot())
+        b.setToolTip(tip)
+        return b
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        box = QGroupBox("Project")
+        row = QHBoxLayout(box)
+        self.project_label = QLabel("no project")
+        row.addWidget(self.project_label)
+        row.addWidget(self._button("New...", self._ask_new, "choose a tomogram and an empty project folder"))
+        row.addWidget(self._button("Open...", self._ask_open, "open a project folder"))
+        layout.addWidget(box)
+
+        box = QGroupBox("Feature")
+        form = QFormLayout(box)
+        self.feature_combo = QComboBox()
+        self.feature_combo.currentTextChanged.connect(lambda _t: self._refresh_layers())
+        self.feature_name = QLineEdit()
+        self.feature_name.setPlaceholderText("name, e.g. membrane")
+        add = QHBoxLayout()
+        add.addWidget(self.feature_name)
+        add.addWidget(self._button("Add", lambda: self.add_feature(self.feature_name.text())))
+        form.addRow("active", self.feature_combo)
+        form.addRow("new", add)
+        modes = QHBoxLayout()
+        self.mode_buttons = {}
+        for mode, text in (("positive", "+ box (P)"), ("negative", "- box (N)"), ("paint", "paint (B)"),
+                           ("off", "off (Esc)")):
+            b = self._button(text, lambda m=mode: self.set_mode(m))
+            b.setCheckable(True)
+            self.mode_buttons[mode] = b
+            modes.addWidget(b)
+        form.addRow(modes)
+        self.brush = QSpinBox()
+        self.brush.setRange(1, 40)
+        self.brush.setValue(5)
+        self.brush.valueChanged.connect(lambda v: self._masks_layer() and setattr(self._masks_layer(), "brush_size", v))
+        form.addRow("brush", self.brush)
+        self.box_count = QLabel("")
+        form.addRow(self.box_count)
+        layout.addWidget(box)
+
+        box = QGroupBox("Train and apply")
+        form = QFormLayout(box)
+        self.recipe = QComboBox()
+        self.recipe.addItems(["default", "paper", "reference"])
+        self.epochs = QSpinBox()
+        self.epochs.setRange(0, 200)
+        self.epochs.setSpecialValueText("recipe's")
+        form.addRow("recipe", self.recipe)
+        form.addRow("epochs", self.epochs)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self._button("Train", self.train, "train the active feature's network"))
+        buttons.addWidget(self._button("Preview slice", self.preview, "apply the network to the current slice"))
+        form.addRow(buttons)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self._button("Apply", self.apply, "score the whole tomogram"))
+        buttons.addWidget(self._button("Merge", self.merge, "one label map from all features' scores"))
+        buttons.addWidget(self._button("3D", self.show_3d, "isosurfaces of the score maps at threshold 1"))
+        form.addRow(buttons)
+        self.loss_label = QLabel("")
+        form.addRow(self.loss_label)
+        self._loss_canvas = self._make_loss_canvas()
+        if self._loss_canvas is not None:
+            form.addRow(self._loss_canvas)
+        layout.addWidget(box)
+
+        box = QGroupBox("Particles")
+        form = QFormLayout(box)
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.05, 20)
+        self.threshold.setSingleStep(0.1)
+        self.threshold.setValue(1.0)
+        self.diameter = QDoubleSpinBox()
+        self.diameter.setRange(10, 5000)
+        self.diameter.setValue(250)
+        self.diameter.setSuffix(" A")
+        for spin in (self.threshold, self.diameter):
+            spin.valueChanged.connect(lambda _v: self._live_pick())
+        form.addRow("threshold", self.threshold)
+        form.addRow("diameter", self.diameter)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self._button("Pick", self.pick))
+        buttons.addWidget(self._button("Export...", self._ask_export, "STAR (.star) or CSV"))
+        form.addRow(buttons)
+        layout.addWidget(box)
+
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.cancel_button = self._button("Cancel", self.cancel)
+        self.cancel_button.setVisible(False)
+        row = QHBoxLayout()
+        row.addWidget(self.progress)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        self.status = QLabel("Open a tomogram to start: New... or Open...")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addStretch()
+
+    def _make_loss_canvas(self):
+        try:
+            from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+            from matplotlib.figure import Figure
+        except ImportError:  # pragma: no cover - matplotlib is a dependency
+            return None
+        fig = Figure(figsize=(3, 1.6), tight_layout=True)
+        self._loss_axes = fig.add_subplot(111)
+        canvas = FigureCanvasQTAgg(fig)
+        canvas.setMinimumHeight(120)
+        return canvas
+
+    # -- messages -------------------------------------------------------------
+    def say(self, text: str) -> None:
+        self.status.setText(text)
+        self.viewer.status = text
+
+    def _guard(self, action) -> bool:
+        """Run ``action``; show a TomosegError as a one-line message. Returns success."""
+        try:
+            action()
+            return True
+        except TomosegError as err:
+            self.say(f"error: {err}")
+            return False
+
+    # -- project --------------------------------------------------------------
+    def _ask_new(self) -> None:
+        tomo, _ = QFileDialog.getOpenFileName(self, "Tomogram", "", "MRC (*.mrc *.rec *.map)")
+        if tomo:
+            folder = QFileDialog.getExistingDirectory(self, "Empty project folder")
+            if folder:
+                self.new_project(folder, tomo)
+
+    def _ask_open(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Project folder")
+        if folder:
+            self.open_project(folder)
+
+    def new_project(self, folder, tomogram) -> bool:
+        return self._guard(lambda: self._set_project(Project.create(folder, tomogram)))
+
+    def open_project(self, folder) -> bool:
+        return self._guard(lambda: self._set_project(Project.open(folder)))
+
+    def _set_project(self, project: Project) -> None:
+        self.project = project
+        for layer in list(self.viewer.layers):
+            if layer.name.startswith("tomoseg") or layer.name in ("tomogram", "boxes", "masks"):
+                self.viewer.layers.remove(layer)
+        vol = project.volume
+        scale = (vol.voxel_size,) * 3
+        image = self.viewer.add_image(vol.data, name="tomogram", scale=scale, colormap="gray")
+        image.mouse_drag_callbacks.append(self._on_click)
+        masks = self.viewer.add_labels(project.masks, name="masks", scale=scale, opacity=0.5)
+        masks.brush_size = self.brush.value()
+        masks.events.paint.connect(lambda _e: self._autosave.start())
+        self.viewer.add_shapes(name="boxes", ndim=3, scale=scale, face_color="transparent", edge_width=2)
+        self.viewer.layers.selection.active = image
+        self.viewer.dims.set_current_step(0, vol.data.shape[0] // 2)
+        self.project_label.setText(f"{project.folder.name} ({vol.voxel_size:g} A/voxel)")
+        self.feature_combo.clear()
+        self.feature_combo.addItems(list(project.features))
+        for name in project.features:
+            for kind in ("scores",):
+                path = project.path(kind, name)
+                if path.exists():
+                    self._show_scores(name, path)
+        self._refresh_layers()
+        self.say(f"project {project.folder} on {project.tomogram.name}: "
+                 f"{' x '.join(map(str, vol.data.shape[::-1]))} voxels at {vol.voxel_size:g} A")
+
+    def save(self) -> None:
+        if self.project is not None:
+            self._guard(self.project.save)
+
+    def _need_project(self) -> Project:
+        if self.project is None:
+            raise TomosegError("no project: create one with New... or open one")
+        return self.project
+
+    # -- features, boxes, masks ----------------------------------------------
+    @property
+    def feature(self) -> str | None:
+        return self.feature_combo.currentText() or None
+
+    def add_feature(self, name: str, colour: str | None = None) -> bool:
+        def act():
+            feature = self._need_project().add_feature(name.strip(), colour)
+            self.feature_combo.addItem(feature.name)
+            self.feature_combo.setCurrentText(feature.name)
+            self.feature_name.clear()
+            self.save()
+        return self._guard(act)
+
+    def _need_feature(self) -> str:
+        self._need_project()
+        if not self.feature:
+            raise TomosegError("no feature: add one first (name, then Add)")
+        return self.feature
+
+    def set_mode(self, mode: str) -> None:
+        refused = mode != "off" and not self._guard(self._need_feature)
+        if refused:
+            mode = "off"
+        self.mode = mode
+        for m, b in self.mode_buttons.items():
+            b.setChecked(m == mode)
+        masks = self._masks_layer()
+        if masks is not None:
+            if mode == "paint":
+                masks.selected_label = self.project.features[self.feature].value
+                masks.brush_size = self.brush.value()
+                masks.mode = "paint"
+                self.viewer.layers.selection.active = masks
+            else:
+                masks.mode = "pan_zoom"
+                self.viewer.layers.selection.active = self.viewer.layers["tomogram"]
+        hints = {"positive": "click: add a positive box on this slice; drag: move; Shift-click: delete",
+                 "negative": "click: add a negative box (no feature inside); drag: move; Shift-click: delete",
+                 "paint": "paint the feature inside the positive boxes; [ and ] change the brush",
+                 "off": "P / N: place boxes, B: paint, U: undo a box edit"}
+        if not refused:
+            self.say(hints[mode])
+
+    def _on_click(self, layer, event):
+        if self.mode not in ("positive", "negative") or self.project is None or not self.feature:
+            return
+        z, y, x = np.round(layer.world_to_data(event.position)).astype(int)
+        name = self.feature
+        hit = self.project.nearest_box(name, x, y, z)
+        if hit is not None and "Shift" in event.modifiers:
+            self.project.remove_box(name, hit)
+            self._boxes_changed(f"deleted the box at x={hit.x}, y={hit.y}")
+            return
+        if hit is None:
+            self.place_box(x, y, z, self.mode == "positive")
+            return
+        yield  # drag an existing box
+        while event.type == "mouse_move":
+            yield
+        z2, y2, x2 = np.round(layer.world_to_data(event.position)).astype(int)
+        if (x2, y2) != (hit.x, hit.y):
+            self._guard(lambda: self.project.move_box(name, hit, x2, y2))
+            self._boxes_changed(f"moved a box to x={x2}, y={y2}")
+
+    def place_box(self, x: int, y: int, z: int, positive: bool) -> bool:
+        """Add a box of the active feature centred at voxel (x, y, z)."""
+        def act():
+            box = self._need_project().add_box(self._need_feature(), x, y, z, positive)
+            self._boxes_changed(f"{'positive' if positive else 'negative'} box at x={box.x}, y={box.y}, z={box.z}")
+        return self._guard(act)
+
+    def undo(self) -> None:
+        if self.project is not None:
+            what = self.project.undo()
+            self._boxes_changed(f"undo: {what}" if what else "nothing to undo")
+
+    def _boxes_changed(self, message: str) -> None:
+        self._refresh_layers()
+        self.save()
+        self.say(message)
+
+    def _masks_layer(self):
+        return self.viewer.layers["masks"] if "masks" in self.viewer.layers else None
+
+    def _refresh_layers(self) -> None:
+        if self.project is None or "boxes" not in self.viewer.layers:
+            return
+        from napari.utils.colormaps import DirectLabelColormap
+
+        layer = self.viewer.layers["boxes"]
+        name = self.feature
+        feature = self.project.features.get(name) if name else None
+        boxes = feature.boxes if feature else []
+        h = TILE_SIZE / 2
+        rects = [np.array([[b.z, b.y - h, b.x - h], [b.z, b.y - h, b.x + h], [b.z, b.y + h, b.x + h],
+                           [b.z, b.y + h, b.x - h]]) for b in boxes]
+        colours = [feature.colour if b.positive else NEGATIVE_EDGE for b in boxes] if feature else []
+        layer.data = []
+        if rects:
+            layer.add_rectangles(rects, edge_color=colours, face_color="transparent", edge_width=2)
+        colours = {0: np.zeros(4), None: np.zeros(4)}
+        colours.update({f.value: _rgba(f.colour, 0.8) for f in self.project.features.values()})
+        self._masks_layer().colormap = DirectLabelColormap(color_dict=colours)
+        if feature:
+            self.box_count.setText(f"{name}: {feature.n_positive} positive, {feature.n_negative} negative boxes")
+
+    # -- long jobs ------------------------------------------------------------
+    def _start(self, name: str, work, on_done) -> None:
+        if self.job is not None and not self.job.poll().finished:
+            raise TomosegError(f"{self.job.name} is still running; wait or cancel it")
+        self.job = Job(name, work).start()
+        self._on_done = on_done
+        self.progress.setVisible(True)
+        self.progress.setValue(0)
+        self.cancel_button.setVisible(True)
+        self._timer.start()
+        self.say(f"{name}...")
+
+    def poll(self) -> None:
+        """Move the progress bar; when the job ends, show its result or error (timer slot)."""
+        if self.job is None:
+            return
+        state = self.job.poll()
+        self.progress.setMaximum(max(state.total, 1))
+        self.progress.setValue(state.done)
+        self.progress.setFormat(f"{self.job.name}: {state.message} %p%")
+        self._draw_losses()
+        if not state.finished:
+            return
+        self._timer.stop()
+        self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)
+        if state.error is not None:
+            cancelled = self.job.cancelled
+            self.say(f"{self.job.name} cancelled" if cancelled else f"error: {state.error}")
+        else:
+            self._on_done(state.result)
+
+    def wait(self, timeout: float = 600) -> None:
+        """Block until the running job ends, then handle it as the timer would (scripts, tests)."""
+        if self.job is not None:
+            self.job.wait(timeout)
+            self.poll()
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.say(f"cancelling {self.job.name}...")
+
+    def _draw_losses(self) -> None:
+        if not self.losses:
+            return
+        self.loss_label.setText(f"loss per epoch: {self.losses[0]:.3f} -> {self.losses[-1]:.3f}")
+        if self._loss_canvas is not None:
+            ax = self._loss_axes
+            ax.clear()
+            ax.plot(range(1, len(self.losses) + 1), self.losses, "o-", ms=3)
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.set_ylabel("ln MSE", fontsize=8)
+            ax.tick_params(labelsize=7)
+            self._loss_canvas.draw_idle()
+
+    # -- train, preview, apply, merge -----------------------------------------
+    def train(self) -> bool:
+        """Train the active feature's network in the background; saves trainset and model."""
+        def act():
+            from tomoseg.io.trainset_file import save_trainset
+            from tomoseg.steps.train import recipe
+            from tomoseg.workflows import train_file
+
+            project = self._need_project()
+            name = self._need_feature()
+            trainset = project.trainset(name)
+            project.save()
+            set_path, model_path = project.path("trainset", name), project.path("model", name)
+            save_trainset(set_path, trainset)
+            config = recipe(self.recipe.currentText(), epochs=self.epochs.value() or None)
+            colour = project.features[name].colour
+            self.losses = []
+
+            def work(progress):
+                return train_file(set_path, model_path, config, name=name, colour=colour, progress=progress,
+                                  device="auto", on_epoch=lambda _e, loss: self.losses.append(loss))
+
+            def done(model):
+                self._draw_losses()
+                self.say(f"trained {name}: loss {model.training['losses'][0]:.3f} -> "
+                         f"{model.training['losses'][-1]:.3f}, amplitude {model.amplitude:.3g}; "
+                         "Preview slice to check it")
+            self._start(f"training {name}", work, done)
+        return self._guard(act)
+
+    def _model(self, name: str):
+        from tomoseg.io.model_file import load_model
+
+        path = self._need_project().path("model", name)
+        if not path.exists():
+            raise TomosegError(f"feature {name!r} has no trained network yet: Train first")
+        return load_model(path)
+
+    def preview(self) -> bool:
+        """Score the current slice with the active feature's network (immediate, one slice)."""
+        def act():
+            from tomoseg.steps.segment import score_slices
+
+            name = self._need_feature()
+            model = self._model(name)
+            z = int(self.viewer.dims.current_step[0])
+            data = self.project.volume.data
+            scores = score_slices(model.net, model.amplitude, np.asarray(data[z : z + 1]))
+            preview = np.zeros((data.shape[0], *scores.shape[1:]), dtype=np.float32)
+            preview[z] = scores[0]
+            self._add_score_layer(f"tomoseg preview: {name}", preview, name)
+            self.say(f"preview of {name} on slice {z}: {np.count_nonzero(scores >= 1)} pixels score >= 1")
+        return self._guard(act)
+
+    def apply(self) -> bool:
+        """Apply the active feature's network to the whole tomogram (background, resumable)."""
+        def act():
+            from tomoseg.workflows import apply_file
+
+            project = self._need_project()
+            name = self._need_feature()
+            model_path, out = project.path("model", name), project.path("scores", name)
+            if not model_path.exists():
+                raise TomosegError(f"feature {name!r} has no trained network yet: Train first")
+
+            def work(progress):
+                apply_file(model_path, project.tomogram, out, force=True, progress=progress, resume=True)
+                return out
+            self._start(f"applying {name}", work, lambda path: self._show_scores(name, path))
+        return self._guard(act)
+
+    def _show_scores(self, name: str, path: Path) -> None:
+        from tomoseg.io.mrc import read_volume
+
+        self._add_score_layer(f"tomoseg scores: {name}", read_volume(path).data, name)
+        self.say(f"scores of {name} in {path}")
+
+    def _add_score_layer(self, layer_name: str, data: np.ndarray, feature: str):
+        from napari.utils.colormaps import Colormap
+
+        colour = _rgba(self.project.features[feature].colour)
+        cmap = Colormap([[0, 0, 0, 0], colour], name=f"tomoseg-{feature}")
+        if layer_name in self.viewer.layers:
+            self.viewer.layers.remove(layer_name)
+        scale = (self.project.volume.voxel_size,) * 3
+        return self.viewer.add_image(data, name=layer_name, scale=scale, colormap=cmap, contrast_limits=(0, 2),
+                                     blending="additive", opacity=0.7)
+
+    def merge(self) -> bool:
+        """Merge all features with score maps into one label layer (feature colours)."""
+        def act():
+            from napari.utils.colormaps import DirectLabelColormap
+
+            from tomoseg.io.mrc import read_volume
+            from tomoseg.workflows import merge_files
+
+            project = self._need_project()
+            names = [n for n in project.features if project.path("scores", n).exists()]
+            if not names:
+                raise TomosegError("no feature has a score map yet: Apply first")
+            out = project.path("merged")
+            merge_files([project.path("scores", n) for n in names], out, threshold=self.threshold.value())
+            merged = np.asarray(read_volume(out).data).view(np.uint8)
+            colours = {0: np.zeros(4), None: np.zeros(4)}
+            colours.update({k: _rgba(project.features[n].colour) for k, n in enumerate(names, start=1)})
+            if "tomoseg merged" in self.viewer.layers:
+                self.viewer.layers.remove("tomoseg merged")
+            self.viewer.add_labels(merged, name="tomoseg merged", scale=(project.volume.voxel_size,) * 3,
+                                   colormap=DirectLabelColormap(color_dict=colours), opacity=0.6)
+            self.say("merged: " + ", ".join(f"{k}={n}" for k, n in enumerate(names, start=1)))
+        return self._guard(act)
+
+    def show_3d(self) -> None:
+        """3D view with each score map as an isosurface at the threshold."""
+        for layer in self.viewer.layers:
+            if layer.name.startswith("tomoseg scores: "):
+                layer.rendering = "iso"
+                layer.iso_threshold = self.threshold.value()
+        if "tomogram" in self.viewer.layers:
+            self.viewer.layers["tomogram"].visible = False
+        self.viewer.dims.ndisplay = 3
+
+    # -- particles ------------------------------------------------------------
+    def pick(self) -> bool:
+        """Pick particles of the active feature from its score map into a Points layer."""
+        def act():
+            from tomoseg.steps.pick import PickConfig, pick_particles
+
+            project = self._need_project()
+            name = self._need_feature()
+            layer = f"tomoseg scores: {name}"
+            if layer not in self.viewer.layers:
+                raise TomosegError(f"feature {name!r} has no score map yet: Apply first")
+            scores = np.asarray(self.viewer.layers[layer].data, dtype=np.float32)
+            config = PickConfig(threshold=self.threshold.value(), diameter=self.diameter.value())
+            self.picks = pick_particles(scores, project.volume.voxel_size, config)
+            points = self.picks.xyz[:, ::-1] if len(self.picks) else np.zeros((0, 3))
+            title = f"tomoseg picks: {name}"
+            if title in self.viewer.layers:
+                self.viewer.layers.remove(title)
+            size = self.diameter.value() / project.volume.voxel_size
+            self.viewer.add_points(points, name=title, scale=(project.volume.voxel_size,) * 3, size=size,
+                                   face_color="transparent", border_color=project.features[name].colour,
+                                   out_of_slice_display=True)
+            self.say(f"{len(self.picks)} {name} particles at threshold {config.threshold:g}, "
+                     f"diameter {config.diameter:g} A")
+        return self._guard(act)
+
+    def _live_pick(self) -> None:
+        if self.feature and f"tomoseg picks: {self.feature}" in self.viewer.layers:
+            self.pick()
+
+    def _ask_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export particles", "", "STAR (*.star);;CSV (*.csv)")
+        if path:
+            self.export(path)
+
+    def export(self, path) -> bool:
+        def act():
+            from tomoseg.io.particles import write_picks
+
+            project = self._need_project()
+            if getattr(self, "picks", None) is None:
+                raise TomosegError("nothing to export: Pick first")
+            write_picks(path, self.picks, project.volume.voxel_size, project.volume.origin,
+                        tomo_name=project.tomogram.stem)
+            self.say(f"wrote {len(self.picks)} particles to {path}")
+        return self._guard(act)

@@ -1,0 +1,95 @@
+"""The annotation project behind the napari plugin (no Qt needed)."""
+
+import numpy as np
+import pytest
+
+from tomoseg.errors import Cancelled, TomosegError
+from tomoseg.gui.jobs import Job
+from tomoseg.gui.project import Project
+from tomoseg.io.mrc import header_label, write_volume
+from tomoseg.steps.preprocess import PreprocessConfig
+
+
+@pytest.fixture
+def tomo_path(tmp_path, small_pre):
+    path = tmp_path / "pre.mrc"
+    write_volume(path, small_pre, 10.0, labels=(header_label("preprocess", PreprocessConfig().describe()),))
+    return path
+
+
+def test_project_round_trip_keeps_features_boxes_and_masks(tmp_path, tomo_path):
+    p = Project.create(tmp_path / "proj", tomo_path)
+    p.add_feature("membrane")
+    p.add_feature("ribosome", "#ff0000")
+    p.add_box("ribosome", 40, 50, 10, True)
+    p.add_box("ribosome", 80, 70, 12, False)
+    p.masks[10, 45:55, 35:45] = p.features["ribosome"].value
+    p.save()
+    q = Project.open(tmp_path / "proj")
+    assert list(q.features) == ["membrane", "ribosome"]
+    assert q.features["ribosome"].colour == "#ff0000" and q.features["ribosome"].value == 2
+    assert q.features["ribosome"].boxes == p.features["ribosome"].boxes
+    np.testing.assert_array_equal(q.masks, p.masks)
+    assert q.volume.voxel_size == pytest.approx(10.0)
+
+
+def test_boxes_undo_move_and_bounds(tmp_path, tomo_path):
+    p = Project.create(tmp_path / "proj", tomo_path)
+    p.add_feature("f")
+    a = p.add_box("f", 40, 40, 3, True)
+    b = p.add_box("f", 90, 90, 3, False)
+    assert p.nearest_box("f", 60, 45, 3) == a and p.nearest_box("f", 40, 40, 4) is None
+    moved = p.move_box("f", a, 50, 44)
+    p.remove_box("f", b)
+    with pytest.raises(TomosegError, match="sticks out"):
+        p.add_box("f", 10, 40, 3, True)  # a 64-pixel tile centred at x=10 leaves the slice
+    assert p.features["f"].boxes == [moved]
+    assert "restored" in p.undo() and "moved" in p.undo() and "removed" in p.undo() and "removed" in p.undo()
+    assert p.features["f"].boxes == [] and p.undo() is None
+
+
+def test_trainset_needs_painted_positive_boxes(tmp_path, tomo_path, small_tomo):
+    p = Project.create(tmp_path / "proj", tomo_path)
+    p.add_feature("particle")
+    with pytest.raises(TomosegError, match="no positive box"):
+        p.trainset("particle")
+    z, y, x = np.argwhere(small_tomo.labels == 3)[len(np.argwhere(small_tomo.labels == 3)) // 2]
+    x, y = int(np.clip(x, 32, 96)), int(np.clip(y, 32, 96))
+    p.add_box("particle", x, y, int(z), True)
+    p.add_box("particle", 64, 64, 0, False)
+    with pytest.raises(TomosegError, match="holds no painted"):
+        p.trainset("particle")
+    p.masks[z][small_tomo.labels[z] == 3] = p.features["particle"].value
+    ts = p.trainset("particle")
+    assert ts.n_positive == 1 and ts.n_negative == 1 and ts.masks[0].sum() > 0
+    assert ts.preprocessing == PreprocessConfig().to_dict() and ts.voxel_size == pytest.approx(10.0)
+
+
+def test_bad_project_input_is_one_clear_error(tmp_path, tomo_path):
+    with pytest.raises(TomosegError, match="not a tomoseg project"):
+        Project.open(tmp_path)
+    p = Project.create(tmp_path / "proj", tomo_path)
+    with pytest.raises(TomosegError, match="already holds a project"):
+        Project.create(tmp_path / "proj", tomo_path)
+    with pytest.raises(TomosegError, match="feature name"):
+        p.add_feature("../evil")
+    p.add_feature("a")
+    with pytest.raises(TomosegError, match="exists already"):
+        p.add_feature("a")
+
+
+def test_job_reports_progress_result_and_cancel():
+    def work(progress):
+        for i in range(1000):
+            progress(i + 1, 1000, "step")
+            import time
+            time.sleep(0.001)
+        return "done"
+
+    job = Job("count", work).start()
+    state = job.wait()
+    assert state.finished and state.result == "done" and state.done == 1000
+    job = Job("count", work).start()
+    job.cancel()
+    state = job.wait()
+    assert state.finished and isinstance(state.error, Cancelled) and state.done < 1000

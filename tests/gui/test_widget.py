@@ -1,0 +1,143 @@
+"""The napari widget in a real (hidden) viewer under Xvfb: boxes by clicks, paint, train, apply, merge, pick."""
+
+import numpy as np
+import pytest
+
+from tomoseg.gui.project import Project
+from tomoseg.io.mrc import header_label, write_volume
+from tomoseg.steps.preprocess import PreprocessConfig
+from tomoseg.steps.trainset import choose_boxes
+
+
+@pytest.fixture
+def widget(make_napari_viewer, tmp_path, small_pre):
+    from tomoseg.gui.widget import TomosegWidget
+
+    path = tmp_path / "pre.mrc"
+    write_volume(path, small_pre, 10.0, origin=(1.0, 2.0, 3.0),
+                 labels=(header_label("preprocess", PreprocessConfig().describe()),))
+    viewer = make_napari_viewer()
+    w = TomosegWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert w.new_project(tmp_path / "proj", path)
+    return w
+
+
+def click(layer, zyx, modifiers=()):
+    """A simulated mouse press + release at data coordinates ``zyx`` on ``layer``."""
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+    from vispy.app.canvas import MouseEvent  # noqa: F401  (vispy is napari's canvas)
+
+    class Event:
+        def __init__(self, kind):
+            self.type = kind
+            self.is_dragging = False
+            self.modifiers = list(modifiers)
+            self.position = tuple(layer.data_to_world(zyx))
+            self.view_direction = None
+            self.dims_displayed = [1, 2]
+            self.handled = False
+
+    mouse_press_callbacks(layer, ReadOnlyWrapper(Event("mouse_press"), exceptions=("handled",)))
+    mouse_release_callbacks(layer, ReadOnlyWrapper(Event("mouse_release"), exceptions=("handled",)))
+
+
+def test_boxes_by_clicks_undo_and_keys(widget):
+    viewer = widget.viewer
+    assert "tomogram" in viewer.layers and viewer.layers["tomogram"].scale[0] == pytest.approx(10.0)
+    widget.set_mode("positive")
+    assert widget.mode == "off" and "no feature" in widget.status.text()  # a clear message, no crash
+    assert widget.add_feature("particle")
+    widget.set_mode("positive")
+    image = viewer.layers["tomogram"]
+    click(image, (10, 50, 60))
+    widget.set_mode("negative")
+    click(image, (12, 70, 40))
+    boxes = widget.project.features["particle"].boxes
+    assert [(b.x, b.y, b.z, b.positive) for b in boxes] == [(60, 50, 10, True), (40, 70, 12, False)]
+    assert len(viewer.layers["boxes"].data) == 2
+    click(image, (12, 72, 42), modifiers=("Shift",))  # Shift-click on a box deletes it
+    assert len(widget.project.features["particle"].boxes) == 1
+    widget.undo()
+    assert len(widget.project.features["particle"].boxes) == 2
+    click(image, (10, 5, 5))  # a box sticking out is refused with a message
+    assert "sticks out" in widget.status.text() and len(widget.project.features["particle"].boxes) == 2
+    assert Project.open(widget.project.folder).features["particle"].boxes == boxes  # autosaved
+
+
+def test_train_without_paint_is_a_message(widget):
+    widget.add_feature("particle")
+    widget.place_box(60, 50, 10, True)
+    assert not widget.train()
+    assert "holds no painted" in widget.status.text()
+
+
+def test_paint_train_preview_apply_merge_pick(widget, small_tomo):
+    w, viewer = widget, widget.viewer
+    w.add_feature("particle")
+    value = w.project.features["particle"].value
+    labels = small_tomo.labels
+    for b in choose_boxes(labels, 3, n_positive=6, n_negative=30, seed=1):
+        assert w.place_box(b.x, b.y, b.z, b.positive)
+    w.set_mode("paint")
+    masks = viewer.layers["masks"]
+    assert masks.mode == "paint" and masks.selected_label == value
+    for b in w.project.features["particle"].boxes:
+        if b.positive:  # paint the particle voxels of each positive box's slice through the layer
+            zyx = np.argwhere(labels[b.z] == 3)
+            for y, x in zyx[:: max(1, len(zyx) // 40)]:
+                masks.paint((b.z, y, x), value, refresh=False)
+    masks.refresh()
+    assert (w.project.masks == value).sum() > 100  # the layer paints into the project's array
+    w.epochs.setValue(6)
+    assert w.train()
+    w.wait()
+    assert w.project.path("model", "particle").exists() and len(w.losses) == 6
+    assert "trained particle" in w.status.text()
+    viewer.dims.set_current_step(0, 16)
+    assert w.preview() and "tomoseg preview: particle" in viewer.layers
+    assert w.apply()
+    w.wait()
+    scores = viewer.layers["tomoseg scores: particle"].data
+    assert scores.shape == labels.shape
+    assert np.median(np.asarray(scores)[labels == 3]) > np.median(np.asarray(scores)[labels == 0])
+    assert w.merge() and "tomoseg merged" in viewer.layers
+    assert w.pick()
+    assert len(viewer.layers["tomoseg picks: particle"].data) > 0
+    out = w.project.folder / "picks.star"
+    assert w.export(out) and out.exists()
+    w.show_3d()
+    assert viewer.dims.ndisplay == 3 and viewer.layers["tomoseg scores: particle"].rendering == "iso"
+    reopened = Project.open(w.project.folder)
+    assert (reopened.masks == value).sum() == (w.project.masks == value).sum()
+
+
+def test_cancel_training(widget, small_tomo):
+    w = widget
+    w.add_feature("particle")
+    labels = small_tomo.labels
+    for b in choose_boxes(labels, 3, n_positive=4, n_negative=10, seed=2):
+        w.place_box(b.x, b.y, b.z, b.positive)
+        if b.positive:
+            w.project.masks[b.z][labels[b.z] == 3] = w.project.features["particle"].value
+    w.epochs.setValue(50)
+    assert w.train()
+    w.cancel()
+    w.wait()
+    assert "cancelled" in w.status.text()
+    assert not w.project.path("model", "particle").exists()
+
+
+def test_reader_gives_scaled_layers(tmp_path, small_pre, make_napari_viewer):
+    from tomoseg.gui.reader import get_reader
+
+    path = tmp_path / "t.mrc"
+    write_volume(path, small_pre, 12.5)
+    assert get_reader(str(tmp_path / "x.txt")) is None
+    layers = get_reader(str(path))(str(path))
+    data, meta, kind = layers[0]
+    assert kind == "image" and meta["scale"] == (12.5, 12.5, 12.5) and data.shape == small_pre.shape
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="tomoseg")
+    assert viewer.layers[0].scale[0] == pytest.approx(12.5)
