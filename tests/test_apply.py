@@ -162,3 +162,15 @@ def test_bad_device_and_threads_are_one_line_errors(apply_dir, tmp_path):
         apply_file(apply_dir / "particle.model", apply_dir / "pre.mrc", tmp_path / "s.mrc", device="tpu")
     with pytest.raises(TomosegError, match="--threads"):
         apply_file(apply_dir / "particle.model", apply_dir / "pre.mrc", tmp_path / "s.mrc", threads=0)
+
+
+def test_cli_applies_several_models_into_a_folder(apply_dir, tmp_path, capsys):
+    from tomoseg.cli.main import main
+
+    d = apply_dir
+    code = main(["apply", str(d / "particle.model"), str(d / "other.model"), str(d / "pre.mrc"),
+                 "-o", str(tmp_path / "maps"), "--threads", "1", "--device", "cpu", "--quiet"])
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["pre_other.mrc", "pre_particle.mrc"]
+    assert main(["apply", str(d / "pre.mrc"), "-o", str(tmp_path / "x.mrc"), "--quiet"]) == 2
+    assert "MODEL [MODEL ...] TOMOGRAM" in capsys.readouterr().err

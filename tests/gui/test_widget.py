@@ -141,3 +141,27 @@ def test_reader_gives_scaled_layers(tmp_path, small_pre, make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="tomoseg")
     assert viewer.layers[0].scale[0] == pytest.approx(12.5)
+
+
+def test_preprocess_from_the_dock_and_import_a_cli_model(make_napari_viewer, tmp_path, small_tomo, particle_model):
+    from tomoseg.gui.widget import TomosegWidget
+    from tomoseg.io.model_file import save_model
+    from tomoseg.nn.model import Model
+
+    raw = tmp_path / "raw.mrc"
+    write_volume(raw, small_tomo.volume, 10.0)
+    w = TomosegWidget(make_napari_viewer())
+    assert w.new_project(tmp_path / "proj", raw)
+    assert not w.project.preprocessed
+    assert w.preprocess()
+    w.wait()
+    assert w.project.preprocessed and w.project.tomogram.name == "preprocessed.mrc"
+    assert not w.preprocess() and "preprocessed already" in w.status.text()
+    model_path = tmp_path / "cli.model"
+    save_model(model_path, Model(net=particle_model.net, amplitude=particle_model.amplitude, name="ribo",
+                                 voxel_size=10.0, preprocessing=PreprocessConfig().to_dict(), colour="#ff0000"))
+    assert w.import_model(model_path)
+    assert w.feature == "ribo" and w.project.features["ribo"].colour == "#ff0000"
+    assert w.preview() and "tomoseg preview: ribo" in w.viewer.layers
+    reopened = Project.open(tmp_path / "proj")
+    assert reopened.tomogram.name == "preprocessed.mrc" and "ribo" in reopened.features

@@ -133,6 +133,27 @@ class Project:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **{f"z{z}": self.masks[z] for z in painted})
 
+    def use_tomogram(self, tomogram: str | os.PathLike) -> None:
+        """Annotate another file of the same grid (e.g. the preprocessed version of the raw tomogram).
+
+        Boxes and masks are kept, so the shape must be the same unless nothing is annotated yet.
+        """
+        volume = read_volume(tomogram)
+        annotated = any(f.boxes for f in self.features.values()) or self.masks.any()
+        if volume.data.shape != self.volume.data.shape:
+            if annotated:
+                raise TomosegError(
+                    f"{tomogram}: shape {volume.data.shape} differs from the annotated tomogram's "
+                    f"{self.volume.data.shape}; boxes and masks would no longer fit"
+                )
+            self.masks = np.zeros(volume.data.shape, dtype=np.uint8)
+        self.tomogram, self.volume = Path(tomogram).resolve(), volume
+
+    @property
+    def preprocessed(self) -> bool:
+        """Whether the tomogram was preprocessed by tomoseg (its header says how)."""
+        return self.volume.label_value("preprocess") is not None
+
     # -- features and boxes ---------------------------------------------------
     def add_feature(self, name: str, colour: str | None = None) -> Feature:
         name = _safe_name(name)

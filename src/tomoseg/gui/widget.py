@@ -72,11 +72,19 @@ class TomosegWidget(QWidget):
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         box = QGroupBox("Project")
-        row = QHBoxLayout(box)
+        rows = QVBoxLayout(box)
+        row = QHBoxLayout()
         self.project_label = QLabel("no project")
         row.addWidget(self.project_label)
         row.addWidget(self._button("New...", self._ask_new, "choose a tomogram and an empty project folder"))
         row.addWidget(self._button("Open...", self._ask_open, "open a project folder"))
+        rows.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self._button("Preprocess", self.preprocess,
+                                   "low-pass 20 A, high-pass 4000 A, normalise, clamp 3 sd (as the CLI)"))
+        row.addWidget(self._button("Import model...", self._ask_import,
+                                   "a model trained with 'tomoseg train': becomes a feature"))
+        rows.addLayout(row)
         layout.addWidget(box)
 
         box = QGroupBox("Feature")
@@ -237,6 +245,48 @@ class TomosegWidget(QWidget):
         self._refresh_layers()
         self.say(f"project {project.folder} on {project.tomogram.name}: "
                  f"{' x '.join(map(str, vol.data.shape[::-1]))} voxels at {vol.voxel_size:g} A")
+
+    def preprocess(self) -> bool:
+        """Preprocess the project's tomogram (defaults of ``tomoseg preprocess``) and annotate the result."""
+        def act():
+            from tomoseg.workflows import preprocess_file
+
+            project = self._need_project()
+            if project.preprocessed:
+                raise TomosegError(f"{project.tomogram.name} is preprocessed already (see its header)")
+            out = project.folder / "preprocessed.mrc"
+
+            def work(progress):
+                preprocess_file(project.tomogram, out, progress=progress)
+                return out
+
+            def done(path):
+                self._guard(lambda: (project.use_tomogram(path), project.save(), self._set_project(project)))
+            self._start("preprocessing", work, done)
+        return self._guard(act)
+
+    def _ask_import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Model", "", "tomoseg model (*)")
+        if path:
+            self.import_model(path)
+
+    def import_model(self, path) -> bool:
+        """Use a model file made elsewhere (CLI, another project) as a feature of this project."""
+        def act():
+            import shutil
+
+            from tomoseg.io.model_file import load_model
+
+            project = self._need_project()
+            model = load_model(path)
+            if model.name not in project.features:
+                project.add_feature(model.name, model.colour)
+                self.feature_combo.addItem(model.name)
+            shutil.copyfile(path, project.path("model", model.name))
+            self.feature_combo.setCurrentText(model.name)
+            self.save()
+            self.say(f"model {Path(path).name} is now feature {model.name!r}: Preview slice or Apply")
+        return self._guard(act)
 
     def save(self) -> None:
         if self.project is not None:
@@ -528,9 +578,11 @@ class TomosegWidget(QWidget):
             if layer.name.startswith("tomoseg scores: "):
                 layer.rendering = "iso"
                 layer.iso_threshold = self.threshold.value()
-        if "tomogram" in self.viewer.layers:
-            self.viewer.layers["tomogram"].visible = False
+        for name in ("tomogram", "boxes", "masks", "tomoseg merged"):
+            if name in self.viewer.layers:
+                self.viewer.layers[name].visible = False
         self.viewer.dims.ndisplay = 3
+        self.viewer.reset_view()
 
     # -- particles ------------------------------------------------------------
     def pick(self) -> bool:

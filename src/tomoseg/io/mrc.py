@@ -145,7 +145,8 @@ def _update_stats(mrc: mrcfile.mrcfile.MrcFile, block: int = 1 << 22) -> None:
     mrc.header.rms = float(np.sqrt(max(squares / count - mean * mean, 0.0)))
 
 
-def _set_header(mrc: mrcfile.mrcfile.MrcFile, voxel_size: float, origin, labels) -> None:
+def finish_header(mrc: mrcfile.mrcfile.MrcFile, voxel_size: float, origin, labels) -> None:
+    """Set voxel size, origin, statistics and exactly these labels (no timestamp) on a written volume."""
     mrc.voxel_size = voxel_size
     mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
     _update_stats(mrc)
@@ -171,10 +172,10 @@ def create_volume(
     removed. Labels are ``tomoseg KEY: value`` strings (at most 9).
     """
     with atomic_output(path) as tmp:
-        mrc = mrcfile.new_mmap(tmp, shape=tuple(shape), mrc_mode=_mode(np.dtype(dtype)), overwrite=True)
+        mrc = mrcfile.new_mmap(tmp, shape=tuple(shape), mrc_mode=mrc_mode(np.dtype(dtype)), overwrite=True)
         try:
             yield mrc.data
-            _set_header(mrc, voxel_size, origin, labels)
+            finish_header(mrc, voxel_size, origin, labels)
         finally:
             mrc.close()
 
@@ -194,7 +195,7 @@ def write_volume(
 _MODES = {np.dtype(np.int8): 0, np.dtype(np.int16): 1, np.dtype(np.float32): 2, np.dtype(np.uint16): 6}
 
 
-def _mode(dtype: np.dtype) -> int:
+def mrc_mode(dtype: np.dtype) -> int:
     """MRC2014 mode of a numpy dtype (labels are written as int8, mode 0)."""
     if dtype not in _MODES:
         raise ValueError(f"no MRC mode for {dtype}; use one of {', '.join(map(str, _MODES))}")

@@ -22,7 +22,7 @@ import numpy as np
 
 from tomoseg.errors import Cancelled, TomosegError
 from tomoseg.io.atomic import check_writable
-from tomoseg.io.mrc import _mode, _set_header
+from tomoseg.io.mrc import finish_header, mrc_mode
 from tomoseg.io.pages import release_pages
 
 
@@ -121,7 +121,7 @@ def resumable_volume(
             )
     if opened is None:
         _remove(data_path, journal)
-        mrc = mrcfile.new_mmap(data_path, shape=tuple(shape), mrc_mode=_mode(np.dtype(dtype)), overwrite=True)
+        mrc = mrcfile.new_mmap(data_path, shape=tuple(shape), mrc_mode=mrc_mode(np.dtype(dtype)), overwrite=True)
         state = {"fingerprint": fingerprint, "done": []}
         _write_json(journal, state)
     else:
@@ -129,7 +129,7 @@ def resumable_volume(
     volume = ResumableVolume(mrc, journal, state)
     try:
         yield volume
-        _set_header(mrc, voxel_size, origin, labels)
+        finish_header(mrc, voxel_size, origin, labels)
         mrc.close()
         os.replace(data_path, out)
         _remove(journal)
