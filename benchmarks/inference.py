@@ -34,7 +34,10 @@ def _child(model: str, tomo: str, out: str, engine: str, threads: int | None, sl
     t0 = time.perf_counter()
     apply_file(model, tomo, out, engine=engine, device="cpu", threads=threads, slices_per_batch=slices or None)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux reports KiB)
+    # VmHWM: this process's own peak (ru_maxrss would include the parent's RSS at fork time).
+    status = Path("/proc/self/status").read_text()
+    peak = int(status.split("VmHWM:")[1].split()[0]) / 1024 if "VmHWM:" in status else (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # MiB
     print(json.dumps({"seconds": seconds, "peak_rss_mib": peak}))
 
 
@@ -43,6 +46,7 @@ def _write_inputs(folder: Path, size: int, slices: int, seed: int = 0) -> tuple[
 
     from tomoseg.io.model_file import save_model
     from tomoseg.io.mrc import create_volume, header_label
+    from tomoseg.io.pages import release_pages
     from tomoseg.nn.model import Model
     from tomoseg.nn.network import SegNet, init_weights
     from tomoseg.steps.preprocess import PreprocessConfig
@@ -61,6 +65,7 @@ def _write_inputs(folder: Path, size: int, slices: int, seed: int = 0) -> tuple[
                        labels=(header_label("preprocess", pre.describe()),)) as out:
         for z in range(slices):
             out[z] = np.clip(rng.standard_normal((size, size), dtype=np.float32), -3, 3)
+            release_pages(out[z : z + 1])
     return model_path, tomo
 
 

@@ -19,6 +19,7 @@ from tomoseg.io.atomic import check_writable
 from tomoseg.io.boxes import read_boxes
 from tomoseg.io.model_file import load_model, save_model
 from tomoseg.io.mrc import Volume, check_finite, create_volume, header_label, read_volume, write_volume
+from tomoseg.io.pages import read_slab, release_pages
 from tomoseg.io.particles import write_picks
 from tomoseg.io.resumable import resumable_volume
 from tomoseg.io.trainset_file import load_trainset, save_trainset
@@ -307,7 +308,8 @@ def merge_files(
     with create_volume(output_path, first.data.shape, dtype, first.voxel_size, first.origin, labels) as out:
         for z0 in range(0, nz, slices_per_batch):
             z1 = min(nz, z0 + slices_per_batch)
-            out[z0:z1] = merge_scores([np.asarray(v.data[z0:z1]) for v in maps], threshold)
+            out[z0:z1] = merge_scores([read_slab(v.data, z0, z1) for v in maps], threshold)
+            release_pages(out[z0:z1])
     return names
 
 
