@@ -93,3 +93,14 @@ def test_job_reports_progress_result_and_cancel():
     job.cancel()
     state = job.wait()
     assert state.finished and isinstance(state.error, Cancelled) and state.done < 1000
+
+
+def test_a_cli_training_set_becomes_boxes_and_masks(tmp_path, tomo_path, particle_trainset):
+    p = Project.create(tmp_path / "proj", tomo_path)
+    feature = p.import_trainset(particle_trainset)
+    assert feature.name == particle_trainset.name
+    assert feature.n_positive == particle_trainset.n_positive
+    assert feature.n_negative == particle_trainset.n_negative
+    again = p.trainset(feature.name)  # the painted masks give back the same tiles and masks
+    np.testing.assert_array_equal(again.masks, particle_trainset.masks)
+    np.testing.assert_array_equal(again.tiles, particle_trainset.tiles)

@@ -230,6 +230,28 @@ class Project:
         boxes[boxes.index(new)] = old
         return f"moved the box back to x={old.x}, y={old.y}"
 
+    def import_trainset(self, trainset: TrainingSet) -> Feature:
+        """Boxes and painted masks from a training set (e.g. made with ``tomoseg trainset``) on this tomogram.
+
+        The feature is created if missing; masks are painted where the set's positive masks are set.
+        """
+        if abs(trainset.voxel_size - self.volume.voxel_size) > 0.01 * self.volume.voxel_size:
+            raise TomosegError(
+                f"training set {trainset.name!r} is at {trainset.voxel_size:g} A/voxel, the tomogram at "
+                f"{self.volume.voxel_size:g}"
+            )
+        size = trainset.tile_size
+        outside = [tuple(b) for b in trainset.boxes if not self.box_fits(*map(int, b))]
+        if size != TILE_SIZE or outside:
+            raise TomosegError(f"training set {trainset.name!r} does not fit this tomogram's grid")
+        feature = self.features.get(trainset.name) or self.add_feature(trainset.name)
+        h = size // 2
+        for (x, y, z), positive, mask in zip(trainset.boxes, trainset.positive, trainset.masks):
+            feature.boxes.append(Box(int(x), int(y), int(z), bool(positive)))
+            if positive:
+                self.masks[z, y - h : y + h, x - h : x + h][mask > 0] = feature.value
+        return feature
+
     # -- training sets and outputs -------------------------------------------
     def trainset(self, name: str) -> TrainingSet:
         """The feature's boxes with their painted masks, as a training set.

@@ -84,6 +84,8 @@ class TomosegWidget(QWidget):
                                    "low-pass 20 A, high-pass 4000 A, normalise, clamp 3 sd (as the CLI)"))
         row.addWidget(self._button("Import model...", self._ask_import,
                                    "a model trained with 'tomoseg train': becomes a feature"))
+        row.addWidget(self._button("Import training set...", self._ask_import_set,
+                                   "boxes and masks from 'tomoseg trainset' on this tomogram"))
         rows.addLayout(row)
         layout.addWidget(box)
 
@@ -94,8 +96,13 @@ class TomosegWidget(QWidget):
         self.feature_name = QLineEdit()
         self.feature_name.setPlaceholderText("name, e.g. membrane")
         add = QHBoxLayout()
+        self.feature_colour = QLineEdit()
+        self.feature_colour.setPlaceholderText("colour (auto)")
+        self.feature_colour.setMaximumWidth(110)
         add.addWidget(self.feature_name)
-        add.addWidget(self._button("Add", lambda: self.add_feature(self.feature_name.text())))
+        add.addWidget(self.feature_colour)
+        add.addWidget(self._button("Add", lambda: self.add_feature(self.feature_name.text(),
+                                                                   self.feature_colour.text() or None)))
         form.addRow("active", self.feature_combo)
         form.addRow("new", add)
         modes = QHBoxLayout()
@@ -151,10 +158,22 @@ class TomosegWidget(QWidget):
         self.diameter.setRange(10, 5000)
         self.diameter.setValue(250)
         self.diameter.setSuffix(" A")
-        for spin in (self.threshold, self.diameter):
+        self.min_size = QDoubleSpinBox()
+        self.min_size.setRange(0, 1e9)
+        self.min_size.setDecimals(0)
+        self.min_size.setSingleStep(1e5)
+        self.min_size.setSpecialValueText("from diameter")
+        self.min_size.setSuffix(" A^3")
+        self.min_distance = QDoubleSpinBox()
+        self.min_distance.setRange(0, 5000)
+        self.min_distance.setSpecialValueText("from diameter")
+        self.min_distance.setSuffix(" A")
+        for spin in (self.threshold, self.diameter, self.min_size, self.min_distance):
             spin.valueChanged.connect(lambda _v: self._live_pick())
         form.addRow("threshold", self.threshold)
         form.addRow("diameter", self.diameter)
+        form.addRow("min size", self.min_size)
+        form.addRow("min distance", self.min_distance)
         buttons = QHBoxLayout()
         buttons.addWidget(self._button("Pick", self.pick))
         buttons.addWidget(self._button("Export...", self._ask_export, "STAR (.star) or CSV"))
@@ -288,6 +307,24 @@ class TomosegWidget(QWidget):
             self.say(f"model {Path(path).name} is now feature {model.name!r}: Preview slice or Apply")
         return self._guard(act)
 
+    def _ask_import_set(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Training set", "", "tomoseg training set (*)")
+        if path:
+            self.import_trainset(path)
+
+    def import_trainset(self, path) -> bool:
+        """Boxes and masks of a training-set file become (part of) a feature of this project."""
+        def act():
+            from tomoseg.io.trainset_file import load_trainset
+
+            feature = self._need_project().import_trainset(load_trainset(path))
+            if self.feature_combo.findText(feature.name) < 0:
+                self.feature_combo.addItem(feature.name)
+            self.feature_combo.setCurrentText(feature.name)
+            self._boxes_changed(f"imported {Path(path).name}: {feature.n_positive} positive, "
+                                f"{feature.n_negative} negative boxes of {feature.name}")
+        return self._guard(act)
+
     def save(self) -> None:
         if self.project is not None:
             self._guard(self.project.save)
@@ -304,6 +341,11 @@ class TomosegWidget(QWidget):
 
     def add_feature(self, name: str, colour: str | None = None) -> bool:
         def act():
+            if colour:
+                try:
+                    _rgba(colour)
+                except (ValueError, KeyError):
+                    raise TomosegError(f"colour {colour!r}: use a name (e.g. orange) or #rrggbb") from None
             feature = self._need_project().add_feature(name.strip(), colour)
             self.feature_combo.addItem(feature.name)
             self.feature_combo.setCurrentText(feature.name)
@@ -596,7 +638,9 @@ class TomosegWidget(QWidget):
             if layer not in self.viewer.layers:
                 raise TomosegError(f"feature {name!r} has no score map yet: Apply first")
             scores = np.asarray(self.viewer.layers[layer].data, dtype=np.float32)
-            config = PickConfig(threshold=self.threshold.value(), diameter=self.diameter.value())
+            config = PickConfig(threshold=self.threshold.value(), diameter=self.diameter.value(),
+                                min_size=self.min_size.value() or None,
+                                min_distance=self.min_distance.value() or None)
             self.picks = pick_particles(scores, project.volume.voxel_size, config)
             points = self.picks.xyz[:, ::-1] if len(self.picks) else np.zeros((0, 3))
             title = f"tomoseg picks: {name}"
