@@ -97,6 +97,8 @@ def test_paint_train_preview_apply_merge_pick(widget, small_tomo):
     assert "trained particle" in w.status.text()
     viewer.dims.set_current_step(0, 16)
     assert w.preview() and "tomoseg preview: particle" in viewer.layers
+    preview = viewer.layers["tomoseg preview: particle"]
+    assert preview.data.shape == (1, *labels.shape[1:]) and preview.translate[0] == pytest.approx(16 * 10.0)
     assert w.apply()
     w.wait()
     scores = viewer.layers["tomoseg scores: particle"].data

@@ -50,6 +50,7 @@ class TomosegWidget(QWidget):
         self.job: Job | None = None
         self._on_done = None
         self.losses: list[float] = []
+        self.picks = None
         self._build()
         self._timer = QTimer(self)
         self._timer.setInterval(100)
@@ -550,9 +551,8 @@ class TomosegWidget(QWidget):
             z = int(self.viewer.dims.current_step[0])
             data = self.project.volume.data
             scores = score_slices(model.net, model.amplitude, np.asarray(data[z : z + 1]))
-            preview = np.zeros((data.shape[0], *scores.shape[1:]), dtype=np.float32)
-            preview[z] = scores[0]
-            self._add_score_layer(f"tomoseg preview: {name}", preview, name)
+            # a one-slice layer placed at z (no tomogram-sized array for one slice)
+            self._add_score_layer(f"tomoseg preview: {name}", scores, name, first_slice=z)
             self.say(f"preview of {name} on slice {z}: {np.count_nonzero(scores >= 1)} pixels score >= 1")
         return self._guard(act)
 
@@ -579,16 +579,16 @@ class TomosegWidget(QWidget):
         self._add_score_layer(f"tomoseg scores: {name}", read_volume(path).data, name)
         self.say(f"scores of {name} in {path}")
 
-    def _add_score_layer(self, layer_name: str, data: np.ndarray, feature: str):
+    def _add_score_layer(self, layer_name: str, data: np.ndarray, feature: str, first_slice: int = 0):
         from napari.utils.colormaps import Colormap
 
         colour = _rgba(self.project.features[feature].colour)
         cmap = Colormap([[0, 0, 0, 0], colour], name=f"tomoseg-{feature}")
         if layer_name in self.viewer.layers:
             self.viewer.layers.remove(layer_name)
-        scale = (self.project.volume.voxel_size,) * 3
-        return self.viewer.add_image(data, name=layer_name, scale=scale, colormap=cmap, contrast_limits=(0, 2),
-                                     blending="additive", opacity=0.7)
+        vs = self.project.volume.voxel_size
+        return self.viewer.add_image(data, name=layer_name, scale=(vs,) * 3, translate=(first_slice * vs, 0, 0),
+                                     colormap=cmap, contrast_limits=(0, 2), blending="additive", opacity=0.7)
 
     def merge(self) -> bool:
         """Merge all features with score maps into one label layer (feature colours)."""
@@ -668,7 +668,7 @@ class TomosegWidget(QWidget):
             from tomoseg.io.particles import write_picks
 
             project = self._need_project()
-            if getattr(self, "picks", None) is None:
+            if self.picks is None:
                 raise TomosegError("nothing to export: Pick first")
             write_picks(path, self.picks, project.volume.voxel_size, project.volume.origin,
                         tomo_name=project.tomogram.stem)
