@@ -50,6 +50,8 @@ def main(argv=None) -> None:
     parser.add_argument("--recipes", nargs="+", default=["default", "paper"])
     parser.add_argument("--classes", nargs="+", type=int, default=list(CLASSES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="override recipe fields, e.g. positive_weight=3 (applies to every recipe)")
     parser.add_argument("--json", help="write raw results as JSON here")
     parser.add_argument("--markdown", help="write the results table (markdown) here")
     args = parser.parse_args(argv)
@@ -60,6 +62,10 @@ def main(argv=None) -> None:
     test_vol, test_labels, _ = load(data, "tomo_s12", pre)
     truth_xyz = pd.read_csv(data / "tomo_s12_particles.csv").query("`class` == 'ribosome'")[["x", "y", "z"]].to_numpy()
 
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value) if value not in ("sgd", "adam") else value
     results = {}
     for name in args.recipes:
         scores = {}
@@ -68,7 +74,7 @@ def main(argv=None) -> None:
             boxes = choose_boxes(train_labels, value, 10, 100, seed=args.seed + value)
             ts = make_trainset(train_vol, boxes, lambda z: train_labels[z] == value, CLASSES[value], voxel)
             t0 = time.perf_counter()
-            result = train(ts, recipe(name, seed=args.seed))
+            result = train(ts, recipe(name, seed=args.seed, **overrides))
             res["train_seconds"][CLASSES[value]] = time.perf_counter() - t0
             scores[value] = score_volume(result.net, result.amplitude, test_vol)
             res["dice_alone"][CLASSES[value]] = dice(scores[value] >= 1.0, test_labels == value)

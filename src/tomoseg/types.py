@@ -66,15 +66,42 @@ class Picks:
 
     xyz: float64 (n, 3) voxel coordinates x, y, z (index ``data[z, y, x]``).
     score: component mass (sum of scores); peak: maximum score; size: voxels.
+    angles: float64 (n, 3) Euler angles rot, tilt, psi in degrees, RELION's
+    ZYZ convention (see :mod:`tomoseg.ops.rotations`): the particle is the
+    reference rotated by ``Rotation.from_euler("ZYZ", angles, degrees=True)``,
+    so the reference's z axis points along a filament's axis or a membrane's
+    normal. Zero for blobs, whose orientation is unknown until aligned.
     """
 
     xyz: np.ndarray
     score: np.ndarray
     peak: np.ndarray
     size: np.ndarray
+    angles: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.angles is None:
+            object.__setattr__(self, "angles", np.zeros((len(self.xyz), 3)))
+        if self.angles.shape != (len(self.xyz), 3):
+            raise ValueError("angles must be (n, 3) like xyz")
 
     def __len__(self) -> int:
         return len(self.xyz)
 
     def take(self, index: np.ndarray) -> Picks:
-        return Picks(self.xyz[index], self.score[index], self.peak[index], self.size[index])
+        return Picks(self.xyz[index], self.score[index], self.peak[index], self.size[index], self.angles[index])
+
+
+@dataclass(frozen=True)
+class TomogramInfo:
+    """What particle files need to know about the tomogram the particles are in.
+
+    name: tomogram name written to particle files (RELION's rlnTomoName).
+    voxel_size: A/voxel; origin: MRC header origin (x, y, z) in A;
+    shape: (z, y, x) voxels, for centred coordinates and model headers.
+    """
+
+    name: str
+    voxel_size: float
+    shape: tuple[int, int, int]
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
