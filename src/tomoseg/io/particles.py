@@ -1,11 +1,20 @@
-"""Particle lists: CSV (default) and RELION STAR (path ends in ``.star``).
+"""Particle lists: CSV (default), RELION 5 / 3.1 STAR, Dynamo, IMOD, EMAN2.
 
-Coordinate convention, everywhere in tomoseg: ``x, y, z`` are 0-based voxel
-indices into ``data[z, y, x]`` of the tomogram the picks were made on;
-``x_angst`` etc. are ``index * voxel_size + origin`` (origin from the MRC
-header, in A). STAR files carry the voxel coordinates as ``rlnCoordinateX/Y/Z``
-with ``rlnTomoName`` and the voxel size in
-``rlnTomoTiltSeriesPixelSize``.
+The one coordinate convention inside tomoseg: ``x, y, z`` are 0-based voxel
+indices into ``data[z, y, x]`` of the tomogram the picks were made on, the
+centre of the first voxel being 0; Angstrom = ``index * voxel_size + origin``
+(origin from the MRC header, in A; the ``*_angst`` CSV columns). Orientations
+are ``rot, tilt, psi`` in degrees, RELION's ZYZ convention
+(:mod:`tomoseg.ops.rotations`), written to RELION files unchanged. Each format
+module converts at its border and documents its own convention and source:
+
+- ``csv``: columns x, y, z, score, peak, size_voxels, x_angst, y_angst,
+  z_angst, rot, tilt, psi (this module).
+- ``relion5`` / ``relion3``: :mod:`tomoseg.io.star` (centred Angstrom from the
+  tomogram centre ``size / 2``; 0-based pixels).
+- ``dynamo``: :mod:`tomoseg.io.dynamo` (1-based pixels; ZXZ angles).
+- ``imod``: :mod:`tomoseg.io.imod` (voxel centre at (x + 0.5, y + 0.5, z)).
+- ``eman2``: :mod:`tomoseg.io.eman2` (unbinned pixels from the centre n // 2).
 """
 
 from __future__ import annotations
@@ -15,16 +24,34 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import starfile
 
+from tomoseg.errors import TomosegError
+from tomoseg.io import dynamo, eman2, imod, star
 from tomoseg.io.atomic import atomic_output
-from tomoseg.types import Picks
+from tomoseg.types import Picks, TomogramInfo
+
+FORMATS = ("csv", "relion5", "relion3", "dynamo", "imod", "eman2")
+EXTENSIONS = {".csv": "csv", ".star": "relion5", ".tbl": "dynamo", ".mod": "imod", ".json": "eman2"}
+ANGLE_COLUMNS = ("rot", "tilt", "psi")
+
+
+def infer_format(path: str | os.PathLike, format: str | None = None) -> str:
+    """The format named, or the one the file extension implies."""
+    if format is not None:
+        if format not in FORMATS:
+            raise TomosegError(f"{path}: unknown particle format {format!r}; choose one of {', '.join(FORMATS)}")
+        return format
+    suffix = Path(path).suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise TomosegError(f"{path}: cannot tell the particle format from the extension {suffix or '(none)'!r}; "
+                           f"use one of {', '.join(EXTENSIONS)} or name a format ({', '.join(FORMATS)})")
+    return EXTENSIONS[suffix]
 
 
 def picks_table(
     picks: Picks, voxel_size: float, origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
 ) -> pd.DataFrame:
-    """The picks as a table with voxel and Angstrom coordinates."""
+    """The picks as a table with voxel and Angstrom coordinates and angles."""
     table = pd.DataFrame(
         {
             "x": picks.xyz[:, 0],
@@ -37,7 +64,71 @@ def picks_table(
     )
     for axis, o in zip("xyz", origin):
         table[f"{axis}_angst"] = table[axis] * voxel_size + o
+    for i, name in enumerate(ANGLE_COLUMNS):
+        table[name] = picks.angles[:, i]
     return table
+
+
+def write_csv(path: str | os.PathLike, picks: Picks, info: TomogramInfo) -> None:
+    table = picks_table(picks, info.voxel_size, info.origin)
+    with atomic_output(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.10g")
+
+
+def read_csv(path: str | os.PathLike) -> tuple[Picks, dict]:
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise TomosegError(f"{path}: not a readable CSV file ({' '.join(str(exc).split())})") from exc
+    missing = [c for c in "xyz" if c not in table.columns]
+    if missing:
+        raise TomosegError(f"{path}: CSV particle list lacks column(s) {', '.join(missing)}")
+    n = len(table)
+
+    def column(name: str, default: float = 0.0) -> np.ndarray:
+        return table[name].to_numpy(dtype=np.float64) if name in table.columns else np.full(n, default)
+
+    try:
+        xyz = table[["x", "y", "z"]].to_numpy(dtype=np.float64)
+        angles = np.stack([column(c) for c in ANGLE_COLUMNS], axis=1) if n else np.zeros((0, 3))
+        picks = Picks(xyz, column("score"), column("peak"), column("size_voxels").astype(np.int64), angles)
+    except (ValueError, TypeError) as exc:
+        raise TomosegError(f"{path}: non-numeric values in a CSV particle list ({exc})") from exc
+    return picks, {"format": "csv"}
+
+
+def write_particles(path: str | os.PathLike, picks: Picks, info: TomogramInfo, format: str | None = None) -> None:
+    """Write picks in ``format`` (one of FORMATS, else from the extension), atomically."""
+    fmt = infer_format(path, format)
+    if not info.voxel_size > 0:
+        raise TomosegError(f"{path}: the voxel size must be positive, got {info.voxel_size}")
+    writers = {"csv": write_csv, "relion5": star.write_relion5, "relion3": star.write_relion3,
+               "dynamo": dynamo.write_tbl, "imod": imod.write_mod, "eman2": eman2.write_eman2}
+    writers[fmt](path, picks, info)
+
+
+def read_particles(path: str | os.PathLike, format: str | None = None, info: TomogramInfo | None = None,
+                   tomo_name: str | None = None) -> tuple[Picks, dict]:
+    """Read a particle list in any of FORMATS into tomoseg voxel coordinates and angles.
+
+    Returns (picks, metadata): the metadata holds what the file says, e.g.
+    ``format``, ``voxel_size``, ``tomo_name``, ``shape`` (z, y, x). info: the
+    tomogram the picks belong to, needed for centred coordinates (RELION 5,
+    EMAN2) in files not written by tomoseg. tomo_name selects a tomogram in a
+    multi-tomogram STAR file. STAR files are told apart by their columns.
+    """
+    fmt = infer_format(path, format)
+    if not Path(path).is_file():
+        raise TomosegError(f"{path}: no such file")
+    if fmt in ("relion5", "relion3"):
+        return star.read_star(path, info=info, tomo_name=tomo_name)
+    if fmt == "dynamo":
+        return dynamo.read_tbl(path)
+    if fmt == "imod":
+        return imod.read_mod(path)
+    if fmt == "eman2":
+        return eman2.read_eman2(path, info=info)
+    return read_csv(path)
 
 
 def write_picks(
@@ -47,32 +138,25 @@ def write_picks(
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
     tomo_name: str = "",
 ) -> None:
-    """Write picks as RELION STAR if ``path`` ends in ``.star``, else as CSV."""
-    table = picks_table(picks, voxel_size, origin)
-    with atomic_output(path) as tmp:
-        if Path(path).suffix.lower() == ".star":
-            star = pd.DataFrame(
-                {
-                    "rlnTomoName": [tomo_name] * len(table),
-                    "rlnCoordinateX": table["x"],
-                    "rlnCoordinateY": table["y"],
-                    "rlnCoordinateZ": table["z"],
-                    "rlnAutopickFigureOfMerit": table["score"],
-                    "rlnTomoTiltSeriesPixelSize": np.full(len(table), float(voxel_size)),
-                }
-            )
-            starfile.write({"particles": star}, tmp, overwrite=True)
-        else:
-            table.to_csv(tmp, index=False, float_format="%.6g")
+    """Compatibility wrapper: RELION 3.1 STAR if ``path`` ends in ``.star``, else CSV.
+
+    (RELION 5 STAR needs the tomogram size: use :func:`write_particles`.)
+    """
+    info = TomogramInfo(tomo_name, voxel_size, (0, 0, 0), origin)
+    fmt = "relion3" if Path(path).suffix.lower() == ".star" else "csv"
+    write_particles(path, picks, info, fmt)
 
 
 def read_picks(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV or STAR particle list back as a table with x, y, z columns."""
-    if Path(path).suffix.lower() == ".star":
-        star = starfile.read(path, always_dict=True)
-        table = next(iter(star.values()))
-        return table.rename(
-            columns={"rlnCoordinateX": "x", "rlnCoordinateY": "y", "rlnCoordinateZ": "z",
-                     "rlnAutopickFigureOfMerit": "score"}
-        )
-    return pd.read_csv(path)
+    """Compatibility wrapper: any particle list as a table with x, y, z, score (voxels).
+
+    STAR files also get their ``rlnTomoName`` column back.
+    """
+    fmt = EXTENSIONS.get(Path(path).suffix.lower(), "csv")
+    picks, meta = read_particles(path, fmt)
+    table = picks_table(picks, meta.get("voxel_size") or 1.0)
+    if fmt == "csv":  # keep whatever the file had (e.g. its own *_angst columns)
+        return pd.read_csv(path)
+    if meta.get("tomo_name") is not None and fmt.startswith("relion"):
+        table["rlnTomoName"] = meta["tomo_name"]
+    return table

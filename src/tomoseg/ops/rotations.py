@@ -1,13 +1,15 @@
 """Orientations: the one Euler convention of tomoseg, and rotating volumes.
 
-Convention (RELION's): three angles ``rot, tilt, psi`` in degrees, intrinsic
-ZYZ. The rotation ``R = Rotation.from_euler("ZYZ", [rot, tilt, psi],
-degrees=True)`` acts on (x, y, z) vectors and takes the reference (average)
-frame into the tomogram frame: a particle is the reference rotated by ``R``
-about the particle's centre, i.e. ``particle(c + R @ r) = reference(r)``.
-The reference's z axis therefore lies along ``R @ (0, 0, 1) = (cos rot sin tilt,
-sin rot sin tilt, cos tilt)``, a filament's axis or a membrane's normal.
-``R.as_matrix()`` is the transpose of RELION's ``Euler_angles2matrix``.
+Convention (RELION's): three angles ``rot, tilt, psi`` in degrees, ZYZ, and
+the rotation matrix ``A`` of RELION's ``Euler_angles2matrix``. ``rotation(angles)``
+returns that ``A`` as a scipy ``Rotation`` (``Rotation.from_euler("ZYZ", angles,
+degrees=True).inv()``); it acts on (x, y, z) vectors and takes the reference
+(average) frame into the tomogram frame: a particle is the reference turned by
+``A`` about the particle's centre, ``particle(c + A @ r) = reference(r)`` (RELION:
+"maps coordinates from particle space to tomogram space"). The reference's z
+axis therefore lies along ``A @ (0, 0, 1) = (-sin tilt cos psi, sin tilt sin psi,
+cos tilt)``: a filament's axis or a membrane's normal fixes tilt and psi, and
+rot is the free spin about it (as in RELION's helical priors).
 
 Volumes are (z, y, x) arrays; vectors are (x, y, z).
 """
@@ -15,6 +17,7 @@ Volumes are (z, y, x) arrays; vectors are (x, y, z).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -23,19 +26,24 @@ from scipy.spatial.transform import Rotation
 
 
 def rotation(angles: np.ndarray) -> Rotation:
-    """Rotation(s) from ``(..., 3)`` rot, tilt, psi in degrees."""
-    return Rotation.from_euler("ZYZ", np.asarray(angles, dtype=np.float64), degrees=True)
+    """RELION's ``A`` for ``(..., 3)`` rot, tilt, psi in degrees: reference frame to tomogram frame."""
+    return Rotation.from_euler("ZYZ", np.asarray(angles, dtype=np.float64), degrees=True).inv()
 
 
 def angles_of(rot: Rotation) -> np.ndarray:
-    """rot, tilt, psi in degrees (tilt in [0, 180]) of rotation(s)."""
-    return rot.as_euler("ZYZ", degrees=True)
+    """rot, tilt, psi in degrees (tilt in [0, 180]) of rotation(s).
+
+    At tilt 0 or 180 only rot + psi is defined; psi is then 0.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # scipy's gimbal-lock note
+        return rot.inv().as_euler("ZYZ", degrees=True)
 
 
-def angles_from_vectors(vectors: np.ndarray, psi: np.ndarray | float = 0.0) -> np.ndarray:
+def angles_from_vectors(vectors: np.ndarray, rot: np.ndarray | float = 0.0) -> np.ndarray:
     """Euler angles (n, 3) that point the reference's z axis along each (x, y, z) vector.
 
-    The in-plane angle psi (about that axis) is free; it is set to ``psi``.
+    tilt and psi follow from the vector; the spin about it, rot, is free and set to ``rot``.
     """
     v = np.asarray(vectors, dtype=np.float64).reshape(-1, 3)
     norm = np.linalg.norm(v, axis=1)
@@ -43,9 +51,8 @@ def angles_from_vectors(vectors: np.ndarray, psi: np.ndarray | float = 0.0) -> n
         raise ValueError("cannot orient along a zero vector")
     v = v / norm[:, None]
     tilt = np.degrees(np.arccos(np.clip(v[:, 2], -1.0, 1.0)))
-    rot = np.degrees(np.arctan2(v[:, 1], v[:, 0]))
-    out = np.stack([rot, tilt, np.broadcast_to(psi, rot.shape)], axis=1)
-    return out
+    psi = np.degrees(np.arctan2(v[:, 1], -v[:, 0]))
+    return np.stack([np.broadcast_to(rot, tilt.shape), tilt, psi], axis=1)
 
 
 def z_axes(angles: np.ndarray) -> np.ndarray:
@@ -62,7 +69,7 @@ def orientation_grid(step: float, seed: int | None = None) -> np.ndarray:
     """About uniformly spread orientations, roughly ``step`` degrees apart: (n, 3) angles.
 
     Directions for the z axis on a Fibonacci sphere with spacing ``step``,
-    each with in-plane angles psi every ``step`` degrees. ``seed`` rotates the
+    each with spins (rot) about it every ``step`` degrees. ``seed`` rotates the
     whole grid at random (different grids for different runs), else none.
     """
     if not 0 < step <= 180:
@@ -74,9 +81,9 @@ def orientation_grid(step: float, seed: int | None = None) -> np.ndarray:
     phi = math.pi * (1 + 5**0.5) * i
     r = np.sqrt(1 - z**2)
     dirs = np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
-    n_psi = max(1, int(round(360 / step)))
-    psi = np.arange(n_psi) * (360.0 / n_psi)
-    angles = np.concatenate([angles_from_vectors(dirs, p) for p in psi])
+    n_spin = max(1, int(round(360 / step)))
+    spins = np.arange(n_spin) * (360.0 / n_spin)
+    angles = np.concatenate([angles_from_vectors(dirs, r) for r in spins])
     if seed is not None:
         jitter = Rotation.random(random_state=seed)
         angles = angles_of(jitter * rotation(angles))
