@@ -16,6 +16,8 @@ from tomoseg import __version__
 from tomoseg.cli.progress import progress_bar
 from tomoseg.errors import Cancelled, TomosegError
 
+FORMATS = ("csv", "relion5", "relion3", "dynamo", "imod", "eman2")  # tomoseg.io.particles.FORMATS
+
 
 def _preprocess(args: argparse.Namespace) -> None:
     from tomoseg.steps.preprocess import PreprocessConfig
@@ -85,16 +87,79 @@ def _merge(args: argparse.Namespace) -> None:
 
 
 def _pick(args: argparse.Namespace) -> None:
+    from tomoseg.steps.continuous import FilamentConfig, MembraneConfig
     from tomoseg.steps.pick import PickConfig
-    from tomoseg.workflows import pick_file
+    from tomoseg.workflows.particles import pick_file
 
     try:
-        config = PickConfig(threshold=args.threshold, diameter=args.diameter, min_size=args.min_size,
-                            min_distance=args.min_distance, edge=args.edge)
+        if args.mode == "filament":
+            config = FilamentConfig(threshold=args.threshold, diameter=args.diameter or 250.0,
+                                    spacing=args.spacing or 80.0, min_length=args.min_length, edge=args.edge)
+        elif args.mode == "membrane":
+            config = MembraneConfig(threshold=args.threshold, spacing=args.spacing or 100.0,
+                                    min_area=args.min_area, edge=args.edge)
+        else:
+            config = PickConfig(threshold=args.threshold, diameter=args.diameter or 250.0, min_size=args.min_size,
+                                min_distance=args.min_distance, edge=args.edge)
     except ValueError as err:
         raise TomosegError(str(err)) from None
-    picks = pick_file(args.scores, args.output, config)
+    picks = pick_file(args.scores, args.output, config, format=args.format)
+    _say(args, f"wrote {args.output}: {len(picks)} {'particles' if args.mode == 'blob' else args.mode + ' points'}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from tomoseg.workflows.particles import export_file
+
+    picks = export_file(args.input, args.output, format=args.format, tomogram=args.tomogram,
+                        input_format=args.input_format)
     _say(args, f"wrote {args.output}: {len(picks)} particles")
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from tomoseg.steps.extract import ExtractConfig
+    from tomoseg.workflows.particles import extract_file
+
+    try:
+        config = ExtractConfig(box=args.box, bin=args.bin, invert=args.invert, normalise=not args.no_normalise)
+    except ValueError as err:
+        raise TomosegError(str(err)) from None
+    with progress_bar("extract", unit="particle", quiet=args.quiet) as bar:
+        n = extract_file(args.tomogram, args.particles, args.output, config, files=args.files, force=args.force,
+                         progress=bar)
+    _say(args, f"wrote {n} subtomograms of {args.box}^3 and {args.output}/particles.star")
+
+
+def _classify2d(args: argparse.Namespace) -> None:
+    from tomoseg.steps.classify2d import Classify2DConfig
+    from tomoseg.workflows.particles import classify_file
+
+    try:
+        config = Classify2DConfig(n_classes=args.classes, iterations=args.iterations, seed=args.seed)
+    except ValueError as err:
+        raise TomosegError(str(err)) from None
+    with progress_bar("classify2d", unit="round", quiet=args.quiet) as bar:
+        result, kept = classify_file(args.particles, args.output, config, keep=args.keep, thickness=args.thickness,
+                                     force=args.force, progress=bar)
+    sizes = ", ".join(f"{k}: {c}" for k, c in enumerate(result.counts))
+    _say(args, f"wrote {args.output}/classes.png, classes.csv and kept.star ({kept} kept); class sizes {sizes}")
+
+
+def _average(args: argparse.Namespace) -> None:
+    from tomoseg.steps.average import AverageConfig
+    from tomoseg.workflows.particles import average_file
+    from tomoseg.workflows.pipeline import torch_threads
+
+    try:
+        config = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations,
+                               global_step=args.global_step, initial_resolution=args.initial_resolution,
+                               max_shift=args.max_shift, tilt_range=tuple(args.tilt_range), seed=args.seed)
+    except ValueError as err:
+        raise TomosegError(str(err)) from None
+    with torch_threads(args.threads), progress_bar("average", unit="step", quiet=args.quiet) as bar:
+        summary = average_file(args.particles, args.output, config, reference=args.reference,
+                               selection=args.selection, force=args.force, progress=bar)
+    _say(args, f"wrote {args.output}/average.mrc: {summary['particles']} particles, "
+               f"{summary['resolution_fsc_0143']:.1f} A at FSC 0.143 ({summary['seconds']:.0f} s)")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -189,15 +254,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="label map (MRC)")
     p.add_argument("--threshold", type=float, default=1.0, help="minimum score for a label (default 1)")
 
-    p = command("pick", "Pick particles from a score map (CSV, or RELION STAR for .star).", _pick)
+    p = command("pick", "Pick particles from a score map: blobs, points along filaments, or on membranes.", _pick)
     p.add_argument("scores", help="score map (MRC)")
-    p.add_argument("-o", "--output", required=True, help="particle list (.csv or .star)")
+    p.add_argument("-o", "--output", required=True,
+                   help="particle list: .csv, .star (RELION 5), .tbl (Dynamo), .mod (IMOD), .json (EMAN2)")
+    p.add_argument("--mode", default="blob", choices=["blob", "filament", "membrane"],
+                   help="blob: one pick per connected piece (default); filament: points along centre lines "
+                        "with the axis; membrane: points on the surface with the normal")
+    p.add_argument("--format", choices=FORMATS, help="particle format (default: from the extension)")
     p.add_argument("--threshold", type=float, default=1.0, help="minimum score (default 1)")
-    p.add_argument("--diameter", type=float, default=250.0,
-                   help="expected particle diameter in A; sets the defaults below (default 250, a ribosome)")
-    p.add_argument("--min-size", type=float, help="smallest component volume in A^3 (default: 1/8 of the particle)")
-    p.add_argument("--min-distance", type=float, help="smallest distance between picks in A (default: diameter/2)")
+    p.add_argument("--diameter", type=float,
+                   help="blob: expected particle diameter in A, sets the defaults below (default 250, a ribosome); "
+                        "filament: filament diameter in A (default 250, a microtubule; actin ~70)")
+    p.add_argument("--min-size", type=float, help="blob: smallest piece in A^3 (default: 1/8 of the particle)")
+    p.add_argument("--min-distance", type=float, help="blob: smallest distance between picks in A (default: diameter/2)")
+    p.add_argument("--spacing", type=float, help="filament/membrane: A between points (default 80 / 100)")
+    p.add_argument("--min-length", type=float, default=500.0, help="filament: drop pieces shorter than this, A")
+    p.add_argument("--min-area", type=float, default=1.0e5, help="membrane: drop pieces smaller than this, A^2")
     p.add_argument("--edge", type=float, default=0.0, help="drop picks closer than this to the border, in A")
+
+    p = command("export", "Convert a particle list to another program's format.", _export)
+    p.add_argument("input", help="particle list (.csv, .star, .tbl, .mod, .json)")
+    p.add_argument("-o", "--output", required=True, help="output particle list")
+    p.add_argument("--format", choices=FORMATS, help="output format (default: from the extension; .star = RELION 5)")
+    p.add_argument("--input-format", choices=FORMATS, help="input format (default: from the extension)")
+    p.add_argument("--tomogram", help="the tomogram (MRC) the particles belong to: name, size and voxel size")
+
+    p = command("extract", "Cut cubic subtomograms at particle positions.", _extract)
+    p.add_argument("tomogram", help="tomogram (MRC) to cut from")
+    p.add_argument("particles", help="particle list on that tomogram's grid")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder: subtomograms.mrcs (volume stack) or one MRC each, and particles.star")
+    p.add_argument("--box", type=int, default=32, help="box edge in voxels after binning (default 32)")
+    p.add_argument("--bin", type=int, default=1, help="bin each subtomogram by this factor (default 1)")
+    p.add_argument("--invert", action="store_true", help="invert the contrast (protein dark -> bright)")
+    p.add_argument("--no-normalise", action="store_true", help="keep intensities (default: mean 0, sd 1 per box)")
+    p.add_argument("--files", action="store_true", help="one MRC file per subtomogram instead of one stack")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+
+    p = command("classify2d", "2D classification of subtomograms' Z-projections (rotationally aligned).",
+                _classify2d)
+    p.add_argument("particles", help="particles.star from 'tomoseg extract'")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder: classes.png, classes.csv (edit its keep column), kept.star, averages.mrcs")
+    p.add_argument("--classes", type=int, default=4, help="number of classes (default 4)")
+    p.add_argument("--iterations", type=int, default=6, help="alignment/classification rounds (default 6)")
+    p.add_argument("--keep", type=int, nargs="+", help="classes to keep (default: all)")
+    p.add_argument("--thickness", type=int, help="project only this many central slices (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+
+    p = command("average", "Align and average subtomograms (missing-wedge compensated, gold-standard FSC).",
+                _average)
+    p.add_argument("particles", help="particles.star from 'tomoseg extract' (or kept.star from classify2d)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder: average.mrc, half1/2.mrc, fsc.csv, fsc.png, slices.png, particles.star")
+    p.add_argument("--reference", help="starting reference (MRC, same box and contrast); default: none, "
+                                       "start from the average at random orientations")
+    p.add_argument("--selection", help="classes.csv from classify2d: average the rows with keep = 1")
+    p.add_argument("--iterations", type=int, default=6, help="refinement rounds (default 6)")
+    p.add_argument("--global-iterations", type=int, default=2,
+                   help="first rounds that search all orientations (default 2)")
+    p.add_argument("--global-step", type=float, default=24.0, help="angular step of global searches, degrees")
+    p.add_argument("--initial-resolution", type=float, default=60.0, help="starting low-pass in A (default 60)")
+    p.add_argument("--max-shift", type=float, help="largest shift from the pick in A (default: a quarter box)")
+    p.add_argument("--tilt-range", type=float, nargs=2, default=[-60.0, 60.0], metavar=("MIN", "MAX"),
+                   help="tilt range of the tilt series in degrees, about y (the missing wedge; default -60 60)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
 
     p = command("demo", "Run the whole pipeline on a generated tomogram and draw a picture.", _demo)
     p.add_argument("-o", "--output", default="tomoseg-demo", help="output folder (default ./tomoseg-demo)")

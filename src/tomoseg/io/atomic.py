@@ -47,3 +47,38 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; it becomes ``path`` on success.
+
+    An existing non-empty ``path`` is an error unless ``force`` (then it is
+    replaced only once the new folder is complete). On any exception the
+    temporary folder is removed and ``path`` is left untouched.
+    """
+    import shutil
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise TomosegError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise TomosegError(f"{out}: folder exists and is not empty (use --force to replace it)")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise TomosegError(f"{out}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise TomosegError(f"{out}: the folder {parent} is not writable")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

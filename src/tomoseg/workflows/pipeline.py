@@ -20,7 +20,6 @@ from tomoseg.io.boxes import read_boxes
 from tomoseg.io.model_file import load_model, save_model
 from tomoseg.io.mrc import Volume, check_finite, create_volume, header_label, read_volume, write_volume
 from tomoseg.io.pages import read_slab, release_pages
-from tomoseg.io.particles import write_picks
 from tomoseg.io.resumable import resumable_volume
 from tomoseg.io.trainset_file import load_trainset, save_trainset
 from tomoseg.nn.device import resolve_device
@@ -28,12 +27,10 @@ from tomoseg.nn.engines import get_engine
 from tomoseg.nn.model import Model
 from tomoseg.progress import Progress, report
 from tomoseg.steps.merge import label_dtype, merge_scores
-from tomoseg.steps.pick import PickConfig, pick_particles
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.segment import score_slabs, slab_slices
 from tomoseg.steps.train import TrainConfig, train
 from tomoseg.steps.trainset import make_trainset
-from tomoseg.types import Picks
 
 VOXEL_SIZE_TOLERANCE = 0.01
 """Relative voxel-size difference above which a model refuses a tomogram."""
@@ -311,14 +308,3 @@ def merge_files(
             out[z0:z1] = merge_scores([read_slab(v.data, z0, z1) for v in maps], threshold)
             release_pages(out[z0:z1])
     return names
-
-
-def pick_file(scores_path: Path_, output_path: Path_, config: PickConfig = PickConfig()) -> Picks:
-    """Pick particles from a score map and write them (CSV, or STAR for ``.star``)."""
-    check_writable(output_path, inputs=(scores_path,))
-    vol = read_volume(scores_path)
-    scores = np.asarray(vol.data, dtype=np.float32)
-    check_finite(scores_path, scores)
-    picks = pick_particles(scores, vol.voxel_size, config)
-    write_picks(output_path, picks, vol.voxel_size, vol.origin, tomo_name=Path(scores_path).stem)
-    return picks

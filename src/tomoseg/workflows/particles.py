@@ -1,0 +1,205 @@
+"""Files in, files out, from picks to a structure: pick (blobs, filaments, membranes), export,
+extract, classify2d, average. The CLI and the GUI call these."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tomoseg.errors import TomosegError
+from tomoseg.io.atomic import atomic_directory, check_writable
+from tomoseg.io.mrc import check_finite, read_volume, write_volume
+from tomoseg.io.particles import read_particles, write_particles
+from tomoseg.io.subtomograms import picks_of, read_subtomograms, write_subtomograms
+from tomoseg.progress import Progress
+from tomoseg.steps.continuous import FilamentConfig, MembraneConfig, pick_filaments, pick_membranes
+from tomoseg.steps.extract import ExtractConfig, extract_subtomograms
+from tomoseg.steps.pick import PickConfig, pick_particles
+from tomoseg.types import Picks, TomogramInfo
+
+Path_ = str | os.PathLike
+
+
+def tomogram_info(path: Path_, volume=None) -> TomogramInfo:
+    """Name (file stem), voxel size, shape and origin of an MRC tomogram (header only)."""
+    vol = volume if volume is not None else read_volume(path)
+    return TomogramInfo(Path(path).stem, float(vol.voxel_size), tuple(int(s) for s in vol.data.shape), vol.origin)
+
+
+def pick_file(
+    scores_path: Path_,
+    output_path: Path_,
+    config: PickConfig | FilamentConfig | MembraneConfig = PickConfig(),
+    format: str | None = None,
+) -> Picks:
+    """Pick blobs (PickConfig), filament points or membrane points from a score map and write them.
+
+    The format follows ``format`` or the extension (.csv, .star = RELION 5, .tbl, .mod, .json).
+    """
+    check_writable(output_path, inputs=(scores_path,))
+    vol = read_volume(scores_path)
+    scores = np.asarray(vol.data, dtype=np.float32)
+    check_finite(scores_path, scores)
+    if isinstance(config, FilamentConfig):
+        picks = pick_filaments(scores, vol.voxel_size, config)
+    elif isinstance(config, MembraneConfig):
+        picks = pick_membranes(scores, vol.voxel_size, config)
+    else:
+        picks = pick_particles(scores, vol.voxel_size, config)
+    write_particles(output_path, picks, tomogram_info(scores_path, vol), format)
+    return picks
+
+
+def export_file(input_path: Path_, output_path: Path_, format: str | None = None,
+                tomogram: Path_ | None = None, input_format: str | None = None) -> Picks:
+    """Convert a particle list between formats; ``tomogram`` supplies size/voxel size/name where needed."""
+    check_writable(output_path, inputs=(input_path,))
+    info = tomogram_info(tomogram) if tomogram is not None else None
+    picks, meta = read_particles(input_path, input_format, info=info)
+    if info is None:
+        shape = meta.get("shape") or (0, 0, 0)
+        voxel = meta.get("voxel_size") or 0.0
+        if not voxel:
+            raise TomosegError(f"{input_path}: the file does not say the voxel size; pass --tomogram")
+        info = TomogramInfo(meta.get("tomo_name") or Path(input_path).stem, float(voxel), tuple(shape))
+    write_particles(output_path, picks, info, format)
+    return picks
+
+
+def extract_file(tomogram_path: Path_, particles_path: Path_, output_dir: Path_,
+                 config: ExtractConfig = ExtractConfig(), files: bool = False, force: bool = False,
+                 progress: Progress | None = None) -> int:
+    """Cut subtomograms at the particles of a list and write them with ``particles.star``; returns the count."""
+    vol = read_volume(tomogram_path)
+    info = tomogram_info(tomogram_path, vol)
+    picks, _ = read_particles(particles_path, info=info)
+    if len(picks) == 0:
+        raise TomosegError(f"{particles_path}: lists no particles")
+    stack, inside = extract_subtomograms(vol.data, picks.xyz, config, progress)
+    with atomic_directory(output_dir, force=force) as tmp:
+        write_subtomograms(tmp, stack, picks, info, bin=config.bin, inside=inside, files=files)
+        (tmp / "extract.json").write_text(json.dumps({"tomogram": str(tomogram_path), "particles":
+                                                      str(particles_path), **config.to_dict()}, indent=1))
+    return len(picks)
+
+
+def _subset_star(source: Path, table: pd.DataFrame, keep: np.ndarray, output: Path, final_folder: Path) -> None:
+    """Write the kept rows of a subtomogram STAR file to ``output``, with image names
+    relative to ``final_folder`` (where ``output`` will live)."""
+    import starfile
+
+    blocks = starfile.read(source, always_dict=True, parse_as_string=["rlnTomoName", "rlnImageName"])
+    kept = table[keep].copy()
+    rel = os.path.relpath(source.parent.resolve(), final_folder.resolve())
+
+    def relocate(name: str) -> str:
+        index, at, file = name.rpartition("@")
+        return f"{index}{at}{os.path.normpath(os.path.join(rel, file))}"
+
+    kept["rlnImageName"] = [relocate(n) for n in kept["rlnImageName"].astype(str)]
+    out = {k: v for k, v in blocks.items() if k != "particles"}
+    out["particles"] = kept
+    starfile.write(out, output, overwrite=True)
+
+
+def classify_file(star_path: Path_, output_dir: Path_, config=None, keep: list[int] | None = None,
+                  thickness: int | None = None, force: bool = False, progress: Progress | None = None):
+    """2D classification of Z-projections: ``classes.png``, ``classes.csv`` (editable ``keep`` column),
+    ``kept.star`` (the kept particles), ``averages.mrcs``."""
+    from tomoseg.steps.classify2d import Classify2DConfig, classify2d, z_projections
+    from tomoseg.workflows.class_figures import class_montage
+
+    config = config or Classify2DConfig()
+    star_path = Path(star_path)
+    stack, table, voxel = read_subtomograms(star_path)
+    try:
+        images = z_projections(stack, thickness)
+        result = classify2d(images, config, progress)
+    except ValueError as err:
+        raise TomosegError(f"{star_path}: {err}") from None
+    if keep is not None:
+        bad = [k for k in keep if not 0 <= k < len(result.counts)]
+        if bad:
+            raise TomosegError(f"--keep: no class {bad[0]} (classes are 0..{len(result.counts) - 1})")
+    kept = np.ones(len(table), bool) if keep is None else np.isin(result.labels, keep)
+    out = Path(output_dir)
+    with atomic_directory(out, force=force) as tmp:
+        class_montage(tmp / "classes.png", result.averages, result.counts,
+                      title=f"{len(table)} particles, {len(result.counts)} classes")
+        pd.DataFrame({"particle": np.arange(1, len(table) + 1), "image": table["rlnImageName"],
+                      "class": result.labels, "angle": result.angles, "score": result.score,
+                      "keep": kept.astype(int)}).to_csv(tmp / "classes.csv", index=False, float_format="%.4f")
+        write_volume(tmp / "averages.mrcs", result.averages.astype(np.float32), voxel)
+        _subset_star(star_path, table, kept, tmp / "kept.star", out.parent.resolve() / out.name)
+    return result, int(kept.sum())
+
+
+def read_selection(path: Path_, n: int) -> np.ndarray:
+    """The ``keep`` column of a classes.csv as a boolean mask of ``n`` particles."""
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise TomosegError(f"{path}: not a readable CSV ({exc})") from exc
+    if "keep" not in table.columns or len(table) != n:
+        raise TomosegError(f"{path}: needs a 'keep' column with one row per particle ({n})")
+    return table["keep"].to_numpy().astype(bool)
+
+
+def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Path_ | None = None,
+                 selection: Path_ | None = None, force: bool = False, progress: Progress | None = None) -> dict:
+    """Refine and average subtomograms: average.mrc, half1/2.mrc, fsc.csv, fsc.png, slices.png,
+    particles.star (refined positions and angles in the source tomogram), summary.json."""
+    import time
+
+    from tomoseg.steps.average import AverageConfig, refine
+    from tomoseg.workflows.average_figures import fsc_figure, slices_figure
+
+    config = config or AverageConfig()
+    star_path = Path(star_path)
+    stack, table, voxel = read_subtomograms(star_path)
+    if selection is not None:
+        keep = read_selection(selection, len(table))
+        stack, table = stack[keep], table[keep].reset_index(drop=True)
+    ref = None
+    if reference is not None:
+        rvol = read_volume(reference)
+        ref = np.asarray(rvol.data, np.float32)
+        if ref.shape != stack.shape[1:]:
+            raise TomosegError(f"{reference}: reference is {ref.shape[::-1]} voxels, subtomograms are "
+                               f"{stack.shape[1:][::-1]}")
+        if abs(rvol.voxel_size - voxel) > 0.01 * voxel:
+            raise TomosegError(f"{reference}: voxel size {rvol.voxel_size:g} A differs from the subtomograms' {voxel:g} A")
+    t0 = time.perf_counter()
+    try:
+        result = refine(stack, voxel, config, reference=ref, progress=progress)
+    except ValueError as err:
+        raise TomosegError(f"{star_path}: {err}") from None
+    seconds = time.perf_counter() - t0
+    picks = picks_of(table)
+    bin_ = table["tsBin"].to_numpy(float) if "tsBin" in table else np.ones(len(table))
+    source_voxel = table["rlnTomoTiltSeriesPixelSize"].to_numpy(float) if "rlnTomoTiltSeriesPixelSize" in table else None
+    refined = Picks(picks.xyz + result.alignment.shifts * bin_[:, None], result.alignment.score,
+                    result.alignment.score, np.zeros(len(table), dtype=np.int64), result.alignment.angles)
+    n = stack.shape[-1]
+    summary = {"particles": len(table), "box": n, "voxel_size": voxel, "resolution_fsc_0143": result.resolution,
+               "seconds": seconds, "history": result.history, "config": config.to_dict()}
+    with atomic_directory(output_dir, force=force) as tmp:
+        write_volume(tmp / "average.mrc", result.average, voxel)
+        write_volume(tmp / "half1.mrc", result.halves[0], voxel)
+        write_volume(tmp / "half2.mrc", result.halves[1], voxel)
+        shells = np.arange(len(result.fsc))
+        pd.DataFrame({"shell": shells, "frequency_per_A": shells / (n * voxel),
+                      "resolution_A": np.where(shells > 0, n * voxel / np.maximum(shells, 1), np.inf),
+                      "fsc": result.fsc}).to_csv(tmp / "fsc.csv", index=False, float_format="%.5g")
+        fsc_figure(tmp / "fsc.png", result.fsc, n, voxel, result.resolution,
+                   title=f"{len(table)} particles: {result.resolution:.1f} A at FSC 0.143")
+        slices_figure(tmp / "slices.png", [result.average], ["average"])
+        name = str(table["rlnTomoName"].iloc[0]) if "rlnTomoName" in table else "tomogram"
+        sv = float(source_voxel[0]) if source_voxel is not None else voxel
+        write_particles(tmp / "particles.star", refined, TomogramInfo(name, sv, (0, 0, 0)), "relion3")
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    return summary
