@@ -659,18 +659,22 @@ class TomosegWidget(QWidget):
             self.pick()
 
     def _ask_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export particles", "", "STAR (*.star);;CSV (*.csv)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export particles", "",
+            "RELION 5 STAR (*.star);;CSV (*.csv);;Dynamo table (*.tbl);;IMOD model (*.mod);;EMAN2 JSON (*.json)")
         if path:
             self.export(path)
 
     def export(self, path) -> bool:
         def act():
-            from tomoseg.io.particles import write_picks
+            from tomoseg.io.particles import write_particles
+            from tomoseg.types import TomogramInfo
 
             project = self._need_project()
             if self.picks is None:
                 raise TomosegError("nothing to export: Pick first")
-            write_picks(path, self.picks, project.volume.voxel_size, project.volume.origin,
-                        tomo_name=project.tomogram.stem)
+            vol = project.volume
+            info = TomogramInfo(project.tomogram.stem, float(vol.voxel_size), tuple(vol.data.shape), vol.origin)
+            write_particles(path, self.picks, info)
             self.say(f"wrote {len(self.picks)} particles to {path}")
         return self._guard(act)

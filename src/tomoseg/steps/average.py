@@ -353,9 +353,11 @@ def refine(
             report(progress, 2 * it + h + 1, total, f"iteration {it + 1}/{config.iterations}, half {h + 1}")
         maps = [weighted_average(data[half == h], wedge, aligned.angles[half == h], aligned.shifts[half == h])
                 for h in (0, 1)]
-        # bring half 2 into half 1's frame (one transform for the whole half)
+        # bring half 2 into half 1's frame (one transform for the whole half; only a small
+        # correction when both started from the same reference or orientations)
         sel2 = np.flatnonzero(half == 1)
-        t = _align_maps(maps[0], maps[1], voxel_size, max(res, 2.5 * voxel_size), mask, is_global or it == 0,
+        free = reference is None and start_angles is None  # halves may sit in different frames
+        t = _align_maps(maps[0], maps[1], voxel_size, max(res, 2.5 * voxel_size), mask, free and is_global,
                         max(step, config.min_step), config.seed + it)
         moved = _compose(Alignment(aligned.angles[sel2], aligned.shifts[sel2], aligned.score[sel2]), t)
         aligned.angles[sel2], aligned.shifts[sel2] = moved.angles, moved.shifts

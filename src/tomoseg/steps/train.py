@@ -78,7 +78,7 @@ RECIPES: dict[str, TrainConfig] = {
         recipe="default",
         resample=True,
         flips=True,
-        positive_weight=2.0,
+        positive_weight=3.0,
     ),
 }
 

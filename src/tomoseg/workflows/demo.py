@@ -17,10 +17,10 @@ from tomoseg.steps.trainset import choose_boxes
 from tomoseg.testing import make_tomogram
 from tomoseg.testing.metrics import dice, match_points
 from tomoseg.workflows.figures import annotation_figure
+from tomoseg.workflows.particles import pick_file
 from tomoseg.workflows.pipeline import (
     apply_file,
     merge_files,
-    pick_file,
     preprocess_file,
     train_file,
     trainset_file,
