@@ -68,9 +68,9 @@ class Picks:
     score: component mass (sum of scores); peak: maximum score; size: voxels.
     angles: float64 (n, 3) Euler angles rot, tilt, psi in degrees, RELION's
     ZYZ convention (see :mod:`tomoseg.ops.rotations`): the particle is the
-    reference rotated by ``Rotation.from_euler("ZYZ", angles, degrees=True)``,
-    so the reference's z axis points along a filament's axis or a membrane's
-    normal. Zero for blobs, whose orientation is unknown until aligned.
+    reference turned by ``tomoseg.ops.rotations.rotation(angles)`` (RELION's
+    matrix), so the reference's z axis points along a filament's axis or a
+    membrane's normal. Zero for blobs, whose orientation is unknown until aligned.
     """
 
     xyz: np.ndarray

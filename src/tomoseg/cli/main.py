@@ -91,16 +91,19 @@ def _pick(args: argparse.Namespace) -> None:
     from tomoseg.steps.pick import PickConfig
     from tomoseg.workflows.particles import pick_file
 
+    allowed = {"blob": {"diameter", "min_size", "min_distance"}, "filament": {"diameter", "spacing", "min_length"},
+               "membrane": {"spacing", "min_area"}}[args.mode]
+    for name in ("diameter", "min_size", "min_distance", "spacing", "min_length", "min_area"):
+        if getattr(args, name) is not None and name not in allowed:
+            raise TomosegError(f"--{name.replace('_', '-')} does not apply to --mode {args.mode}")
+    given = {k: getattr(args, k) for k in allowed if getattr(args, k) is not None}
     try:
         if args.mode == "filament":
-            config = FilamentConfig(threshold=args.threshold, diameter=args.diameter or 250.0,
-                                    spacing=args.spacing or 80.0, min_length=args.min_length, edge=args.edge)
+            config = FilamentConfig(threshold=args.threshold, edge=args.edge, **given)
         elif args.mode == "membrane":
-            config = MembraneConfig(threshold=args.threshold, spacing=args.spacing or 100.0,
-                                    min_area=args.min_area, edge=args.edge)
+            config = MembraneConfig(threshold=args.threshold, edge=args.edge, **given)
         else:
-            config = PickConfig(threshold=args.threshold, diameter=args.diameter or 250.0, min_size=args.min_size,
-                                min_distance=args.min_distance, edge=args.edge)
+            config = PickConfig(threshold=args.threshold, edge=args.edge, **given)
     except ValueError as err:
         raise TomosegError(str(err)) from None
     picks = pick_file(args.scores, args.output, config, format=args.format)
@@ -269,8 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=float, help="blob: smallest piece in A^3 (default: 1/8 of the particle)")
     p.add_argument("--min-distance", type=float, help="blob: smallest distance between picks in A (default: diameter/2)")
     p.add_argument("--spacing", type=float, help="filament/membrane: A between points (default 80 / 100)")
-    p.add_argument("--min-length", type=float, default=500.0, help="filament: drop pieces shorter than this, A")
-    p.add_argument("--min-area", type=float, default=1.0e5, help="membrane: drop pieces smaller than this, A^2")
+    p.add_argument("--min-length", type=float, help="filament: drop pieces shorter than this, A (default 500)")
+    p.add_argument("--min-area", type=float, help="membrane: drop pieces smaller than this, A^2 (default 1e5)")
     p.add_argument("--edge", type=float, default=0.0, help="drop picks closer than this to the border, in A")
 
     p = command("export", "Convert a particle list to another program's format.", _export)

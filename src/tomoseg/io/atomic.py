@@ -49,17 +49,12 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; it becomes ``path`` on success.
-
-    An existing non-empty ``path`` is an error unless ``force`` (then it is
-    replaced only once the new folder is complete). On any exception the
-    temporary folder is removed and ``path`` is left untouched.
-    """
-    import shutil
-
+def check_folder(path: str | os.PathLike, force: bool = False, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Fail early (before long work) if ``path`` cannot become an output folder; see :func:`atomic_directory`."""
     out = Path(path)
+    for inp in inputs:
+        if Path(inp).resolve().is_relative_to(out.resolve()):
+            raise TomosegError(f"{out}: the output folder holds the input {inp}; choose another folder")
     if out.exists() and not out.is_dir():
         raise TomosegError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
@@ -69,6 +64,24 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
         raise TomosegError(f"{out}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise TomosegError(f"{out}: the folder {parent} is not writable")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_directory(
+    path: str | os.PathLike, force: bool = False, inputs: tuple[str | os.PathLike, ...] = ()
+) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; it becomes ``path`` on success.
+
+    An existing non-empty ``path`` is an error unless ``force`` (then it is
+    replaced only once the new folder is complete). ``inputs`` inside ``path``
+    are refused (replacing the folder would delete them). On any exception the
+    temporary folder is removed and ``path`` is left untouched.
+    """
+    import shutil
+
+    out = check_folder(path, force, inputs)
+    parent = out.parent if str(out.parent) else Path(".")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=parent))
     try:
         yield tmp

@@ -54,6 +54,7 @@ def write_subtomograms(
         names = [f"{i + 1}@{STACK_NAME}" for i in range(n)]
     optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"],
                            "rlnImagePixelSize": [voxel], "rlnImageSize": [stack.shape[-1]],
+                           "rlnTomoTiltSeriesPixelSize": [float(info.voxel_size)],
                            "rlnImageDimensionality": [3]})
     particles = pd.DataFrame({
         "rlnImageName": names,

@@ -308,6 +308,8 @@ def refine(
     k, n = particles.shape[0], particles.shape[-1]
     if k < 4:
         raise ValueError(f"need at least 4 particles for two half sets, got {k}")
+    if n % 2:
+        raise ValueError(f"the box must have an even edge for averaging, got {n} (extract with an even --box)")
     if reference is not None and reference.shape != (n, n, n):
         raise ValueError(f"reference is {reference.shape}, particles are {n}^3")
     rng = np.random.default_rng(config.seed)
@@ -358,7 +360,7 @@ def refine(
         sel2 = np.flatnonzero(half == 1)
         free = reference is None and start_angles is None  # halves may sit in different frames
         t = _align_maps(maps[0], maps[1], voxel_size, max(res, 2.5 * voxel_size), mask, free and is_global,
-                        max(step, config.min_step), config.seed + it)
+                        max(step, config.min_step) if free else 5.0, config.seed + it)
         moved = _compose(Alignment(aligned.angles[sel2], aligned.shifts[sel2], aligned.score[sel2]), t)
         aligned.angles[sel2], aligned.shifts[sel2] = moved.angles, moved.shifts
         maps[1] = weighted_average(data[sel2], wedge, aligned.angles[sel2], aligned.shifts[sel2])

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 
 from tomoseg.errors import TomosegError
-from tomoseg.io.atomic import atomic_directory, check_writable
+from tomoseg.io.atomic import atomic_directory, check_folder, check_writable
 from tomoseg.io.mrc import check_finite, read_volume, write_volume
 from tomoseg.io.particles import read_particles, write_particles
 from tomoseg.io.subtomograms import picks_of, read_subtomograms, write_subtomograms
 from tomoseg.progress import Progress
 from tomoseg.steps.continuous import FilamentConfig, MembraneConfig, pick_filaments, pick_membranes
-from tomoseg.steps.extract import ExtractConfig, extract_subtomograms
+from tomoseg.steps.extract import ExtractConfig, box_start, extract_subtomograms
 from tomoseg.steps.pick import PickConfig, pick_particles
 from tomoseg.types import Picks, TomogramInfo
 
@@ -74,13 +74,14 @@ def extract_file(tomogram_path: Path_, particles_path: Path_, output_dir: Path_,
                  config: ExtractConfig = ExtractConfig(), files: bool = False, force: bool = False,
                  progress: Progress | None = None) -> int:
     """Cut subtomograms at the particles of a list and write them with ``particles.star``; returns the count."""
+    check_folder(output_dir, force, (tomogram_path, particles_path))
     vol = read_volume(tomogram_path)
     info = tomogram_info(tomogram_path, vol)
     picks, _ = read_particles(particles_path, info=info)
     if len(picks) == 0:
         raise TomosegError(f"{particles_path}: lists no particles")
     stack, inside = extract_subtomograms(vol.data, picks.xyz, config, progress)
-    with atomic_directory(output_dir, force=force) as tmp:
+    with atomic_directory(output_dir, force=force, inputs=(tomogram_path, particles_path)) as tmp:
         write_subtomograms(tmp, stack, picks, info, bin=config.bin, inside=inside, files=files)
         (tmp / "extract.json").write_text(json.dumps({"tomogram": str(tomogram_path), "particles":
                                                       str(particles_path), **config.to_dict()}, indent=1))
@@ -116,6 +117,8 @@ def classify_file(star_path: Path_, output_dir: Path_, config=None, keep: list[i
     config = config or Classify2DConfig()
     star_path = Path(star_path)
     stack, table, voxel = read_subtomograms(star_path)
+    sources = {star_path.parent / f.rpartition("@")[2] for f in table["rlnImageName"].astype(str)}
+    check_folder(output_dir, force, (star_path, *sources))
     try:
         images = z_projections(stack, thickness)
         result = classify2d(images, config, progress)
@@ -127,7 +130,7 @@ def classify_file(star_path: Path_, output_dir: Path_, config=None, keep: list[i
             raise TomosegError(f"--keep: no class {bad[0]} (classes are 0..{len(result.counts) - 1})")
     kept = np.ones(len(table), bool) if keep is None else np.isin(result.labels, keep)
     out = Path(output_dir)
-    with atomic_directory(out, force=force) as tmp:
+    with atomic_directory(out, force=force, inputs=(star_path, *sources)) as tmp:
         class_montage(tmp / "classes.png", result.averages, result.counts,
                       title=f"{len(table)} particles, {len(result.counts)} classes")
         pd.DataFrame({"particle": np.arange(1, len(table) + 1), "image": table["rlnImageName"],
@@ -161,6 +164,9 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
     config = config or AverageConfig()
     star_path = Path(star_path)
     stack, table, voxel = read_subtomograms(star_path)
+    sources = {star_path.parent / f.rpartition("@")[2] for f in table["rlnImageName"].astype(str)}
+    inputs = (star_path, *sources, *(p for p in (reference, selection) if p is not None))
+    check_folder(output_dir, force, inputs)
     if selection is not None:
         keep = read_selection(selection, len(table))
         stack, table = stack[keep], table[keep].reset_index(drop=True)
@@ -182,12 +188,13 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
     picks = picks_of(table)
     bin_ = table["tsBin"].to_numpy(float) if "tsBin" in table else np.ones(len(table))
     source_voxel = table["rlnTomoTiltSeriesPixelSize"].to_numpy(float) if "rlnTomoTiltSeriesPixelSize" in table else None
-    refined = Picks(picks.xyz + result.alignment.shifts * bin_[:, None], result.alignment.score,
-                    result.alignment.score, np.zeros(len(table), dtype=np.int64), result.alignment.angles)
     n = stack.shape[-1]
+    centre = np.stack([box_start(p, n, int(b)) + (n // 2) * b + (b - 1) / 2 for p, b in zip(picks.xyz, bin_)])
+    refined = Picks(centre + result.alignment.shifts * bin_[:, None], result.alignment.score,
+                    result.alignment.score, np.zeros(len(table), dtype=np.int64), result.alignment.angles)
     summary = {"particles": len(table), "box": n, "voxel_size": voxel, "resolution_fsc_0143": result.resolution,
                "seconds": seconds, "history": result.history, "config": config.to_dict()}
-    with atomic_directory(output_dir, force=force) as tmp:
+    with atomic_directory(output_dir, force=force, inputs=inputs) as tmp:
         write_volume(tmp / "average.mrc", result.average, voxel)
         write_volume(tmp / "half1.mrc", result.halves[0], voxel)
         write_volume(tmp / "half2.mrc", result.halves[1], voxel)
