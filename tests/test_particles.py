@@ -187,7 +187,7 @@ def test_cli_extract_classify_average_export(tmp_path):
     kept, _, _ = read_subtomograms(tmp_path / "cls" / "kept.star")  # image paths point back to sub/
     assert kept.shape == stack.shape
 
-    r = _tomoseg("average", tmp_path / "cls" / "kept.star", "-o", tmp_path / "avg", "--iterations", 2,
+    r = _tomoseg("average", tmp_path / "cls" / "kept.star", "-o", tmp_path / "avg", "--iterations", 2, "--device", "cpu",
                  "--global-iterations", 1, "--global-step", 40, "--selection", tmp_path / "cls" / "classes.csv", "-q")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "avg"
@@ -261,3 +261,15 @@ def test_write_particles_keeps_angles_through_csv(tmp_path):
     write_particles(tmp_path / "a.csv", picks, TomogramInfo("t", 10.0, (4, 5, 6)))
     back, _ = read_particles(tmp_path / "a.csv")
     assert np.allclose(back.angles, picks.angles)
+
+
+def test_refinement_from_given_angles_searches_locally():
+    from scipy.spatial.transform import Rotation
+
+    template = asymmetric_template(32)
+    stack, angles, _ = planted_subtomograms(template, 12, noise=0.5, seed=4)
+    nudged = angles_of(rotation(angles) * Rotation.from_rotvec(np.radians(np.full((12, 3), 5.0))))
+    config = AverageConfig(iterations=2, global_iterations=0)
+    result = refine(stack, 10.0, config, start_angles=nudged, device="cpu")
+    assert all(h["search"] == "local" for h in result.history)
+    assert np.median(angular_distance(result.alignment.angles, angles)) < np.median(angular_distance(nudged, angles))

@@ -160,7 +160,8 @@ def _average(args: argparse.Namespace) -> None:
         raise TomosegError(str(err)) from None
     with torch_threads(args.threads), progress_bar("average", unit="step", quiet=args.quiet) as bar:
         summary = average_file(args.particles, args.output, config, reference=args.reference,
-                               selection=args.selection, force=args.force, progress=bar)
+                               selection=args.selection, force=args.force, progress=bar,
+                               use_angles=args.use_angles, device=args.device)
     _say(args, f"wrote {args.output}/average.mrc: {summary['particles']} particles, "
                f"{summary['resolution_fsc_0143']:.1f} A at FSC 0.143 ({summary['seconds']:.0f} s)")
 
@@ -323,7 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-shift", type=float, help="largest shift from the pick in A (default: a quarter box)")
     p.add_argument("--tilt-range", type=float, nargs=2, default=[-60.0, 60.0], metavar=("MIN", "MAX"),
                    help="tilt range of the tilt series in degrees, about y (the missing wedge; default -60 60)")
+    p.add_argument("--use-angles", action="store_true",
+                   help="start from the particles' angles (filament axes, membrane normals, an earlier run) "
+                        "and search only locally around them")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU if present), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
 

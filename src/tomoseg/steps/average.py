@@ -159,7 +159,7 @@ def _subvoxel(cc: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     m = cc.shape[-1]
     k = cc.shape[0]
     zyx = torch.stack(torch.unravel_index(index, (m, m, m)), dim=1)
-    rows = torch.arange(k)
+    rows = torch.arange(k, device=cc.device)
     out = zyx.double().clone()
     for axis in range(3):
         plus, minus = zyx.clone(), zyx.clone()
@@ -182,10 +182,10 @@ class _Searcher:
         n = particles.shape[-1]
         self.n = n
         self.m = _crop_size(n, voxel_size, resolution)
-        self.filt = _crop_spectrum(wedge, self.m) * _band(self.m, n, voxel_size, resolution)
+        self.filt = _crop_spectrum(wedge, self.m) * _band(self.m, n, voxel_size, resolution).to(wedge.device)
         spec = _crop_spectrum(torch.fft.fftn(particles * mask, dim=_XYZ), self.m) * self.filt
         self.spec = spec / torch.sqrt((spec.abs() ** 2).sum(dim=(-3, -2, -1), keepdim=True)).clamp_min(1e-20)
-        self.shift_ok = _shift_mask(self.m, max_shift * self.m / n)
+        self.shift_ok = _shift_mask(self.m, max_shift * self.m / n).to(wedge.device)
         self.scale = n / self.m
 
     def reference(self, ref: torch.Tensor) -> torch.Tensor:
@@ -212,11 +212,13 @@ class _Searcher:
             flat = cc.reshape(len(a), len(which), -1)
             val, idx = flat.max(dim=2)  # (B, k)
             bval, bo = val.max(dim=0)  # (k,)
+            bval, bo = bval.cpu(), bo.cpu()
             better = bval.double() > best
             if better.any():
                 rows = torch.nonzero(better).squeeze(1)
-                maps = cc[bo[rows], rows]
-                zyx = _subvoxel(maps, idx[bo[rows], rows])
+                dev_rows = rows.to(cc.device)
+                maps = cc[bo[rows].to(cc.device), dev_rows]
+                zyx = _subvoxel(maps, idx[bo[rows].to(cc.device), dev_rows]).cpu()
                 best[rows] = bval[rows].double()
                 best_idx[rows] = bo[rows] + start
                 best_shift[rows] = zyx.flip(1) * self.scale  # x, y, z in full-size voxels
@@ -226,8 +228,8 @@ class _Searcher:
 def _fourier_shift(volumes: torch.Tensor, shifts: np.ndarray) -> torch.Tensor:
     """Move (k, n, n, n) volumes by (k, 3) x, y, z voxels (periodic, sub-voxel)."""
     n = volumes.shape[-1]
-    k = torch.fft.fftfreq(n, dtype=torch.float64)
-    s = torch.as_tensor(shifts, dtype=torch.float64)
+    k = torch.fft.fftfreq(n, dtype=torch.float64, device=volumes.device)
+    s = torch.as_tensor(shifts, dtype=torch.float64, device=volumes.device)
     phase = (s[:, 2, None, None, None] * k[None, :, None, None] + s[:, 1, None, None, None] * k[None, None, :, None]
              + s[:, 0, None, None, None] * k[None, None, None, :])
     ramp = torch.exp(-2j * math.pi * phase).to(torch.complex64)
@@ -242,8 +244,8 @@ def weighted_average(particles: torch.Tensor, wedge: torch.Tensor, angles: np.nd
     """
     n = particles.shape[-1]
     inverse = angles_of(rotation(angles).inv())
-    total = torch.zeros((n, n, n), dtype=torch.complex64)
-    weight = torch.zeros((n, n, n), dtype=torch.float32)
+    total = torch.zeros((n, n, n), dtype=torch.complex64, device=particles.device)
+    weight = torch.zeros((n, n, n), dtype=torch.float32, device=particles.device)
     centred_wedge = torch.fft.fftshift(wedge)
     for start in range(0, len(particles), 16):
         part = particles[start : start + 16]
@@ -252,7 +254,7 @@ def weighted_average(particles: torch.Tensor, wedge: torch.Tensor, angles: np.nd
         w = rotate_volumes(centred_wedge, inverse[start : start + 16])
         weight += torch.fft.ifftshift(w, dim=(-3, -2, -1)).sum(dim=0)
     avg = torch.fft.ifftn(total / weight.clamp_min(1.0), dim=_XYZ).real
-    return avg.numpy().astype(np.float32)
+    return avg.cpu().numpy().astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,7 +265,7 @@ def align(particles: torch.Tensor, reference: np.ndarray, wedge: torch.Tensor, v
           step: float, extent: float | None, seed: int) -> Alignment:
     """Align particles to a reference: a global grid (``start`` None) or local grids around ``start``."""
     search = _Searcher(particles, wedge, voxel_size, resolution, max_shift, mask)
-    ref_small = search.reference(torch.as_tensor(reference) * mask)
+    ref_small = search.reference(torch.as_tensor(reference, device=mask.device) * mask)
     k = len(particles)
     if start is None:
         grid = orientation_grid(step, seed=seed)
@@ -294,13 +296,15 @@ def refine(
     reference: np.ndarray | None = None,
     start_angles: np.ndarray | None = None,
     progress: Progress | None = None,
+    device: torch.device | str = "cpu",
 ) -> AverageResult:
     """Gold-standard iterative refinement of (k, n, n, n) subtomograms.
 
     reference: optional starting map (n^3, same contrast as the particles); it
     is low-passed to ``config.initial_resolution``. start_angles: optional
     (k, 3) starting orientations (e.g. filament axes); with them and no
-    reference the starting maps are averages at those orientations.
+    reference the starting maps are averages at those orientations. device:
+    where the searches and averages run (a CUDA device if given).
     """
     particles = np.asarray(particles, dtype=np.float32)
     if particles.ndim != 4 or len(set(particles.shape[1:])) != 1:
@@ -315,9 +319,9 @@ def refine(
     rng = np.random.default_rng(config.seed)
     half = np.zeros(k, dtype=np.int64)
     half[rng.permutation(k)[: k // 2]] = 1
-    data = torch.from_numpy(particles)
-    wedge = torch.from_numpy(wedge_mask(n, config.tilt_range))
-    mask = torch.from_numpy(soft_sphere(n, config.mask_radius * n, edge=max(2.0, 0.05 * n)))
+    data = torch.from_numpy(particles).to(device)
+    wedge = torch.from_numpy(wedge_mask(n, config.tilt_range)).to(device)
+    mask = torch.from_numpy(soft_sphere(n, config.mask_radius * n, edge=max(2.0, 0.05 * n))).to(device)
     max_shift = (n / 4) if config.max_shift is None else config.max_shift / voxel_size
     res = float(config.initial_resolution)
 
@@ -364,7 +368,7 @@ def refine(
         moved = _compose(Alignment(aligned.angles[sel2], aligned.shifts[sel2], aligned.score[sel2]), t)
         aligned.angles[sel2], aligned.shifts[sel2] = moved.angles, moved.shifts
         maps[1] = weighted_average(data[sel2], wedge, aligned.angles[sel2], aligned.shifts[sel2])
-        m = mask.numpy()
+        m = mask.cpu().numpy()
         curve = fsc(maps[0] * m, maps[1] * m)
         fsc_res = resolution_at(curve, n, voxel_size)
         res = min(max(fsc_res, 2.2 * voxel_size), config.initial_resolution)
@@ -388,8 +392,8 @@ def _align_maps(fixed: np.ndarray, moving: np.ndarray, voxel_size: float, resolu
                 mask: torch.Tensor, full: bool, step: float, seed: int) -> Alignment:
     """The transform (R, s) with ``fixed ~ shift(rotate(moving, R), s)``: global then local search."""
     n = fixed.shape[0]
-    ones = torch.ones((n, n, n))
-    target = torch.from_numpy(fixed)[None]
+    ones = torch.ones((n, n, n), device=mask.device)
+    target = torch.from_numpy(fixed)[None].to(mask.device)
     ref = moving.astype(np.float32)
     if full:
         a = align(target, ref, ones, voxel_size, resolution, n / 4, mask, None, 15.0, None, seed)

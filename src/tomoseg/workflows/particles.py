@@ -153,9 +153,17 @@ def read_selection(path: Path_, n: int) -> np.ndarray:
 
 
 def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Path_ | None = None,
-                 selection: Path_ | None = None, force: bool = False, progress: Progress | None = None) -> dict:
+                 selection: Path_ | None = None, force: bool = False, progress: Progress | None = None,
+                 use_angles: bool = False, device: str = "auto") -> dict:
     """Refine and average subtomograms: average.mrc, half1/2.mrc, fsc.csv, fsc.png, slices.png,
-    particles.star (refined positions and angles in the source tomogram), summary.json."""
+    particles.star (refined positions and angles in the source tomogram), summary.json.
+
+    use_angles: start from the particles' own angles (filament axes, membrane normals, an earlier
+    refinement) and search only locally around them (no global rounds).
+    """
+    from dataclasses import replace
+
+    from tomoseg.workflows.pipeline import _device
     import time
 
     from tomoseg.steps.average import AverageConfig, refine
@@ -179,9 +187,14 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
                                f"{stack.shape[1:][::-1]}")
         if abs(rvol.voxel_size - voxel) > 0.01 * voxel:
             raise TomosegError(f"{reference}: voxel size {rvol.voxel_size:g} A differs from the subtomograms' {voxel:g} A")
+    torch_device = _device(device)
+    start = picks_of(table).angles if use_angles else None
+    if use_angles:
+        config = replace(config, global_iterations=0)
     t0 = time.perf_counter()
     try:
-        result = refine(stack, voxel, config, reference=ref, progress=progress)
+        result = refine(stack, voxel, config, reference=ref, start_angles=start, progress=progress,
+                        device=torch_device)
     except ValueError as err:
         raise TomosegError(f"{star_path}: {err}") from None
     seconds = time.perf_counter() - t0
@@ -193,7 +206,8 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
     refined = Picks(centre + result.alignment.shifts * bin_[:, None], result.alignment.score,
                     result.alignment.score, np.zeros(len(table), dtype=np.int64), result.alignment.angles)
     summary = {"particles": len(table), "box": n, "voxel_size": voxel, "resolution_fsc_0143": result.resolution,
-               "seconds": seconds, "history": result.history, "config": config.to_dict()}
+               "seconds": seconds, "device": str(torch_device), "history": result.history,
+               "config": config.to_dict(), "use_angles": use_angles}
     with atomic_directory(output_dir, force=force, inputs=inputs) as tmp:
         write_volume(tmp / "average.mrc", result.average, voxel)
         write_volume(tmp / "half1.mrc", result.halves[0], voxel)
