@@ -197,7 +197,7 @@ def test_cli_extract_classify_average_export(tmp_path):
     with mrcfile.open(out / "average.mrc") as mrc:
         assert mrc.data.shape == (24, 24, 24) and float(mrc.voxel_size.x) == pytest.approx(10.0)
     refined, _ = read_particles(out / "particles.star")
-    assert len(refined) == 12 and np.abs(refined.xyz - xyz).max() < 24 / 4 + 1
+    assert len(refined) == 12 and np.median(np.linalg.norm(refined.xyz - xyz, axis=1)) < 2.0  # planted unshifted
 
     for ext in (".star", ".tbl", ".mod", ".json", ".csv"):
         r = _tomoseg("export", out / "particles.star", "-o", tmp_path / f"p{ext}", "--tomogram", tomo, "-q")

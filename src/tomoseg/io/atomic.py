@@ -20,14 +20,20 @@ def check_writable(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...
     for inp in inputs:
         if Path(inp).exists() and out.exists() and out.resolve() == Path(inp).resolve():
             raise TomosegError(f"{out}: refusing to overwrite an input file")
-    parent = out.parent if str(out.parent) else Path(".")
     if out.is_dir():
         raise TomosegError(f"{out}: is a directory, expected a file path")
+    _check_parent(out)
+    return out
+
+
+def _check_parent(out: Path) -> Path:
+    """The folder ``out`` goes in, if it exists and is writable."""
+    parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise TomosegError(f"{out}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise TomosegError(f"{out}: the folder {parent} is not writable")
-    return out
+    return parent
 
 
 @contextlib.contextmanager
@@ -59,11 +65,7 @@ def check_folder(path: str | os.PathLike, force: bool = False, inputs: tuple[str
         raise TomosegError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise TomosegError(f"{out}: folder exists and is not empty (use --force to replace it)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise TomosegError(f"{out}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise TomosegError(f"{out}: the folder {parent} is not writable")
+    _check_parent(out)
     return out
 
 

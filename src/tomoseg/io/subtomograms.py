@@ -115,6 +115,11 @@ def read_subtomograms(path: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame
     return np.stack(cubes), table.reset_index(drop=True), voxel
 
 
+def image_files(path: str | os.PathLike, table: pd.DataFrame) -> set[Path]:
+    """The MRC files a subtomogram table at ``path`` names (stacks once)."""
+    return {Path(path).parent / name.rpartition("@")[2] for name in table["rlnImageName"].astype(str)}
+
+
 def picks_of(table: pd.DataFrame) -> Picks:
     """The particle positions (source tomogram voxels) and angles of a subtomogram table."""
     xyz = table[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy(float)

@@ -14,7 +14,7 @@ from tomoseg.errors import TomosegError
 from tomoseg.io.atomic import atomic_directory, check_folder, check_writable
 from tomoseg.io.mrc import check_finite, read_volume, write_volume
 from tomoseg.io.particles import read_particles, write_particles
-from tomoseg.io.subtomograms import picks_of, read_subtomograms, write_subtomograms
+from tomoseg.io.subtomograms import image_files, picks_of, read_subtomograms, write_subtomograms
 from tomoseg.progress import Progress
 from tomoseg.steps.continuous import FilamentConfig, MembraneConfig, pick_filaments, pick_membranes
 from tomoseg.steps.extract import ExtractConfig, box_start, extract_subtomograms
@@ -117,7 +117,7 @@ def classify_file(star_path: Path_, output_dir: Path_, config=None, keep: list[i
     config = config or Classify2DConfig()
     star_path = Path(star_path)
     stack, table, voxel = read_subtomograms(star_path)
-    sources = {star_path.parent / f.rpartition("@")[2] for f in table["rlnImageName"].astype(str)}
+    sources = image_files(star_path, table)
     check_folder(output_dir, force, (star_path, *sources))
     try:
         images = z_projections(stack, thickness)
@@ -172,8 +172,7 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
     config = config or AverageConfig()
     star_path = Path(star_path)
     stack, table, voxel = read_subtomograms(star_path)
-    sources = {star_path.parent / f.rpartition("@")[2] for f in table["rlnImageName"].astype(str)}
-    inputs = (star_path, *sources, *(p for p in (reference, selection) if p is not None))
+    inputs = (star_path, *image_files(star_path, table), *(p for p in (reference, selection) if p is not None))
     check_folder(output_dir, force, inputs)
     if selection is not None:
         keep = read_selection(selection, len(table))
@@ -188,7 +187,8 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
         if abs(rvol.voxel_size - voxel) > 0.01 * voxel:
             raise TomosegError(f"{reference}: voxel size {rvol.voxel_size:g} A differs from the subtomograms' {voxel:g} A")
     torch_device = _device(device)
-    start = picks_of(table).angles if use_angles else None
+    picks = picks_of(table)
+    start = picks.angles if use_angles else None
     if use_angles:
         config = replace(config, global_iterations=0)
     t0 = time.perf_counter()
@@ -198,7 +198,6 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
     except ValueError as err:
         raise TomosegError(f"{star_path}: {err}") from None
     seconds = time.perf_counter() - t0
-    picks = picks_of(table)
     bin_ = table["tsBin"].to_numpy(float) if "tsBin" in table else np.ones(len(table))
     source_voxel = table["rlnTomoTiltSeriesPixelSize"].to_numpy(float) if "rlnTomoTiltSeriesPixelSize" in table else None
     n = stack.shape[-1]
