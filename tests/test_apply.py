@@ -28,24 +28,48 @@ def _random_net(seed: int) -> SegNet:
     return net.eval()
 
 
-@pytest.mark.parametrize("fft", [29, 48, 64, 100])
+@pytest.mark.parametrize(("fft", "layer1"), [(29, 16), (48, 32), (64, 40), (100, 256)])
 @pytest.mark.parametrize("size", [(2, 2), (30, 30), (64, 46), (130, 202)])
-def test_overlap_save_equals_conv2d_for_any_tile_size(fft, size):
+def test_overlap_save_equals_conv2d_for_any_tile_size(fft, layer1, size):
     """Tiles smaller, equal and larger than the slice; one-pixel outputs (tile 1 for fft 29)."""
     net = _random_net(5)
     x = torch.randn(2, 1, *size, generator=torch.Generator().manual_seed(6)).clamp(-3, 3) / 3
     with torch.no_grad():
         ref = net(x)
-        out = overlap_save_forward(PreparedNet(net, TilePlan(fft)), x, tiles_per_batch=3)
+        out = overlap_save_forward(PreparedNet(net, TilePlan(fft=fft, layer1_fft=layer1, tiles_per_batch=3)), x)
     assert out.shape == ref.shape
     assert float((out - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
 
 
+def test_overlap_save_bands_odd_channels_small_kernels():
+    """Bands of one tile row (tiny band memory), an odd channel count (padded to pairs), 5 x 5 kernels."""
+    from tomoseg.nn.network import NetworkConfig
+
+    net = init_weights(SegNet(NetworkConfig(channels=7, kernel=5)), 3)
+    with torch.no_grad():
+        for conv in (net.conv1, net.conv3, net.conv4):
+            conv.bias.normal_(0, 0.05, generator=torch.Generator().manual_seed(4))
+    x = torch.randn(2, 1, 50, 72, generator=torch.Generator().manual_seed(7)).clamp(-3, 3) / 3
+    plan = TilePlan(fft=20, layer1_fft=12, kernel=5, tiles_per_batch=2, band_bytes=1)
+    with torch.no_grad():
+        ref = net(x)
+        out = overlap_save_forward(PreparedNet(net, plan), x)
+    assert float((out - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
+
+
 def test_tile_plan_geometry():
-    plan = TilePlan(128)
-    assert plan.tile == 100 and plan.patch == 270 and plan.lead == 35
+    plan = TilePlan(fft=128)
+    assert plan.tile == 100
+    # layer 1: fast FFT sizes only, the least padding, every tile's output even
+    for length in (2, 30, 206, 1024, 1056, 4096):
+        count, piece, size = plan.layer1_split(length)
+        assert count * piece >= length and piece % 2 == 0 and piece + 14 <= size <= 256
+        assert size // (size & -size) in (1, 3, 9)
+    assert plan.layer1_split(1024) == (9, 114, 128)
     with pytest.raises(ValueError):
-        TilePlan(28)
+        TilePlan(fft=28)
+    with pytest.raises(ValueError):
+        TilePlan(layer1_fft=15)
 
 
 def test_engine_reuses_spectra_until_weights_change():

@@ -24,7 +24,10 @@ from tomoseg.nn.network import SegNet, conv2d_same
 from tomoseg.nn.overlap_save import PreparedNet, TilePlan, overlap_save_forward
 
 DEFAULT_FFT_SIZE = 160
-"""Half-resolution FFT size of the overlap-save engine (chosen by measurement, docs/benchmarks.md)."""
+"""Half-resolution FFT size of layers 3-4 in the overlap-save engine (chosen by measurement, docs/benchmarks.md)."""
+
+DEFAULT_LAYER1_FFT = 256
+"""Largest full-resolution FFT size of layer 1 in the overlap-save engine (chosen by measurement)."""
 
 
 class Engine(Protocol):
@@ -54,9 +57,10 @@ class SliceFFTEngine:
 
 
 class OverlapSaveEngine:
-    """Overlap-save FFT tiles of ``fft_size`` (half resolution), ``tiles_per_batch`` at a time
-    (layer 1: ``layer1_tiles`` at a time). Parallel through torch's own threads (``--threads``):
-    two worker threads of one core each measured no faster on 2 cores.
+    """Overlap-save FFT tiles (:mod:`tomoseg.nn.overlap_save`): layers 3-4 on ``fft_size`` tiles
+    (half resolution), ``tiles_per_batch`` at a time, layer 1 on its own tiles of at most
+    ``layer1_fft`` pixels. Parallel through torch's own threads (``--threads``): two worker
+    threads of one core each measured no faster on 2 cores.
 
     Kernel spectra are computed on the first call for a network and device and
     reused while the weights are unchanged.
@@ -64,10 +68,9 @@ class OverlapSaveEngine:
 
     name = "fft"
 
-    def __init__(self, fft_size: int = DEFAULT_FFT_SIZE, tiles_per_batch: int = 8, layer1_tiles: int = 1) -> None:
-        self.fft_size = fft_size
-        self.tiles_per_batch = tiles_per_batch
-        self.layer1_tiles = layer1_tiles
+    def __init__(self, fft_size: int = DEFAULT_FFT_SIZE, layer1_fft: int = DEFAULT_LAYER1_FFT,
+                 tiles_per_batch: int = 4) -> None:
+        self.plan_args = dict(fft=fft_size, layer1_fft=layer1_fft, tiles_per_batch=tiles_per_batch)
         self._prepared: dict[tuple, PreparedNet] = {}
 
     max_prepared = 8
@@ -80,13 +83,13 @@ class OverlapSaveEngine:
                 del self._prepared[old]
             while len(self._prepared) >= self.max_prepared:
                 del self._prepared[next(iter(self._prepared))]  # the oldest
-            plan = TilePlan(self.fft_size, net.config.kernel, net.config.pool)
+            plan = TilePlan(kernel=net.config.kernel, pool=net.config.pool, **self.plan_args)
             self._prepared[key] = PreparedNet(net, plan)
         return self._prepared[key]
 
     @torch.no_grad()
     def __call__(self, net: SegNet, x: torch.Tensor) -> torch.Tensor:
-        return overlap_save_forward(self.prepare(net, x.device), x, self.tiles_per_batch, self.layer1_tiles)
+        return overlap_save_forward(self.prepare(net, x.device), x)
 
 
 ENGINES: dict[str, type] = {"direct": DirectEngine, "fft": OverlapSaveEngine, "fft-slice": SliceFFTEngine}
