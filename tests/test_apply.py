@@ -41,16 +41,19 @@ def test_overlap_save_equals_conv2d_for_any_tile_size(fft, layer1, size):
     assert float((out - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
 
 
-def test_overlap_save_bands_odd_channels_small_kernels():
-    """Bands of one tile row (tiny band memory), an odd channel count (padded to pairs), 5 x 5 kernels."""
+@pytest.mark.parametrize("band_bytes", [1, 45056])
+def test_overlap_save_bands_odd_channels_small_kernels(band_bytes):
+    """Bands of one tile row (tiny band memory) or of two (5 tile rows: a partial last band), an odd
+    channel count (padded to pairs), 5 x 5 kernels."""
     from tomoseg.nn.network import NetworkConfig
 
     net = init_weights(SegNet(NetworkConfig(channels=7, kernel=5)), 3)
     with torch.no_grad():
         for conv in (net.conv1, net.conv3, net.conv4):
             conv.bias.normal_(0, 0.05, generator=torch.Generator().manual_seed(4))
-    x = torch.randn(2, 1, 50, 72, generator=torch.Generator().manual_seed(7)).clamp(-3, 3) / 3
-    plan = TilePlan(fft=20, layer1_fft=12, kernel=5, tiles_per_batch=2, band_bytes=1)
+    x = torch.randn(2, 1, 120, 72, generator=torch.Generator().manual_seed(7)).clamp(-3, 3) / 3
+    # 4 pairs x 44 band columns x 8 bytes: 8 halo rows + 2 x 12 tile rows = 45056 bytes
+    plan = TilePlan(fft=20, layer1_fft=12, kernel=5, tiles_per_batch=2, band_bytes=band_bytes)
     with torch.no_grad():
         ref = net(x)
         out = overlap_save_forward(PreparedNet(net, plan), x)
@@ -65,11 +68,14 @@ def test_tile_plan_geometry():
         count, piece, size = plan.layer1_split(length)
         assert count * piece >= length and piece % 2 == 0 and piece + 14 <= size <= 256
         assert size // (size & -size) in (1, 3, 9)
-    assert plan.layer1_split(1024) == (9, 114, 128)
+    assert plan.layer1_split(1024)[0] == 9  # 9 x 114 pixels in 128-point FFTs (or 8 x 128 in 144)
+    assert plan.layer1_largest == 256 and TilePlan(layer1_fft=16).layer1_largest == 16
     with pytest.raises(ValueError):
         TilePlan(fft=28)
     with pytest.raises(ValueError):
         TilePlan(layer1_fft=15)
+    with pytest.raises(ValueError, match="float32"):
+        overlap_save_forward(PreparedNet(_random_net(0), plan), torch.zeros(1, 1, 8, 8, dtype=torch.float64))
 
 
 def test_engine_reuses_spectra_until_weights_change():

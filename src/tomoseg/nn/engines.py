@@ -74,7 +74,7 @@ class OverlapSaveEngine:
         self._prepared: dict[tuple, PreparedNet] = {}
 
     max_prepared = 8
-    """Networks whose spectra are kept (several models applied slab by slab; ~170 MB each)."""
+    """Networks whose spectra are kept (several models applied slab by slab; ~170-250 MB each)."""
 
     def prepare(self, net: SegNet, device: torch.device) -> PreparedNet:
         key = (id(net), str(device), tuple((p.data_ptr(), p._version) for p in net.parameters()))

@@ -48,9 +48,12 @@ class TilePlan:
     """Tile geometry and batching of the overlap-save engine.
 
     ``fft``: FFT size of layers 3-4 (half resolution); ``layer1_fft``: largest
-    FFT size of layer 1 (full resolution); ``tiles_per_batch``: layer-3/4 tiles
-    per matrix product; ``band_bytes``: memory for one band of layer-1
-    activations (whole rows of tiles; at least one row of tiles).
+    FFT size of layer 1 (full resolution; raised to the smallest fast size that
+    leaves 2 output pixels if smaller); ``tiles_per_batch``: layer-3/4 tiles
+    per matrix product; ``band_bytes``: bound on the band of layer-1 activations
+    (whole rows of tiles, at least one). Besides the band, a network's kernel
+    spectra (~170 MB for the paper's network at ``fft`` 160) and the tiles in
+    flight (~40 MB per tile) are held.
     """
 
     fft: int = 160
@@ -91,6 +94,12 @@ class TilePlan:
                 best = (key, (count, piece, size))
         return best[1]
 
+    @property
+    def layer1_largest(self) -> int:
+        """The largest FFT size :meth:`layer1_split` may choose."""
+        e = self.kernel - 1
+        return _smooth_sizes(e + 2, max(self.layer1_fft, e + 2))[-1]
+
 
 @functools.lru_cache(maxsize=64)
 def _smooth_sizes(lowest: int, highest: int) -> tuple[int, ...]:
@@ -112,6 +121,8 @@ class PreparedNet:
         k = net.config.kernel
         if k != plan.kernel or net.config.pool != plan.pool:
             raise ValueError("the tile plan does not match the network")
+        if any(p.dtype != torch.float32 for p in net.parameters()):
+            raise ValueError("the FFT engine needs a float32 network")
         self.plan = plan
         c = net.config.channels
         c2 = c + c % 2
@@ -199,10 +210,7 @@ def _layer1_band(prep: PreparedNet, xpad: torch.Tensor, band: torch.Tensor, row0
     """
     plan = prep.plan
     e = plan.kernel - 1
-    a, b = max(row0, 0), min(row0 + band.shape[1], ho)
-    if b <= a:
-        band.zero_()
-        return
+    a, b = max(row0, 0), min(row0 + band.shape[1], ho)  # b > a: every band holds a row of tiles
     ny, sy, ly = plan.layer1_split(2 * (b - a))
     nx, sx, lx = plan.layer1_split(2 * wo)
     g, dc = prep.g1((ly, lx)), prep.dc1((ly, lx))
@@ -269,6 +277,8 @@ def overlap_save_forward(prep: PreparedNet, x: torch.Tensor) -> torch.Tensor:
     """
     plan = prep.plan
     batch, _, height, width = x.shape
+    if x.dtype != torch.float32:
+        raise ValueError(f"the FFT engine computes in float32, got {x.dtype}")
     if height % 2 or width % 2:
         raise ValueError(f"slice size must be even, got {height} x {width}")
     ho, wo = height // 2, width // 2
@@ -280,12 +290,13 @@ def overlap_save_forward(prep: PreparedNet, x: torch.Tensor) -> torch.Tensor:
     out = torch.empty(batch, ny * t, nx * t, dtype=x.dtype, device=x.device)
     rows3 = [_inside_range(ty * t - e - r, n, ho) for ty in range(ny)]
     cols3 = [_inside_range(tx * t - e - r, n, wo) for tx in range(nx)]
-    pad = 2 * plan.layer1_fft  # room for the last layer-1 patch (fast FFT sizes round up)
+    pad = plan.layer1_largest  # room for the last layer-1 patch
+    buffer = torch.empty(prep.pairs, rows_per_band * t + 2 * e, cols, dtype=torch.complex64, device=x.device)
     for b in range(batch):
         xpad = F.pad(x[b, 0], (r, pad, r, pad))
         for ty0 in range(0, ny, rows_per_band):
             ty1 = min(ny, ty0 + rows_per_band)
-            band = torch.empty(prep.pairs, (ty1 - ty0) * t + 2 * e, cols, dtype=torch.complex64, device=x.device)
+            band = buffer[:, : (ty1 - ty0) * t + 2 * e]
             _layer1_band(prep, xpad, band, ty0 * t - e, ho, wo)
             tiles = [(ty, tx) for ty in range(ty0, ty1) for tx in range(nx)]
             for i in range(0, len(tiles), plan.tiles_per_batch):
