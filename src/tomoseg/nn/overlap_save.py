@@ -234,7 +234,7 @@ def _layer1_band(prep: PreparedNet, xpad: torch.Tensor, band: torch.Tensor, row0
             h = torch.maximum(h[:, e : e + 2 * hy : 2], h[:, e + 1 : e + 2 * hy : 2])
             h = torch.maximum(h[:, :, e : e + 2 * hx : 2], h[:, :, e + 1 : e + 2 * hx : 2])
             r0, c0 = y0 // 2 - row0, x0 // 2 + e
-            torch.clamp_min(h, 0, out=real[:, r0 : r0 + hy, c0 : c0 + hx])
+            real[:, r0 : r0 + hy, c0 : c0 + hx] = h.relu_()
 
 
 def _layers34(prep: PreparedNet, z: torch.Tensor, inside: list[tuple[slice, slice]]) -> torch.Tensor:
