@@ -59,6 +59,24 @@ def test_close_peaks_are_suppressed_and_edge_margin_applies():
     assert len(pick_particles(scores, 10.0, PickConfig(diameter=80.0, edge=80.0))) == 1
 
 
+def test_touching_particles_are_split_unless_asked_not_to():
+    """Two overlapping balls (centres 10 voxels apart, radius 7) form one component: split finds both
+    centres, each with its own mass; the paper's rule (split=False) finds one; a single ball is never split."""
+    shape = (30, 40, 60)
+    a, b = (25, 20, 15), (35, 20, 15)
+    scores = np.maximum(_ball(shape, a, 7), _ball(shape, b, 7))
+    assert len(find_components(scores, 1.0)) == 1
+    config = PickConfig(diameter=140.0, min_distance=70.0, min_size=0.0)
+    split = pick_particles(scores, 10.0, config)
+    assert sorted(map(tuple, split.xyz.astype(int).tolist())) == [a, b]
+    assert split.score[0] == pytest.approx(split.score[1], rel=0.1)  # about half the mass each
+    whole = pick_particles(scores, 10.0, PickConfig(diameter=140.0, min_distance=70.0, min_size=0.0, split=False))
+    assert len(whole) == 1 and whole.score[0] == pytest.approx(split.score.sum())
+    assert len(pick_particles(_ball(shape, a, 7), 10.0, config)) == 1
+    # peaks closer than min_distance stay one particle
+    assert len(pick_particles(scores, 10.0, PickConfig(diameter=140.0, min_distance=120.0, min_size=0.0))) == 1
+
+
 def test_no_components_gives_no_picks():
     picks = pick_particles(np.zeros((5, 10, 10), np.float32), 10.0)
     assert len(picks) == 0 and picks.xyz.shape == (0, 3)

@@ -91,9 +91,9 @@ def _pick(args: argparse.Namespace) -> None:
     from tomoseg.steps.pick import PickConfig
     from tomoseg.workflows.particles import pick_file
 
-    allowed = {"blob": {"diameter", "min_size", "min_distance"}, "filament": {"diameter", "spacing", "min_length"},
+    allowed = {"blob": {"diameter", "min_size", "min_distance", "split"}, "filament": {"diameter", "spacing", "min_length"},
                "membrane": {"spacing", "min_area"}}[args.mode]
-    for name in ("diameter", "min_size", "min_distance", "spacing", "min_length", "min_area"):
+    for name in ("diameter", "min_size", "min_distance", "split", "spacing", "min_length", "min_area"):
         if getattr(args, name) is not None and name not in allowed:
             raise TomosegError(f"--{name.replace('_', '-')} does not apply to --mode {args.mode}")
     given = {k: getattr(args, k) for k in allowed if getattr(args, k) is not None}
@@ -275,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=float, help="filament/membrane: A between points (default 80 / 100)")
     p.add_argument("--min-length", type=float, help="filament: drop pieces shorter than this, A (default 500)")
     p.add_argument("--min-area", type=float, help="membrane: drop pieces smaller than this, A^2 (default 1e5)")
+    p.add_argument("--split", action=argparse.BooleanOptionalAction, default=None,
+                   help="blob: split touching particles (components with peaks >= min-distance apart) by a "
+                        "watershed (default); --no-split: one particle per component, the paper's rule")
     p.add_argument("--edge", type=float, default=0.0, help="drop picks closer than this to the border, in A")
 
     p = command("export", "Convert a particle list to another program's format.", _export)
