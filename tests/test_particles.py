@@ -225,6 +225,8 @@ def test_cli_particle_errors_are_one_line_and_leave_nothing(tmp_path):
     assert r.returncode != 0 and "holds the input" in r.stderr and (tmp_path / "sub" / "subtomograms.mrcs").exists()
     r = _tomoseg("pick", tomo, "-o", tmp_path / "p.csv", "--mode", "membrane", "--diameter", 100)
     assert r.returncode != 0 and "--diameter does not apply to --mode membrane" in r.stderr
+    r = _tomoseg("pick", tomo, "-o", tmp_path / "p.csv", "--mode", "filament", "--no-split")
+    assert r.returncode != 0 and "--split does not apply to --mode filament" in r.stderr
     with pytest.raises(ValueError, match="even edge"):
         refine(np.zeros((4, 9, 9, 9), np.float32), 10.0)
 
