@@ -4,8 +4,9 @@ Threshold, 3D connected components (face connectivity), the maximum voxel of
 each component is the particle, its score is the component's mass (sum of
 scores). By default, components holding several peaks at least ``min_distance``
 apart (touching particles) are first split by a watershed from those peaks
-(``split=False``: the paper's one particle per component). Components smaller than ``min_size`` are dropped, then peaks closer
-than ``min_distance`` to a stronger kept one, and peaks within ``edge`` of the
+(``split=False``: the paper's one particle per component). Components (or
+parts) smaller than ``min_size`` are dropped, then peaks closer than
+``min_distance`` to a stronger kept one, and peaks within ``edge`` of the
 volume's border. Every component is considered (the reference's loop skipped
 the last one). Sizes are physical (Angstrom), converted with the voxel size.
 """
