@@ -52,8 +52,9 @@ class TilePlan:
     leaves 2 output pixels if smaller); ``tiles_per_batch``: layer-3/4 tiles
     per matrix product; ``band_bytes``: bound on the band of layer-1 activations
     (whole rows of tiles, at least one). Besides the band, a network's kernel
-    spectra (~170 MB for the paper's network at ``fft`` 160) and the tiles in
-    flight (~40 MB per tile) are held.
+    spectra (164 MB of layer-3 spectra for the paper's network at ``fft`` 160)
+    and the tiles in flight (about 40 MB per tile, estimated from the sizes of
+    the ~10 complex 20 x 160 x 160 arrays a tile passes through) are held.
     """
 
     fft: int = 160

@@ -87,7 +87,7 @@ def split_components(scores: np.ndarray, threshold: float, min_distance: float) 
     mask = scores >= threshold
     components, n = ndimage.label(mask)
     if n == 0:
-        return find_components(scores, threshold)
+        return find_components_of(scores, components)
     radius = max(1, int(min_distance))
     peaks = peak_local_max(scores, min_distance=radius, labels=components, exclude_border=False)
     markers = np.zeros(scores.shape, dtype=np.int32)
@@ -101,7 +101,7 @@ def split_components(scores: np.ndarray, threshold: float, min_distance: float) 
 
 
 def find_components_of(scores: np.ndarray, labels: np.ndarray) -> Picks:
-    """Position (maximum voxel), mass, peak and size of each labelled region 1..max."""
+    """Position (maximum voxel), mass, peak and size of each labelled region 1..max (none empty)."""
     n = int(labels.max())
     if n == 0:
         empty = np.zeros(0)
@@ -112,8 +112,7 @@ def find_components_of(scores: np.ndarray, labels: np.ndarray) -> Picks:
     mass = np.bincount(flat, weights=scores.ravel().astype(np.float64), minlength=n + 1)[1:]
     peak = np.asarray(ndimage.maximum(scores, labels, index), dtype=np.float64)
     zyx = np.asarray(ndimage.maximum_position(scores, labels, index), dtype=np.float64).reshape(-1, 3)
-    keep = size > 0
-    return Picks(zyx[keep, ::-1].copy(), mass[keep], peak[keep], size[keep].astype(np.int64))
+    return Picks(zyx[:, ::-1].copy(), mass, peak, size.astype(np.int64))
 
 
 def suppress_close(xyz: np.ndarray, order: np.ndarray, min_distance: float) -> np.ndarray:
