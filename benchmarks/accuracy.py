@@ -54,6 +54,8 @@ def main(argv=None) -> None:
                         help="override recipe fields, e.g. positive_weight=3 (applies to every recipe)")
     parser.add_argument("--json", help="write raw results as JSON here")
     parser.add_argument("--markdown", help="write the results table (markdown) here")
+    parser.add_argument("--save-scores", metavar="DIR",
+                        help="also write each recipe's score maps on tomo_s12 here (RECIPE_CLASS.npy)")
     args = parser.parse_args(argv)
 
     data = Path(args.data)
@@ -77,6 +79,9 @@ def main(argv=None) -> None:
             result = train(ts, recipe(name, seed=args.seed, **overrides))
             res["train_seconds"][CLASSES[value]] = time.perf_counter() - t0
             scores[value] = score_volume(result.net, result.amplitude, test_vol)
+            if args.save_scores:
+                Path(args.save_scores).mkdir(parents=True, exist_ok=True)
+                np.save(Path(args.save_scores) / f"{name}_{CLASSES[value]}.npy", scores[value])
             res["dice_alone"][CLASSES[value]] = dice(scores[value] >= 1.0, test_labels == value)
             print(name, CLASSES[value], f"{res['train_seconds'][CLASSES[value]]:.0f}s",
                   f"dice {res['dice_alone'][CLASSES[value]]:.3f}", flush=True)

@@ -1,7 +1,9 @@
 """Training speed: conv2d vs FFT convolutions, paper recipe vs default recipe.
 
-Measures seconds per minibatch of 20 (64 x 64 tiles) with torch's conv2d and
-with tomoseg's FFT convolution, extrapolates the paper recipe's 2,000 samples
+Measures seconds per minibatch of 20 (64 x 64 tiles) with torch's conv2d, with
+tomoseg's autograd FFT convolution (``fftconv``) and with the training path
+``train`` uses (``spectral``: FFT convolutions with hand-written backward
+passes), extrapolates the paper recipe's 2,000 samples
 x 20 epochs for conv2d (a full run takes most of an hour), and times full
 training runs of the paper and default recipes with FFT convolutions on a
 10 positive + 100 negative training set from a generated tomogram.
@@ -20,6 +22,7 @@ import torch
 
 from tomoseg.nn.fftconv import fft_conv2d_same
 from tomoseg.nn.network import SegNet, conv2d_same, init_weights
+from tomoseg.nn.spectral import spectral_forward
 from tomoseg.steps.preprocess import preprocess
 from tomoseg.steps.train import augmented_samples, copies_per_tile, log_mse_loss, recipe, train
 from tomoseg.steps.trainset import choose_boxes, make_trainset
@@ -27,6 +30,7 @@ from tomoseg.testing import make_tomogram
 
 
 def seconds_per_batch(conv, batches: int = 10) -> float:
+    """``conv``: a convolution for ``SegNet.forward``, or "spectral" for :func:`spectral_forward`."""
     net = init_weights(SegNet(), 0)
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
     g = torch.Generator().manual_seed(0)
@@ -34,7 +38,8 @@ def seconds_per_batch(conv, batches: int = 10) -> float:
     for i in range(batches + 1):
         if i == 1:
             t0 = time.perf_counter()
-        loss = log_mse_loss(net(x, conv=conv), y)
+        out = spectral_forward(net, x) if conv == "spectral" else net(x, conv=conv)
+        loss = log_mse_loss(out, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -54,8 +59,8 @@ def main(argv=None) -> None:
     pos, neg = copies_per_tile(ts.n_positive, ts.n_negative, paper.negative_copies)
     n_samples = pos * ts.n_positive + neg * ts.n_negative
     n_batches = paper.epochs * -(-n_samples // paper.batch_size)
-    for name, conv in [("conv2d", conv2d_same), ("fft", fft_conv2d_same)]:
-        spb = seconds_per_batch(conv)
+    for name, conv in [("conv2d", conv2d_same), ("fftconv", fft_conv2d_same), ("spectral", "spectral")]:
+        spb = seconds_per_batch(conv, batches=10 if name == "conv2d" else 40)
         print(f"{name}: {spb:.3f} s per batch of 20 -> paper recipe ({n_samples} samples x {paper.epochs} "
               f"epochs = {n_batches} batches) ~ {spb * n_batches / 60:.1f} min (extrapolated)")
     runs = [("default", recipe("default"))] + ([("paper", paper)] if args.full_paper else [])

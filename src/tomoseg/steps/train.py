@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from tomoseg.errors import TomosegError
-from tomoseg.nn.fftconv import fft_conv2d_same
 from tomoseg.nn.network import INPUT_SCALE, NetworkConfig, SegNet, init_weights
+from tomoseg.nn.spectral import spectral_forward
 from tomoseg.ops.tiles import flip_pairs, reduce_masks, rotate_pairs
 from tomoseg.progress import Progress, report
 from tomoseg.types import TrainingSet
@@ -185,7 +185,7 @@ def network_amplitude(net: SegNet, trainset: TrainingSet) -> float:
     pos = trainset.positive
     tiles = torch.from_numpy(trainset.tiles[pos] * INPUT_SCALE).unsqueeze(1)
     labels = reduce_masks(torch.from_numpy(trainset.masks[pos]).unsqueeze(1))
-    output = net(tiles, conv=fft_conv2d_same).clamp(0.0, 1.0)
+    output = spectral_forward(net, tiles).clamp(0.0, 1.0)
     return float(output[labels > 0].mean())
 
 
@@ -227,7 +227,7 @@ def train(
         epoch_loss = 0.0
         for b in range(n_batches):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            output = net(inputs[idx], conv=fft_conv2d_same)
+            output = spectral_forward(net, inputs[idx])
             loss = log_mse_loss(output, labels[idx], config.positive_weight, config.clip_negatives)
             objective = loss + config.l1 * l1_penalty(net) if config.l1 > 0 else loss
             optimizer.zero_grad(set_to_none=True)
@@ -256,7 +256,7 @@ def _examples(net: SegNet, trainset: TrainingSet, count: int = 4) -> dict[str, n
     index = np.flatnonzero(trainset.positive)[:count]
     tiles = torch.from_numpy(trainset.tiles[index] * INPUT_SCALE).unsqueeze(1)
     labels = reduce_masks(torch.from_numpy(trainset.masks[index]).unsqueeze(1))
-    output = net(tiles, conv=fft_conv2d_same).clamp(max=1.0)
+    output = spectral_forward(net, tiles).clamp(max=1.0)
     return {
         "tiles": trainset.tiles[index].astype(np.float32),
         "labels": labels[:, 0].numpy().astype(np.float32),
