@@ -44,15 +44,21 @@ def test_spectral_forward_and_gradients_equal_conv2d(config, shape):
         assert _relative(grad, ref_grad) < 1e-4, name
 
 
-def test_spectral_conv_input_gradient_equals_conv2d():
+@pytest.mark.parametrize(("cin", "cout"), [(6, 4), (1, 3), (3, 1)])
+def test_spectral_conv_equals_conv2d_with_input_and_kernel_gradients(cin, cout):
     g = torch.Generator().manual_seed(2)
-    x1 = torch.randn(2, 6, 21, 26, generator=g, requires_grad=True)
+    x1 = torch.randn(2, cin, 21, 26, generator=g, requires_grad=True)
     x2 = x1.detach().clone().requires_grad_(True)
-    w = torch.randn(4, 6, 9, 9, generator=g)
-    target = torch.randn(2, 4, 21, 26, generator=g)
-    (conv2d_same(x1, w, None) * target).sum().backward()
-    (SpectralConv.apply(x2, w) * target).sum().backward()
+    w1 = torch.randn(cout, cin, 9, 9, generator=g, requires_grad=True)
+    w2 = w1.detach().clone().requires_grad_(True)
+    target = torch.randn(2, cout, 21, 26, generator=g)
+    ref = conv2d_same(x1, w1, None)
+    out = SpectralConv.apply(x2, w2)
+    (ref * target).sum().backward()
+    (out * target).sum().backward()
+    assert _relative(out, ref) < 1e-4
     assert _relative(x2.grad, x1.grad) < 1e-4
+    assert _relative(w2.grad, w1.grad) < 1e-4
 
 
 def test_pooling_sends_ties_to_the_first_maximum():

@@ -1,10 +1,8 @@
 """The network's forward pass for training, with hand-written FFT backward passes.
 
 Same function and gradients as :meth:`SegNet.forward` with ``conv2d`` (zero
-"same" padding, no wrap-around), computed in Fourier space in a layout made for
-it: activations are ``(H, W, B, C)``, so 2D FFTs over the two leading dimensions
-give spectra that are already frequency-major ``(F, B, C)``, and channel mixing
-is one complex batched matrix product per frequency with no layout copies.
+"same" padding, no wrap-around), about 1.4x faster per training step here than
+autograd through :func:`tomoseg.nn.fftconv.fft_conv2d_same` (docs/benchmarks.md).
 
 Each convolution is a :class:`torch.autograd.Function` whose backward pass is
 written out (correlation theorem), instead of autograd through FFTs, padding,
@@ -14,9 +12,13 @@ crops and matrix products (which stores and copies much more):
   (``N >= H + k - 1``) and ``H`` the spectrum of the kernel centred on the
   origin (``h[s] = w[r - s]``, ``r = k // 2``), so ``y`` is conv2d's output;
 - input gradient: ``dx = irfft2(dY conj(H))[:H, :W]`` (correlation with ``h``);
-- kernel gradient: ``dw[t] = c[r - t]`` with ``c = irfft2(sum_b dY conj(X))``.
+- kernel gradient: ``dw[t] = c[r - t]`` with ``c = irfft2(sum_b dY conj(X))``,
+  evaluated at the k x k taps only.
 
-Kernel spectra come from two small DFT-matrix products per step.
+Channel mixing (layer 3) is one complex batched matrix product per frequency on
+contiguous frequency-major copies. Layer 1 and pooling are one function
+(:class:`PooledInputConv`) working on complex channel pairs. Kernel spectra
+come from two small DFT-matrix products per step.
 """
 
 from __future__ import annotations
@@ -28,8 +30,6 @@ import torch
 
 from tomoseg.nn.fftconv import fft_size
 from tomoseg.nn.network import SegNet
-
-_DIMS = (0, 1)
 
 
 @functools.lru_cache(maxsize=32)
