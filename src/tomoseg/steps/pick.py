@@ -86,17 +86,24 @@ def split_components(scores: np.ndarray, threshold: float, min_distance: float) 
 
     mask = scores >= threshold
     components, n = ndimage.label(mask)
-    if n == 0:
-        return find_components_of(scores, components)
     radius = max(1, int(min_distance))
-    peaks = peak_local_max(scores, min_distance=radius, labels=components, exclude_border=False)
+    # Only a component wider than `radius` along some axis can hold two peaks more
+    # than `radius` apart; the others (most of a noisy map) stay whole, and
+    # peak_local_max, which loops over labels in Python, sees only the wide ones.
+    wide = [i + 1 for i, box in enumerate(ndimage.find_objects(components))
+            if max(s.stop - s.start for s in box) > radius]
+    if not wide:
+        return find_components_of(scores, components)
+    wide_labels = np.where(np.isin(components, wide), components, 0)
+    peaks = peak_local_max(scores, min_distance=radius, labels=wide_labels, exclude_border=False)
     markers = np.zeros(scores.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    regions = watershed(-scores, markers, mask=mask, connectivity=1)
-    missed = mask & (regions == 0)  # components without a marker (flat tops): keep them whole
-    if missed.any():
-        rest, _ = ndimage.label(missed)
-        regions[missed] = rest[missed] + len(peaks)
+    regions = watershed(-scores, markers, mask=wide_labels > 0, connectivity=1)
+    # narrow components, and wide ones without a marker (flat tops), stay whole
+    whole = mask & (regions == 0)
+    if whole.any():
+        rest, _ = ndimage.label(whole)
+        regions[whole] = rest[whole] + len(peaks)
     return find_components_of(scores, regions)
 
 
