@@ -83,20 +83,31 @@ def test_no_components_gives_no_picks():
 
 
 def test_split_keeps_components_too_small_to_hold_two_peaks_whole():
-    """Noise blobs narrower than min_distance are never split: the same candidates as the paper's rule."""
+    """Noise blobs narrower than min_distance are never split (the same candidates as the paper's
+    rule), while two touching balls in the same map are."""
     from scipy import ndimage
 
     from tomoseg.steps.pick import split_components
 
     rng = np.random.default_rng(0)
-    noise = ndimage.gaussian_filter(rng.normal(size=(20, 64, 64)), 1.0)
+    noise = ndimage.gaussian_filter(rng.normal(size=(20, 64, 96)), 1.0)
     noise /= noise.std()
-    split = split_components(noise, 1.5, 30.0)
-    whole = find_components(noise, 1.5)
-    assert len(whole) > 50
+    noise[:, :, 64:] = 0.0
+    z, y, x = np.mgrid[:20, :64, :32]
+    balls = np.maximum(9.0 - np.sqrt((z - 10) ** 2 + (y - 30) ** 2 + (x - 10) ** 2),
+                       9.0 - np.sqrt((z - 10) ** 2 + (y - 30) ** 2 + (x - 22) ** 2))
+    scores = noise.copy()
+    scores[:, :, 64:] = balls
+    split = split_components(scores, 1.5, 8.0)
+    whole = find_components(scores, 1.5)
 
-    def rows(p):
-        table = np.c_[p.xyz, p.score, p.size]
+    def rows(p, keep):
+        table = np.c_[p.xyz, p.score, p.size][keep(p.xyz[:, 0])]
         return table[np.lexsort(table.T[::-1])]
 
-    np.testing.assert_allclose(rows(split), rows(whole))
+    in_noise = lambda x: x < 64  # noqa: E731
+    assert len(rows(whole, in_noise)) > 50
+    np.testing.assert_allclose(rows(split, in_noise), rows(whole, in_noise))
+    assert len(rows(whole, lambda x: x >= 64)) == 1
+    centres = sorted(tuple(r[:3].astype(int)) for r in rows(split, lambda x: x >= 64))
+    assert centres == [(74, 30, 10), (86, 30, 10)]

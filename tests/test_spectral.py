@@ -66,3 +66,18 @@ def test_pooling_sends_ties_to_the_first_maximum():
     out, code = _max_of_phases(phases.view(1, 3, 4, 1, 1))
     assert out.flatten().tolist() == [3.0, 0.0, 5.0]
     assert code.flatten().tolist() == [1, 0, 3]
+
+
+def test_pooling_code_does_not_wrap_for_large_windows():
+    phases = torch.zeros(1, 1, 17 * 17, 1, 1)
+    phases[0, 0, 270] = 1.0
+    out, code = _max_of_phases(phases)
+    assert float(out) == 1.0 and int(code) == 270
+
+
+def test_spectral_forward_refuses_what_it_cannot_compute():
+    net = init_weights(SegNet(NetworkConfig(channels=2, kernel=3)), 0)
+    with pytest.raises(ValueError, match="float32"):
+        spectral_forward(net, torch.zeros(1, 1, 8, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="input gradient"):
+        spectral_forward(net, torch.zeros(1, 1, 8, 8, requires_grad=True))

@@ -16,7 +16,7 @@ import torch
 
 @functools.lru_cache(maxsize=256)
 def fft_size(n: int) -> int:
-    """Smallest fast FFT length >= n (products of 2, 3, 5, 7)."""
+    """Smallest fast FFT length >= n for real transforms (products of 2, 3 and 5)."""
     return scipy.fft.next_fast_len(int(n), real=True)
 
 

@@ -27,23 +27,25 @@ import functools
 import math
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from tomoseg.nn.fftconv import fft_size
 from tomoseg.nn.network import SegNet
 
 
 @functools.lru_cache(maxsize=32)
-def _centred_dft(n: int, k: int, half: bool) -> torch.Tensor:
+def _centred_dft(n: int, k: int, half: bool, device: str = "cpu") -> torch.Tensor:
     """``exp(-2 pi i f (r - t) / n)`` for frequencies f (rows) and kernel taps t.
 
     ``half``: only the ``n // 2 + 1`` frequencies of a real FFT's last axis.
+    Cached per device (``str(device)``).
     """
     r = k // 2
     rows = n // 2 + 1 if half else n
     f = torch.arange(rows, dtype=torch.float64)[:, None]
     t = torch.arange(k, dtype=torch.float64)[None, :]
     angle = -2.0 * math.pi * f * (r - t) / n
-    return torch.polar(torch.ones_like(angle), angle).to(torch.complex64)
+    return torch.polar(torch.ones_like(angle), angle).to(device=device, dtype=torch.complex64)
 
 
 def kernel_spectra(weight: torch.Tensor, shape: tuple[int, int], half: bool = True) -> torch.Tensor:
@@ -54,12 +56,12 @@ def kernel_spectra(weight: torch.Tensor, shape: tuple[int, int], half: bool = Tr
     products with DFT matrices: ``H[n, m, c, o] = sum_uv ay[n, u] w[o, c, u, v] ax[m, v]``.
     """
     cout, cin, k = weight.shape[0], weight.shape[1], weight.shape[-1]
-    ay = _centred_dft(shape[0], k, False).to(weight.device)
-    ax = _centred_dft(shape[1], k, half).to(weight.device)
-    half = ax.shape[0]
+    ay = _centred_dft(shape[0], k, False, str(weight.device))
+    ax = _centred_dft(shape[1], k, half, str(weight.device))
+    columns = ax.shape[0]
     w = weight.detach().permute(2, 1, 0, 3).reshape(k * cin * cout, k).to(torch.complex64)
-    a = (w @ ax.T).view(k, cin, cout, half).permute(0, 3, 1, 2).reshape(k, half * cin * cout)
-    return (ay @ a).view(shape[0], half, cin, cout)
+    a = (w @ ax.T).view(k, cin, cout, columns).permute(0, 3, 1, 2).reshape(k, columns * cin * cout)
+    return (ay @ a).view(shape[0], columns, cin, cout)
 
 
 def _freq_major(spectra: torch.Tensor) -> torch.Tensor:
@@ -100,6 +102,7 @@ class SpectralConv(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dy: torch.Tensor):  # noqa: D102
         spectra, kernels = ctx.saved_tensors
         height, width, k, shape = ctx.geometry
@@ -139,8 +142,8 @@ def _kernel_gradient(g: torch.Tensor, shape: tuple[int, int], k: int) -> torch.T
     """
     n, half, cin, cout = g.shape
     m = shape[1]
-    ay = _centred_dft(n, k, False).to(g.device)  # (N, k)
-    ax = _centred_dft(m, k, True).to(g.device)  # (M//2+1, k)
+    ay = _centred_dft(n, k, False, str(g.device))  # (N, k)
+    ax = _centred_dft(m, k, True, str(g.device))  # (M//2+1, k)
     twice = torch.full((half, 1), 2.0, device=g.device)
     twice[0] = 1.0
     if m % 2 == 0:
@@ -152,11 +155,13 @@ def _kernel_gradient(g: torch.Tensor, shape: tuple[int, int], k: int) -> torch.T
 
 
 def _max_of_phases(phases: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Maximum over dimension 2 of (B, C, P, h, w) and the index of the first maximum (uint8)."""
+    """Maximum over dimension 2 of (B, C, P, h, w) and the index of the first maximum
+    (uint8, or int16 for more than 256 phases)."""
     out = phases[:, :, 0]
-    code = torch.zeros(out.shape, dtype=torch.uint8, device=out.device)
+    dtype = torch.uint8 if phases.shape[2] <= 256 else torch.int16
+    code = torch.zeros(out.shape, dtype=dtype, device=out.device)
     for s in range(1, phases.shape[2]):
-        better = (phases[:, :, s] > out).view(torch.uint8)
+        better = (phases[:, :, s] > out).to(dtype)
         out = torch.maximum(out, phases[:, :, s])
         code += better * (s - code)  # masked_fill_ and where are ~20x slower here
     return out, code
@@ -177,6 +182,8 @@ class PooledInputConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, p: int) -> torch.Tensor:  # noqa: D102
+        if ctx.needs_input_grad[0]:
+            raise ValueError("PooledInputConv computes no input gradient: its input must be data")
         b, _, height, width = x.shape
         cout, _, k, _ = weight.shape
         shape = (fft_size(height + k - 1), fft_size(width + k - 1))
@@ -196,6 +203,7 @@ class PooledInputConv(torch.autograd.Function):
         return pooled[:, :cout]
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor):  # noqa: D102
         spectra, code = ctx.saved_tensors
         cout, k, shape, p = ctx.geometry
@@ -228,6 +236,8 @@ def spectral_forward(net: SegNet, x: torch.Tensor) -> torch.Tensor:
     ``x``: (B, 1, H, W), already scaled by ``INPUT_SCALE``; returns
     (B, 1, H / pool, W / pool), with gradients for the network's parameters.
     """
+    if x.dtype != torch.float32 or net.conv1.weight.dtype != torch.float32:
+        raise ValueError(f"spectral_forward needs float32 inputs and weights, got {x.dtype}")
     p = net.config.pool
     # Bias and ReLU commute with max pooling: applied after it, on a quarter of the values.
     h = (PooledInputConv.apply(x, net.conv1.weight, p) + _bias(net.conv1)).relu()
