@@ -3,7 +3,9 @@
 The input is zero-padded to at least ``H + k - 1`` by ``W + k - 1`` (no
 wrap-around), multiplied by the kernel spectra, and cropped back. Channel
 mixing is one batched complex matrix product per frequency. Differentiable
-(torch autograd runs through ``rfft2``/``irfft2``), so training uses it too.
+(torch autograd runs through ``rfft2``/``irfft2``). The whole-slice inference
+engine uses it; training uses :mod:`tomoseg.nn.spectral`, the same function with
+hand-written backward passes (faster).
 """
 
 from __future__ import annotations
