@@ -22,6 +22,23 @@ def fft_size(n: int) -> int:
     return scipy.fft.next_fast_len(int(n), real=True)
 
 
+@functools.lru_cache(maxsize=64)
+def dft_matrix(n: int, k: int, rows: int | None = None, centred: bool = False, device: str = "cpu") -> torch.Tensor:
+    """(rows, k) complex64 matrix ``exp(-2 pi i f v / n)``: the size-n DFT of a length-k signal.
+
+    Frequencies ``f < rows`` (default n; ``n // 2 + 1`` for a real FFT's last
+    axis); taps ``v = t``, or ``v = k // 2 - t`` when ``centred`` (the spectrum of
+    a kernel centred on the origin and mirrored, so that multiplying spectra
+    computes conv2d's cross-correlation). Cached per device (``str(device)``):
+    do not modify the result.
+    """
+    f = torch.arange(n if rows is None else rows, dtype=torch.float64).view(-1, 1)
+    t = torch.arange(k, dtype=torch.float64).view(1, -1)
+    v = k // 2 - t if centred else t
+    angle = -2.0 * torch.pi * f * v / n
+    return torch.polar(torch.ones_like(angle), angle).to(device=device, dtype=torch.complex64)
+
+
 def kernel_spectrum(weight: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """rfft2 of the flipped kernels, zero-padded to ``shape``.
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from tomoseg.nn.fftconv import dft_matrix
 from tomoseg.nn.network import SegNet
 
 
@@ -177,21 +178,13 @@ def _spectrum(kernels: torch.Tensor, shape: tuple[int, int], channels_last: bool
     for 15 x 15 kernels, and gives the frequency-major layout directly.
     """
     k = kernels.shape[1]
-    ey, ex = _dft_matrix(shape[0], k, kernels.device), _dft_matrix(shape[1], k, kernels.device)
+    device = str(kernels.device)
+    ey, ex = dft_matrix(shape[0], k, device=device), dft_matrix(shape[1], k, device=device)
     if not channels_last:
         return torch.matmul(torch.matmul(ey, kernels), ex.T).contiguous()
     c = kernels.shape[2]
     t = torch.matmul(ex, kernels)  # (k_y, Lx, C): along x for each kernel row
     return torch.matmul(ey, t.reshape(k, -1)).reshape(shape[0], shape[1], c)
-
-
-def _dft_matrix(n: int, k: int, device: torch.device) -> torch.Tensor:
-    """(n, k) complex64 matrix exp(-2 pi i f v / n): the DFT of size n of a length-k signal."""
-    f = torch.arange(n, dtype=torch.float64).view(-1, 1)
-    v = torch.arange(k, dtype=torch.float64).view(1, -1)
-    return torch.polar(torch.ones(n, k, dtype=torch.float64), -2 * torch.pi * ((f * v) % n) / n).to(
-        torch.complex64
-    ).to(device)
 
 
 def _pad_channels(t: torch.Tensor, size: int, dims: tuple[int, ...]) -> torch.Tensor:

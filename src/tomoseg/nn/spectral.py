@@ -23,29 +23,12 @@ come from two small DFT-matrix products per step.
 
 from __future__ import annotations
 
-import functools
-import math
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from tomoseg.nn.fftconv import fft_size
+from tomoseg.nn.fftconv import dft_matrix, fft_size
 from tomoseg.nn.network import SegNet
-
-
-@functools.lru_cache(maxsize=32)
-def _centred_dft(n: int, k: int, half: bool, device: str = "cpu") -> torch.Tensor:
-    """``exp(-2 pi i f (r - t) / n)`` for frequencies f (rows) and kernel taps t.
-
-    ``half``: only the ``n // 2 + 1`` frequencies of a real FFT's last axis.
-    Cached per device (``str(device)``).
-    """
-    r = k // 2
-    rows = n // 2 + 1 if half else n
-    f = torch.arange(rows, dtype=torch.float64)[:, None]
-    t = torch.arange(k, dtype=torch.float64)[None, :]
-    angle = -2.0 * math.pi * f * (r - t) / n
-    return torch.polar(torch.ones_like(angle), angle).to(device=device, dtype=torch.complex64)
 
 
 def kernel_spectra(weight: torch.Tensor, shape: tuple[int, int], half: bool = True) -> torch.Tensor:
@@ -56,8 +39,9 @@ def kernel_spectra(weight: torch.Tensor, shape: tuple[int, int], half: bool = Tr
     products with DFT matrices: ``H[n, m, c, o] = sum_uv ay[n, u] w[o, c, u, v] ax[m, v]``.
     """
     cout, cin, k = weight.shape[0], weight.shape[1], weight.shape[-1]
-    ay = _centred_dft(shape[0], k, False, str(weight.device))
-    ax = _centred_dft(shape[1], k, half, str(weight.device))
+    device = str(weight.device)
+    ay = dft_matrix(shape[0], k, centred=True, device=device)
+    ax = dft_matrix(shape[1], k, shape[1] // 2 + 1 if half else None, centred=True, device=device)
     columns = ax.shape[0]
     w = weight.detach().permute(2, 1, 0, 3).reshape(k * cin * cout, k).to(torch.complex64)
     a = (w @ ax.T).view(k, cin, cout, columns).permute(0, 3, 1, 2).reshape(k, columns * cin * cout)
@@ -142,8 +126,8 @@ def _kernel_gradient(g: torch.Tensor, shape: tuple[int, int], k: int) -> torch.T
     """
     n, half, cin, cout = g.shape
     m = shape[1]
-    ay = _centred_dft(n, k, False, str(g.device))  # (N, k)
-    ax = _centred_dft(m, k, True, str(g.device))  # (M//2+1, k)
+    ay = dft_matrix(n, k, centred=True, device=str(g.device))  # (N, k)
+    ax = dft_matrix(m, k, half, centred=True, device=str(g.device))  # (M//2+1, k)
     twice = torch.full((half, 1), 2.0, device=g.device)
     twice[0] = 1.0
     if m % 2 == 0:
