@@ -9,7 +9,7 @@ from tomoseg.steps.train import log_mse_loss
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max())
+    return float((a - b).abs().max().detach() / b.abs().max().detach())
 
 
 def _outputs_and_grads(net: SegNet, forward, x: torch.Tensor, labels: torch.Tensor):
