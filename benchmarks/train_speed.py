@@ -6,7 +6,8 @@ tomoseg's autograd FFT convolution (``fftconv``) and with the training path
 passes), extrapolates the paper recipe's 2,000 samples
 x 20 epochs for conv2d (a full run takes most of an hour), and times full
 training runs of the paper and default recipes with FFT convolutions on a
-10 positive + 100 negative training set from a generated tomogram.
+10 positive + 100 negative training set from a generated tomogram (the fast
+recipe, then the default).
 
     python benchmarks/train_speed.py [--full-paper]
 """
@@ -63,7 +64,7 @@ def main(argv=None) -> None:
         spb = seconds_per_batch(conv, batches=10 if name == "conv2d" else 40)
         print(f"{name}: {spb:.3f} s per batch of 20 -> paper recipe ({n_samples} samples x {paper.epochs} "
               f"epochs = {n_batches} batches) ~ {spb * n_batches / 60:.1f} min (extrapolated)")
-    runs = [("default", recipe("default"))] + ([("paper", paper)] if args.full_paper else [])
+    runs = [("fast", recipe("fast")), ("default", recipe("default"))] + ([("paper", paper)] if args.full_paper else [])
     for name, cfg in runs:
         x, _ = augmented_samples(ts, cfg, np.random.default_rng(0))
         t0 = time.perf_counter()

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +106,37 @@ def test_training_without_positives_is_refused():
     ts = _toy_set(0, 3)
     with pytest.raises(TomosegError, match="no positive"):
         train(ts, recipe("default", epochs=1))
+
+
+def _distance_from_start(result, seed: int) -> float:
+    start = init_weights(SegNet(), seed)
+    return float(torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(result.net.parameters(), start.parameters()))))
+
+
+def test_clip_norm_bounds_every_step(particle_trainset):
+    # plain SGD: each step moves the weights by lr * |clipped gradient| <= lr * clip_norm
+    cfg = recipe("paper", epochs=1, negative_copies=1, seed=3, clip_norm=1e-3)
+    pos, neg = copies_per_tile(particle_trainset.n_positive, particle_trainset.n_negative, 1)
+    n = pos * particle_trainset.n_positive + neg * particle_trainset.n_negative
+    bound = -(-n // cfg.batch_size) * cfg.learning_rate * cfg.clip_norm
+    assert _distance_from_start(train(particle_trainset, cfg), 3) <= bound * 1.001
+    unclipped = train(particle_trainset, replace(cfg, clip_norm=0.0))
+    assert _distance_from_start(unclipped, 3) > 10 * bound
+    with pytest.raises(ValueError, match="clip_norm"):
+        replace(cfg, clip_norm=-1.0)
+
+
+def test_fast_recipe_is_the_default_with_a_short_schedule():
+    d, f = RECIPES["default"], RECIPES["fast"]
+    assert (f.resample, f.flips, f.positive_weight, f.negative_copies) == (d.resample, d.flips, d.positive_weight,
+                                                                          d.negative_copies)
+    assert (f.epochs, f.momentum, f.clip_norm, f.warmup) == (6, 0.9, 5.0, 1.0)
+
+
+def test_every_interface_offers_every_recipe():
+    from tomoseg.cli.main import build_parser
+
+    parser = build_parser()
+    train_parser = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("train"))
+    recipe_action = next(a for a in train_parser._actions if a.dest == "recipe")
+    assert sorted(recipe_action.choices) == sorted(RECIPES)  # the napari dock: tests/gui/test_widget.py

@@ -66,6 +66,13 @@ def test_boxes_by_clicks_undo_and_keys(widget):
     assert Project.open(widget.project.folder).features["particle"].boxes == boxes  # autosaved
 
 
+def test_the_dock_offers_every_recipe(widget):
+    from tomoseg.steps.train import RECIPES
+
+    w = widget
+    assert sorted(w.recipe.itemText(i) for i in range(w.recipe.count())) == sorted(RECIPES)
+
+
 def test_train_without_paint_is_a_message(widget):
     widget.add_feature("particle")
     widget.place_box(60, 50, 10, True)

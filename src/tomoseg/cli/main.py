@@ -52,7 +52,7 @@ def _train(args: argparse.Namespace) -> None:
             args.recipe, epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr,
             seed=args.seed, l1=args.l1, negative_copies=args.copies, optimizer=args.optimizer,
             momentum=args.momentum, positive_weight=args.positive_weight, warmup=args.warmup,
-            clip_negatives=args.clip_negatives, lr_decay=args.lr_decay,
+            clip_negatives=args.clip_negatives, lr_decay=args.lr_decay, clip_norm=args.clip_norm,
         )
     except ValueError as err:
         raise TomosegError(str(err)) from None
@@ -215,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train", "Train one feature's network on a training set.", _train)
     p.add_argument("trainset", help="training-set file (from 'tomoseg trainset')")
     p.add_argument("-o", "--output", required=True, help="model file")
-    p.add_argument("--recipe", default="default", choices=["default", "paper", "reference"],
-                   help="training recipe: tomoseg's measured default, the paper exactly, or later EMAN2")
+    p.add_argument("--recipe", default="default", choices=["default", "fast", "paper", "reference"],
+                   help="training recipe: tomoseg's measured default, a one-minute version of it, the paper exactly, "
+                        "or later EMAN2")
     p.add_argument("--epochs", type=int, help="passes over the training set")
     p.add_argument("--batch", type=int, help="minibatch size")
     p.add_argument("--lr", type=float, help="learning rate of the first epoch")
@@ -227,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--positive-weight", type=float, help="weight of feature pixels in the loss (the paper: 1)")
     p.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch (the paper: 0.9)")
     p.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up (the paper: 0)")
+    p.add_argument("--clip-norm", type=float,
+                   help="largest gradient norm per step, larger ones are scaled down; 0: off (the paper: off)")
     p.add_argument("--clip-negatives", action=argparse.BooleanOptionalAction, default=None,
                    help="clip the output at 1 on background pixels too, as the paper does "
                         "(--no-clip-negatives: only on the feature)")

@@ -127,7 +127,7 @@ class TomosegWidget(QWidget):
         box = QGroupBox("Train and apply")
         form = QFormLayout(box)
         self.recipe = QComboBox()
-        self.recipe.addItems(["default", "paper", "reference"])
+        self.recipe.addItems(["default", "fast", "paper", "reference"])
         self.epochs = QSpinBox()
         self.epochs.setRange(0, 200)
         self.epochs.setSpecialValueText("recipe's")
