@@ -69,8 +69,7 @@ def test_boxes_by_clicks_undo_and_keys(widget):
 def test_the_dock_offers_every_recipe(widget):
     from tomoseg.steps.train import RECIPES
 
-    w = widget
-    assert sorted(w.recipe.itemText(i) for i in range(w.recipe.count())) == sorted(RECIPES)
+    assert sorted(widget.recipe.itemText(i) for i in range(widget.recipe.count())) == sorted(RECIPES)
 
 
 def test_train_without_paint_is_a_message(widget):
