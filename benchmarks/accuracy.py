@@ -25,7 +25,8 @@ from tomoseg.steps.merge import merge_scores
 from tomoseg.steps.pick import PickConfig, pick_particles
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.segment import score_volume
-from tomoseg.steps.train import recipe, train
+from tomoseg.steps.recipes import recipe
+from tomoseg.steps.train import train
 from tomoseg.steps.trainset import choose_boxes, make_trainset
 from tomoseg.testing.metrics import dice, match_points
 

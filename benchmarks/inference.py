@@ -82,7 +82,8 @@ def _run(model: Path, tomo: Path, engine: str, threads: int | None, slices: int)
 
 def _train_time() -> float:
     from tomoseg.steps.preprocess import PreprocessConfig, preprocess
-    from tomoseg.steps.train import recipe, train
+    from tomoseg.steps.recipes import recipe
+    from tomoseg.steps.train import train
     from tomoseg.steps.trainset import choose_boxes, make_trainset
     from tomoseg.testing import make_tomogram
 

@@ -25,7 +25,8 @@ from tomoseg.nn.fftconv import fft_conv2d_same
 from tomoseg.nn.network import SegNet, conv2d_same, init_weights
 from tomoseg.nn.spectral import spectral_forward
 from tomoseg.steps.preprocess import preprocess
-from tomoseg.steps.train import augmented_samples, copies_per_tile, log_mse_loss, recipe, train
+from tomoseg.steps.recipes import recipe
+from tomoseg.steps.train import augmented_samples, copies_per_tile, log_mse_loss, train
 from tomoseg.steps.trainset import choose_boxes, make_trainset
 from tomoseg.testing import make_tomogram
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
-from tomoseg.steps.train import recipe, train
+from tomoseg.steps.recipes import recipe
+from tomoseg.steps.train import train
 from tomoseg.steps.trainset import choose_boxes, make_trainset
 from tomoseg.testing import make_tomogram
 

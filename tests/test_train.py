@@ -7,15 +7,8 @@ import torch
 from tomoseg.errors import Cancelled, TomosegError
 from tomoseg.nn.network import SegNet, init_weights
 from tomoseg.steps.segment import score_volume
-from tomoseg.steps.train import (
-    RECIPES,
-    augmented_samples,
-    copies_per_tile,
-    l1_penalty,
-    log_mse_loss,
-    recipe,
-    train,
-)
+from tomoseg.steps.recipes import RECIPES, recipe
+from tomoseg.steps.train import augmented_samples, copies_per_tile, l1_penalty, log_mse_loss, train
 from tomoseg.types import TrainingSet
 
 
@@ -135,8 +128,9 @@ def test_fast_recipe_is_the_default_with_a_short_schedule():
         "sgd", 6, 0.005, 0.75, 0.9, 1.0, 5.0)
 
 
-def test_the_command_line_offers_every_recipe():  # the napari dock: tests/gui/test_widget.py
+def test_the_command_line_offers_every_recipe_and_defaults_to_the_default():  # the dock: tests/gui
     from tomoseg.cli.main import build_parser
 
     for name in RECIPES:
         assert build_parser().parse_args(["train", "x.set", "-o", "x.model", "--recipe", name]).recipe == name
+    assert build_parser().parse_args(["train", "x.set", "-o", "x.model"]).recipe == "default"

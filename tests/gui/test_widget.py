@@ -66,10 +66,11 @@ def test_boxes_by_clicks_undo_and_keys(widget):
     assert Project.open(widget.project.folder).features["particle"].boxes == boxes  # autosaved
 
 
-def test_the_dock_offers_every_recipe(widget):
-    from tomoseg.steps.train import RECIPES
+def test_the_dock_offers_every_recipe_and_starts_on_the_default(widget):
+    from tomoseg.steps.recipes import RECIPES
 
-    assert sorted(widget.recipe.itemText(i) for i in range(widget.recipe.count())) == sorted(RECIPES)
+    assert [widget.recipe.itemText(i) for i in range(widget.recipe.count())] == list(RECIPES)
+    assert widget.recipe.currentText() == "default"
 
 
 def test_train_without_paint_is_a_message(widget):

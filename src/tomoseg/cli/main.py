@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from tomoseg import __version__
 from tomoseg.cli.progress import progress_bar
 from tomoseg.errors import Cancelled, TomosegError
+from tomoseg.steps.recipes import RECIPES, recipe
 
 FORMATS = ("csv", "relion5", "relion3", "dynamo", "imod", "eman2")  # tomoseg.io.particles.FORMATS
 
@@ -44,7 +45,6 @@ def _trainset(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from tomoseg.steps.train import recipe
     from tomoseg.workflows import train_file
 
     try:
@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train", "Train one feature's network on a training set.", _train)
     p.add_argument("trainset", help="training-set file (from 'tomoseg trainset')")
     p.add_argument("-o", "--output", required=True, help="model file")
-    p.add_argument("--recipe", default="default", choices=["default", "fast", "paper", "reference"],
+    p.add_argument("--recipe", default="default", choices=list(RECIPES),
                    help="training recipe: tomoseg's measured default, a one-minute version of it, the paper exactly, "
                         "or later EMAN2")
     p.add_argument("--epochs", type=int, help="passes over the training set")

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 from tomoseg.errors import TomosegError
 from tomoseg.gui.jobs import Job
 from tomoseg.gui.project import Project
+from tomoseg.steps.recipes import RECIPES
 from tomoseg.steps.trainset import TILE_SIZE
 
 MODES = ("off", "positive", "negative", "paint")
@@ -127,7 +128,7 @@ class TomosegWidget(QWidget):
         box = QGroupBox("Train and apply")
         form = QFormLayout(box)
         self.recipe = QComboBox()
-        self.recipe.addItems(["default", "fast", "paper", "reference"])
+        self.recipe.addItems(list(RECIPES))
         self.epochs = QSpinBox()
         self.epochs.setRange(0, 200)
         self.epochs.setSpecialValueText("recipe's")
@@ -508,7 +509,7 @@ class TomosegWidget(QWidget):
         """Train the active feature's network in the background; saves trainset and model."""
         def act():
             from tomoseg.io.trainset_file import save_trainset
-            from tomoseg.steps.train import recipe
+            from tomoseg.steps.recipes import recipe
             from tomoseg.workflows import train_file
 
             project = self._need_project()

@@ -1,19 +1,13 @@
 """Training one feature's network (METHOD.md sections 2 and 4).
 
-A :class:`TrainConfig` is a recipe. ``RECIPES["paper"]`` is the paper exactly
-(SGD, batch 20, 20 epochs, lr 0.01 x0.9 per epoch, L1 1e-5, fixed rotated
-copies: each negative 10 times, positives balanced); ``"reference"`` is later
-EMAN2 (Adam 1e-4, no L1); ``"default"`` is tomoseg's own, chosen by measurement
-(docs/accuracy.md); ``"fast"`` trains in about a minute on 2 CPU cores (600 instead of
-2,000 steps, with momentum and gradient clipping), at the cost of a lower Dice at threshold 1
-on compact particles such as ribosomes (docs/accuracy.md, "A one-minute recipe").
+The recipes (:class:`TrainConfig`, ``RECIPES``, :func:`recipe`) live in
+:mod:`tomoseg.steps.recipes` and are re-exported here.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,88 +17,8 @@ from tomoseg.nn.network import INPUT_SCALE, NetworkConfig, SegNet, init_weights
 from tomoseg.nn.spectral import spectral_forward
 from tomoseg.ops.tiles import flip_pairs, reduce_masks, rotate_pairs
 from tomoseg.progress import Progress, report
+from tomoseg.steps.recipes import RECIPES, TrainConfig
 from tomoseg.types import TrainingSet
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train. Every CLI flag of ``tomoseg train`` maps to one field.
-
-    optimizer: "sgd" (with ``momentum``; the paper: none) or "adam". learning_rate: of the first
-    epoch, multiplied by lr_decay after each epoch. l1: L1 decay on the kernels
-    (not the biases). negative_copies: rotated copies of each negative tile;
-    positives get ``negative_copies * n_neg // n_pos`` copies (about as many
-    positive as negative samples). resample: draw new random rotations every
-    epoch instead of fixing the copies once. flips: also mirror at random.
-    warmup: epochs of linear learning-rate ramp. clip_norm: gradients with a larger
-    norm (all parameters together) are scaled down to it before each step; 0: off.
-    """
-
-    recipe: str = "custom"
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    learning_rate: float = 0.01
-    momentum: float = 0.0
-    lr_decay: float = 0.9
-    epochs: int = 20
-    batch_size: int = 20
-    l1: float = 1e-5
-    negative_copies: int = 10
-    resample: bool = False
-    flips: bool = False
-    positive_weight: float = 1.0
-    clip_negatives: bool = True
-    warmup: float = 0.0
-    clip_norm: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        for name in ("epochs", "batch_size", "negative_copies"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.clip_norm < 0:
-            raise ValueError(f"clip_norm must be >= 0, got {self.clip_norm}")
-        if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-
-RECIPES: dict[str, TrainConfig] = {
-    "paper": TrainConfig(recipe="paper"),
-    "reference": TrainConfig(recipe="reference", optimizer="adam", learning_rate=1e-4, lr_decay=1.0, l1=0.0),
-    "default": TrainConfig(
-        recipe="default",
-        resample=True,
-        flips=True,
-        positive_weight=3.0,
-    ),
-}
-RECIPES["fast"] = replace(
-    RECIPES["default"],
-    recipe="fast",
-    epochs=6,
-    momentum=0.9,
-    learning_rate=0.005,
-    lr_decay=0.75,
-    warmup=1.0,
-    clip_norm=5.0,
-)
-
-
-def recipe(name: str, **overrides: object) -> TrainConfig:
-    """A named recipe with some fields replaced (``None`` values are ignored)."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
-    return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from tomoseg.io.boxes import write_boxes
 from tomoseg.io.mrc import read_volume, write_volume
 from tomoseg.progress import Progress, report, scaled
 from tomoseg.steps.pick import PickConfig
-from tomoseg.steps.train import recipe
+from tomoseg.steps.recipes import recipe
 from tomoseg.steps.trainset import choose_boxes
 from tomoseg.testing import make_tomogram
 from tomoseg.testing.metrics import dice, match_points

@@ -29,7 +29,8 @@ from tomoseg.progress import Progress, report
 from tomoseg.steps.merge import label_dtype, merge_scores
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.segment import score_slabs, slab_slices
-from tomoseg.steps.train import TrainConfig, train
+from tomoseg.steps.recipes import TrainConfig
+from tomoseg.steps.train import train
 from tomoseg.steps.trainset import make_trainset
 
 VOXEL_SIZE_TOLERANCE = 0.01
