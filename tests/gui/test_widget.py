@@ -174,3 +174,33 @@ def test_preprocess_from_the_dock_and_import_a_cli_model(make_napari_viewer, tmp
     assert w.preview() and "tomoseg preview: ribo" in w.viewer.layers
     reopened = Project.open(tmp_path / "proj")
     assert reopened.tomogram.name == "preprocessed.mrc" and "ribo" in reopened.features
+
+
+def test_pick_filaments_with_axes_then_back_to_blobs(widget):
+    from tomoseg.ops.rotations import z_axes
+
+    w, viewer = widget, widget.viewer
+    w.add_feature("microtubule")
+    z, y, x = np.mgrid[:32, :128, :128]
+    centre, axis = np.array([64.0, 64.0, 16.0]), np.array([1.0, 1.0, 0.3]) / np.linalg.norm([1.0, 1.0, 0.3])
+    p = np.stack([x, y, z], -1) - centre
+    dist = np.linalg.norm(p - (p @ axis)[..., None] * axis, axis=-1)
+    w._add_score_layer("tomoseg scores: microtubule", ((dist >= 4) & (dist <= 6)).astype(np.float32) * 2,
+                       "microtubule")
+    w.pick_mode.setCurrentText("filament")
+    assert not w.min_size.isEnabled() and w.spacing.isEnabled() and w.diameter.isEnabled()
+    w.diameter.setValue(120)
+    assert w.pick(), w.status.text()
+    points = viewer.layers["tomoseg picks: microtubule"].data
+    assert len(points) >= 8 and "points along filaments" in w.status.text()
+    rel = points[:, ::-1] - centre
+    assert np.median(np.linalg.norm(rel - (rel @ axis)[:, None] * axis, axis=1)) < 1.5  # on the axis
+    vectors = viewer.layers["tomoseg axes: microtubule"].data
+    assert vectors.shape == (len(points), 2, 3)
+    assert np.median(np.abs(vectors[:, 1, ::-1] @ axis) / np.linalg.norm(vectors[:, 1], axis=1)) > 0.98
+    assert np.allclose(z_axes(w.picks.angles)[:, ::-1] * 4.0, vectors[:, 1])  # spacing 80 A / 2 / 10 A
+    out = w.project.folder / "filament.star"
+    assert w.export(out) and out.exists()
+    w.pick_mode.setCurrentText("blob")  # re-picks live: blobs carry no axes
+    assert w.min_size.isEnabled() and not w.spacing.isEnabled()
+    assert "tomoseg axes: microtubule" not in viewer.layers and "particles" in w.status.text()

@@ -87,25 +87,13 @@ def _merge(args: argparse.Namespace) -> None:
 
 
 def _pick(args: argparse.Namespace) -> None:
-    from tomoseg.steps.continuous import FilamentConfig, MembraneConfig
-    from tomoseg.steps.pick import PickConfig
-    from tomoseg.workflows.particles import pick_file
+    from tomoseg.workflows.particles import PICK_OPTIONS, pick_config, pick_file
 
-    allowed = {"blob": {"diameter", "min_size", "min_distance", "split"}, "filament": {"diameter", "spacing", "min_length"},
-               "membrane": {"spacing", "min_area"}}[args.mode]
-    for name in ("diameter", "min_size", "min_distance", "split", "spacing", "min_length", "min_area"):
-        if getattr(args, name) is not None and name not in allowed:
+    every = sorted({name for names in PICK_OPTIONS.values() for name in names})
+    for name in every:
+        if getattr(args, name) is not None and name not in PICK_OPTIONS[args.mode]:
             raise TomosegError(f"--{name.replace('_', '-')} does not apply to --mode {args.mode}")
-    given = {k: getattr(args, k) for k in allowed if getattr(args, k) is not None}
-    try:
-        if args.mode == "filament":
-            config = FilamentConfig(threshold=args.threshold, edge=args.edge, **given)
-        elif args.mode == "membrane":
-            config = MembraneConfig(threshold=args.threshold, edge=args.edge, **given)
-        else:
-            config = PickConfig(threshold=args.threshold, edge=args.edge, **given)
-    except ValueError as err:
-        raise TomosegError(str(err)) from None
+    config = pick_config(args.mode, args.threshold, args.edge, **{k: getattr(args, k) for k in PICK_OPTIONS[args.mode]})
     picks = pick_file(args.scores, args.output, config, format=args.format)
     _say(args, f"wrote {args.output}: {len(picks)} {'particles' if args.mode == 'blob' else args.mode + ' points'}")
 

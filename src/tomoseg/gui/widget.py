@@ -152,6 +152,10 @@ class TomosegWidget(QWidget):
 
         box = QGroupBox("Particles")
         form = QFormLayout(box)
+        self.pick_mode = QComboBox()
+        self.pick_mode.addItems(["blob", "filament", "membrane"])
+        self.pick_mode.setToolTip("blob: one pick per particle; filament: points along centre lines with the "
+                                  "axis; membrane: points on the surface with the normal")
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.05, 20)
         self.threshold.setSingleStep(0.1)
@@ -170,15 +174,24 @@ class TomosegWidget(QWidget):
         self.min_distance.setRange(0, 5000)
         self.min_distance.setSpecialValueText("from diameter")
         self.min_distance.setSuffix(" A")
-        for spin in (self.threshold, self.diameter, self.min_size, self.min_distance):
+        self.spacing = QDoubleSpinBox()
+        self.spacing.setRange(0, 5000)
+        self.spacing.setSpecialValueText("mode's default")
+        self.spacing.setSuffix(" A")
+        self.spacing.setToolTip("filament and membrane: distance between points")
+        for spin in (self.threshold, self.diameter, self.min_size, self.min_distance, self.spacing):
             spin.valueChanged.connect(lambda _v: self._live_pick())
+        self.pick_mode.currentTextChanged.connect(self._pick_mode_changed)
+        form.addRow("mode", self.pick_mode)
         form.addRow("threshold", self.threshold)
         form.addRow("diameter", self.diameter)
         form.addRow("min size", self.min_size)
         form.addRow("min distance", self.min_distance)
+        form.addRow("spacing", self.spacing)
+        self._pick_mode_changed(self.pick_mode.currentText())
         buttons = QHBoxLayout()
         buttons.addWidget(self._button("Pick", self.pick))
-        buttons.addWidget(self._button("Export...", self._ask_export, "STAR (.star) or CSV"))
+        buttons.addWidget(self._button("Export...", self._ask_export, "RELION STAR, CSV, Dynamo, IMOD or EMAN2 JSON"))
         form.addRow(buttons)
         layout.addWidget(box)
 
@@ -628,31 +641,54 @@ class TomosegWidget(QWidget):
         self.viewer.reset_view()
 
     # -- particles ------------------------------------------------------------
+    def _pick_options(self) -> dict:
+        """The dock's picking options that apply to the chosen mode (None: the mode's default)."""
+        from tomoseg.workflows.particles import PICK_OPTIONS
+
+        values = {"diameter": self.diameter.value(), "min_size": self.min_size.value() or None,
+                  "min_distance": self.min_distance.value() or None, "spacing": self.spacing.value() or None}
+        return {k: v for k, v in values.items() if k in PICK_OPTIONS[self.pick_mode.currentText()]}
+
+    def _pick_mode_changed(self, mode: str) -> None:
+        from tomoseg.workflows.particles import PICK_OPTIONS
+
+        for name, spin in (("diameter", self.diameter), ("min_size", self.min_size),
+                           ("min_distance", self.min_distance), ("spacing", self.spacing)):
+            spin.setEnabled(name in PICK_OPTIONS[mode])
+        self._live_pick()
+
     def pick(self) -> bool:
-        """Pick particles of the active feature from its score map into a Points layer."""
+        """Pick the active feature's score map: particles (blob mode) into a Points layer; points along
+        filaments or on membranes with their axes or normals (a Vectors layer)."""
         def act():
-            from tomoseg.steps.pick import PickConfig, pick_particles
+            from tomoseg.ops.rotations import z_axes
+            from tomoseg.workflows.particles import pick_config, pick_scores
 
             project = self._need_project()
             name = self._need_feature()
             layer = f"tomoseg scores: {name}"
             if layer not in self.viewer.layers:
                 raise TomosegError(f"feature {name!r} has no score map yet: Apply first")
+            mode = self.pick_mode.currentText()
+            config = pick_config(mode, self.threshold.value(), **self._pick_options())
             scores = np.asarray(self.viewer.layers[layer].data, dtype=np.float32)
-            config = PickConfig(threshold=self.threshold.value(), diameter=self.diameter.value(),
-                                min_size=self.min_size.value() or None,
-                                min_distance=self.min_distance.value() or None)
-            self.picks = pick_particles(scores, project.volume.voxel_size, config)
+            vs = project.volume.voxel_size
+            self.picks = pick_scores(scores, vs, config)
             points = self.picks.xyz[:, ::-1] if len(self.picks) else np.zeros((0, 3))
-            title = f"tomoseg picks: {name}"
-            if title in self.viewer.layers:
-                self.viewer.layers.remove(title)
-            size = self.diameter.value() / project.volume.voxel_size
-            self.viewer.add_points(points, name=title, scale=(project.volume.voxel_size,) * 3, size=size,
-                                   face_color="transparent", border_color=project.features[name].colour,
-                                   out_of_slice_display=True)
-            self.say(f"{len(self.picks)} {name} particles at threshold {config.threshold:g}, "
-                     f"diameter {config.diameter:g} A")
+            colour = project.features[name].colour
+            title, axes = f"tomoseg picks: {name}", f"tomoseg axes: {name}"
+            for old in (title, axes):
+                if old in self.viewer.layers:
+                    self.viewer.layers.remove(old)
+            size = (config.spacing / 2 if mode == "membrane" else config.diameter) / vs
+            self.viewer.add_points(points, name=title, scale=(vs,) * 3, size=size, face_color="transparent",
+                                   border_color=colour, out_of_slice_display=True)
+            if mode != "blob" and len(self.picks):
+                directions = z_axes(self.picks.angles)[:, ::-1] * (config.spacing / 2 / vs)
+                self.viewer.add_vectors(np.stack([points, directions], axis=1), name=axes, scale=(vs,) * 3,
+                                        edge_color=colour, edge_width=1.0, out_of_slice_display=True)
+            what = {"blob": "particles", "filament": "points along filaments", "membrane": "points on membranes"}
+            self.say(f"{name}: {len(self.picks)} {what[mode]} at threshold {config.threshold:g}")
         return self._guard(act)
 
     def _live_pick(self) -> None:

@@ -30,10 +30,48 @@ def tomogram_info(path: Path_, volume=None) -> TomogramInfo:
     return TomogramInfo(Path(path).stem, float(vol.voxel_size), tuple(int(s) for s in vol.data.shape), vol.origin)
 
 
+PickMode = PickConfig | FilamentConfig | MembraneConfig
+
+#: The options of each picking mode besides ``threshold`` and ``edge``.
+PICK_OPTIONS: dict[str, tuple[str, ...]] = {
+    "blob": ("diameter", "min_size", "min_distance", "split"),
+    "filament": ("diameter", "spacing", "min_length"),
+    "membrane": ("spacing", "min_area"),
+}
+_PICK_CONFIGS = {"blob": PickConfig, "filament": FilamentConfig, "membrane": MembraneConfig}
+
+
+def pick_config(mode: str, threshold: float = 1.0, edge: float = 0.0, **options) -> PickMode:
+    """The configuration of picking ``mode`` ("blob", "filament" or "membrane").
+
+    ``options`` left at None take the mode's defaults; one that does not apply to
+    the mode, or a value the mode rejects, is a :class:`TomosegError`.
+    """
+    if mode not in _PICK_CONFIGS:
+        raise TomosegError(f"unknown picking mode {mode!r}; choose one of {', '.join(_PICK_CONFIGS)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    for name in given:
+        if name not in PICK_OPTIONS[mode]:
+            raise TomosegError(f"{name} does not apply to {mode} picking")
+    try:
+        return _PICK_CONFIGS[mode](threshold=threshold, edge=edge, **given)
+    except ValueError as err:
+        raise TomosegError(str(err)) from None
+
+
+def pick_scores(scores: np.ndarray, voxel_size: float, config: PickMode = PickConfig()) -> Picks:
+    """Blobs (PickConfig), filament points (FilamentConfig) or membrane points (MembraneConfig)."""
+    if isinstance(config, FilamentConfig):
+        return pick_filaments(scores, voxel_size, config)
+    if isinstance(config, MembraneConfig):
+        return pick_membranes(scores, voxel_size, config)
+    return pick_particles(scores, voxel_size, config)
+
+
 def pick_file(
     scores_path: Path_,
     output_path: Path_,
-    config: PickConfig | FilamentConfig | MembraneConfig = PickConfig(),
+    config: PickMode = PickConfig(),
     format: str | None = None,
 ) -> Picks:
     """Pick blobs (PickConfig), filament points or membrane points from a score map and write them.
@@ -44,12 +82,7 @@ def pick_file(
     vol = read_volume(scores_path)
     scores = np.asarray(vol.data, dtype=np.float32)
     check_finite(scores_path, scores)
-    if isinstance(config, FilamentConfig):
-        picks = pick_filaments(scores, vol.voxel_size, config)
-    elif isinstance(config, MembraneConfig):
-        picks = pick_membranes(scores, vol.voxel_size, config)
-    else:
-        picks = pick_particles(scores, vol.voxel_size, config)
+    picks = pick_scores(scores, vol.voxel_size, config)
     write_particles(output_path, picks, tomogram_info(scores_path, vol), format)
     return picks
 
