@@ -86,6 +86,64 @@ def test_reads_a_real_file_without_map_id():
     assert vol.data.shape == (78, 64, 32) and vol.voxel_size == pytest.approx(23.2, rel=1e-3)
 
 
+def _write_tiff(path, data, pixel_nm=None, spacing_nm=None, unit="nm"):
+    import tifffile
+
+    meta = {"axes": "ZYX"}
+    if unit is not None:
+        meta["unit"] = unit
+    if spacing_nm is not None:
+        meta["spacing"] = spacing_nm
+    resolution = None if pixel_nm is None else (1 / pixel_nm, 1 / pixel_nm)
+    tifffile.imwrite(path, data, imagej=True, resolution=resolution, metadata=meta)
+    return path
+
+
+def test_reads_imagej_tiff_stacks_with_their_voxel_size(tmp_path):
+    data = np.random.default_rng(1).integers(0, 255, size=(5, 12, 9), dtype=np.uint8)
+    vol = read_volume(_write_tiff(tmp_path / "a.tif", data, pixel_nm=1.052, spacing_nm=1.052))
+    assert np.array_equal(vol.data, data) and vol.voxel_size == pytest.approx(10.52, rel=1e-6)
+    assert vol.origin == (0.0, 0.0, 0.0)
+    vol = read_volume(_write_tiff(tmp_path / "b.TIFF", data, pixel_nm=0.0008, spacing_nm=0.0008, unit="micron"))
+    assert vol.voxel_size == pytest.approx(8.0, rel=1e-6)
+    assert read_volume(tmp_path / "a.tif", voxel_size=7.0).voxel_size == 7.0
+
+
+def test_unusable_tiffs_are_one_clear_error(tmp_path):
+    data = np.zeros((5, 12, 9), np.float32)
+    with pytest.raises(TomosegError, match="no voxel size.*--voxel-size"):
+        read_volume(_write_tiff(tmp_path / "none.tif", data, unit=None))
+    assert read_volume(tmp_path / "none.tif", voxel_size=10.0).data.shape == (5, 12, 9)
+    with pytest.raises(TomosegError, match="anisotropic"):
+        read_volume(_write_tiff(tmp_path / "aniso.tif", data, pixel_nm=1.0, spacing_nm=2.0))
+    with pytest.raises(TomosegError, match="2D image"):
+        read_volume(_write_tiff(tmp_path / "flat.tif", data[:1], pixel_nm=1.0, spacing_nm=1.0))
+    (tmp_path / "junk.tif").write_bytes(b"II*\x00" + b"\x00" * 20)
+    with pytest.raises(TomosegError, match="junk.tif: not a readable TIFF"):
+        read_volume(tmp_path / "junk.tif")
+    with pytest.raises(TomosegError, match="no such file"):
+        read_volume(tmp_path / "missing.tif")
+
+
+def test_preprocess_a_tiff_from_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    data = np.random.default_rng(2).normal(size=(6, 32, 32)).astype(np.float32)
+    src = _write_tiff(tmp_path / "raw.tif", data, pixel_nm=2.0, spacing_nm=2.0)
+    r = subprocess.run([sys.executable, "-m", "tomoseg", "preprocess", str(src), "-o", str(tmp_path / "pre.mrc"),
+                        "-q"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = read_volume(tmp_path / "pre.mrc")
+    assert out.data.shape == (6, 32, 32) and out.voxel_size == pytest.approx(20.0)
+
+
+@pytest.mark.skipif(not (SHARED / "real" / "cylindra_13pf_MT.tif").exists(), reason="shared data not present")
+def test_reads_a_real_cylindra_tiff():
+    vol = read_volume(SHARED / "real" / "cylindra_13pf_MT.tif")
+    assert vol.data.shape == (36, 206, 94) and vol.voxel_size == pytest.approx(10.52, rel=1e-4)
+
+
 def test_boxes_csv(tmp_path):
     p = tmp_path / "b.csv"
     p.write_text("x,y,z,kind\n10,20,3,positive\n11.0,21,4,negative\n")

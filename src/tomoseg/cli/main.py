@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("preprocess", "Band-pass (Gaussian, in A), normalise and clamp a tomogram.", _preprocess)
-    p.add_argument("input", help="raw tomogram (MRC)")
+    p.add_argument("input", help="raw tomogram (MRC, or a TIFF stack with ImageJ metadata)")
     p.add_argument("-o", "--output", required=True, help="preprocessed tomogram (MRC)")
     p.add_argument("--lowpass", type=float, default=20.0, help="low-pass cutoff in A (0: none; default 20)")
     p.add_argument("--highpass", type=float, default=4000.0, help="high-pass cutoff in A (0: none; default 4000)")

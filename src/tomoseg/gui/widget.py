@@ -236,7 +236,7 @@ class TomosegWidget(QWidget):
 
     # -- project --------------------------------------------------------------
     def _ask_new(self) -> None:
-        tomo, _ = QFileDialog.getOpenFileName(self, "Tomogram", "", "MRC (*.mrc *.rec *.map)")
+        tomo, _ = QFileDialog.getOpenFileName(self, "Tomogram", "", "Tomogram (*.mrc *.rec *.map *.tif *.tiff)")
         if tomo:
             folder = QFileDialog.getExistingDirectory(self, "Empty project folder")
             if folder:

@@ -20,6 +20,7 @@ import numpy as np
 from tomoseg.errors import TomosegError
 from tomoseg.io.atomic import atomic_output
 from tomoseg.io.pages import release_pages
+from tomoseg.io.tiff import is_tiff, read_tiff
 
 LABEL_PREFIX = "tomoseg "
 
@@ -95,8 +96,12 @@ def read_volume(
 
     ``ndim=3`` refuses 2D images. ``voxel_size`` overrides the header's.
     Raises TomosegError for missing, non-MRC, truncated or wrong-dimension files.
+    A ``.tif`` / ``.tiff`` file is read as a TIFF stack instead, into memory
+    (:func:`tomoseg.io.tiff.read_tiff`).
     """
     path = Path(path)
+    if is_tiff(path):
+        return read_tiff(path, ndim=ndim, voxel_size=voxel_size)
     mrc = _open(path)
     data = mrc.data
     if ndim == 3 and (data.ndim != 3 or mrc.header.nz <= 1):

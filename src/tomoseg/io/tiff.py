@@ -1,0 +1,93 @@
+"""Reading TIFF stacks as volumes (ImageJ/Fiji, cylindra, tifffile), voxel size included.
+
+A 3D stack (z, y, x) is read into memory. The voxel size comes from the ImageJ
+metadata: the X and Y resolution tags (pixels per ``unit``) and ``spacing`` (z
+step), with ``unit`` nm, micron / um or A. A stack without them needs the voxel
+size given explicitly. TIFF has no origin: it is (0, 0, 0). Outputs stay MRC.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from tomoseg.errors import TomosegError
+
+SUFFIXES = (".tif", ".tiff")
+
+#: Angstrom per unit, for the units ImageJ and its relatives write (lower case).
+UNIT_ANGSTROM = {
+    "nm": 10.0, "nanometer": 10.0, "nanometers": 10.0,
+    "micron": 1e4, "microns": 1e4, "um": 1e4, "\u00b5m": 1e4, "\u03bcm": 1e4, "micrometer": 1e4,
+    "a": 1.0, "\u00e5": 1.0, "angstrom": 1.0, "angstroms": 1.0,
+}
+
+
+def is_tiff(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in SUFFIXES
+
+
+def _resolution(page: tifffile.TiffPage, name: str) -> float | None:
+    """Pixels per unit from a resolution tag, if present and usable."""
+    tag = page.tags.get(name)
+    if tag is None:
+        return None
+    num, den = tag.value
+    return num / den if den and num else None
+
+
+def tiff_voxel_size(path: Path, tif: tifffile.TiffFile) -> float | None:
+    """Isotropic voxel size in A from ImageJ metadata; None if the file does not say."""
+    meta = tif.imagej_metadata or {}
+    unit = str(meta.get("unit", "")).strip().lower().replace("\\u00b5", "\u00b5")
+    if unit not in UNIT_ANGSTROM:
+        return None
+    page = tif.pages[0]
+    per_unit = [_resolution(page, "XResolution"), _resolution(page, "YResolution")]
+    if per_unit[0] is None:
+        return None
+    sizes = [UNIT_ANGSTROM[unit] / r for r in per_unit if r is not None]
+    if meta.get("spacing") is not None:
+        sizes.append(UNIT_ANGSTROM[unit] * float(meta["spacing"]))
+    if not all(math.isfinite(s) and s > 0 for s in sizes):
+        return None
+    if max(sizes) > min(sizes) * 1.01:
+        raise TomosegError(
+            f"{path}: anisotropic voxel size {' x '.join(f'{s:g}' for s in sizes)} A is not supported"
+        )
+    return float(sizes[0])
+
+
+def read_tiff(path: str | os.PathLike, ndim: int = 3, voxel_size: float | None = None):
+    """A TIFF stack as a :class:`~tomoseg.io.mrc.Volume` (in memory; origin 0).
+
+    ``voxel_size`` overrides the metadata's. Raises TomosegError for missing,
+    unreadable, non-3D or non-real files and for a missing voxel size.
+    """
+    from tomoseg.io.mrc import Volume
+
+    path = Path(path)
+    if not path.exists():
+        raise TomosegError(f"{path}: no such file")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = np.squeeze(tif.series[0].asarray())
+            size = tiff_voxel_size(path, tif) if voxel_size is None else None
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as err:
+        raise TomosegError(f"{path}: not a readable TIFF file ({err})") from None
+    if ndim == 3 and data.ndim != 3:
+        shape = "x".join(str(n) for n in data.shape[::-1])
+        raise TomosegError(f"{path}: is a {data.ndim}D image ({shape}); a 3D tomogram (a stack of slices) is needed")
+    if data.dtype.kind not in "fiu":
+        raise TomosegError(f"{path}: unsupported data type {data.dtype}")
+    if voxel_size is not None:
+        if not voxel_size > 0:
+            raise TomosegError(f"{path}: voxel size must be > 0, got {voxel_size}")
+        size = float(voxel_size)
+    if size is None:
+        raise TomosegError(f"{path}: the TIFF metadata give no voxel size in nm, um or A; give it with --voxel-size")
+    return Volume(data=data, voxel_size=size)
