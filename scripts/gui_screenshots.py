@@ -13,8 +13,6 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
