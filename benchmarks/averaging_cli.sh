@@ -21,7 +21,7 @@ time tomoseg preprocess "$DATA/sim/tomo_s12_tomo.mrc" -o s12_pre.mrc -q
 time tomoseg trainset s11_pre.mrc --boxes boxes.csv --labels "$DATA/sim/tomo_s11_labels.mrc" --value 4 --name ribosome -o ribosome.set -q
 time tomoseg train ribosome.set -o ribosome.model -q
 time tomoseg apply ribosome.model s12_pre.mrc -o s12_ribosome.mrc -q
-time tomoseg pick s12_ribosome.mrc -o ribosomes.star --no-split  # as measured in docs/averaging.md (session 3)
+time tomoseg pick s12_ribosome.mrc -o ribosomes.star
 time tomoseg extract "$DATA/sim/tomo_s12_tomo.mrc" ribosomes.star -o subtomograms --box 40 --invert --force -q
 time tomoseg classify2d subtomograms/particles.star -o classes --classes 3 --force
 time tomoseg average subtomograms/particles.star -o average --force

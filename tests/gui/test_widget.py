@@ -113,11 +113,20 @@ def test_paint_train_preview_apply_merge_pick(widget, small_tomo):
     assert np.median(np.asarray(scores)[labels == 3]) > np.median(np.asarray(scores)[labels == 0])
     assert w.merge() and "tomoseg merged" in viewer.layers
     assert w.pick()
-    assert len(viewer.layers["tomoseg picks: particle"].data) > 0
+    picks = viewer.layers["tomoseg picks: particle"]
+    assert len(w.picks) > 0 and set(picks.features["pick"]) == set(range(len(w.picks)))
+    # each pick is drawn on every slice its sphere (250 A = 25 voxels across) crosses, widest at its centre
+    first = picks.features["pick"].to_numpy() == 0
+    z0, depth = w.picks.xyz[0, 2], labels.shape[0]
+    assert picks.data[first][:, 0].min() == max(z0 - 12, 0) and picks.data[first][:, 0].max() == min(z0 + 12, depth - 1)
+    assert picks.size[first].max() == pytest.approx(25.0) and np.all(picks.data[first][:, 1:] == w.picks.xyz[0, 1::-1])
     out = w.project.folder / "picks.star"
     assert w.export(out) and out.exists()
     w.show_3d()
     assert viewer.dims.ndisplay == 3 and viewer.layers["tomoseg scores: particle"].rendering == "iso"
+    assert np.array_equal(picks.data, w.picks.xyz[:, ::-1]) and np.all(picks.size == 25.0)  # one sphere per pick
+    viewer.dims.ndisplay = 2
+    assert len(picks.data) > len(w.picks) and set(picks.features["pick"]) == set(range(len(w.picks)))
     reopened = Project.open(w.project.folder)
     assert (reopened.masks == value).sum() == (w.project.masks == value).sum()
 
@@ -191,8 +200,9 @@ def test_pick_filaments_with_axes_then_back_to_blobs(widget):
     assert not w.min_size.isEnabled() and w.spacing.isEnabled() and w.diameter.isEnabled()
     w.diameter.setValue(120)
     assert w.pick(), w.status.text()
-    points = viewer.layers["tomoseg picks: microtubule"].data
+    points = w.picks.xyz[:, ::-1]
     assert len(points) >= 8 and "points along filaments" in w.status.text()
+    assert viewer.layers["tomoseg picks: microtubule"].features["pick"].nunique() == len(points)
     rel = points[:, ::-1] - centre
     assert np.median(np.linalg.norm(rel - (rel @ axis)[:, None] * axis, axis=1)) < 1.5  # on the axis
     vectors = viewer.layers["tomoseg axes: microtubule"].data

@@ -40,6 +40,24 @@ def _rgba(colour: str, alpha: float = 1.0) -> np.ndarray:
     return rgba
 
 
+def _sphere_sections(zyx: np.ndarray, diameter: float, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each point as the discs its sphere of ``diameter`` cuts out of the z slices 0..depth-1 it crosses.
+
+    Returns disc centres (m, 3), disc diameters (m,) and the point each disc belongs to (m,).
+    A Points layer of these shows a pick on every slice through it, at its true cross-section,
+    in any napari version (napari 0.9 replaced ``out_of_slice_display`` by projection modes that
+    need thick slicing).
+    """
+    radius = diameter / 2
+    offsets = np.arange(-np.floor(radius), np.floor(radius) + 1)
+    widths = np.maximum(2 * np.sqrt(np.maximum(radius**2 - offsets**2, 0.0)), 1.0)  # at least a dot
+    n = len(zyx)
+    centres = np.repeat(np.asarray(zyx, dtype=np.float64).reshape(-1, 3), len(offsets), axis=0)
+    centres[:, 0] += np.tile(offsets, n)
+    inside = (centres[:, 0] >= 0) & (centres[:, 0] <= depth - 1)
+    return centres[inside], np.tile(widths, n)[inside], np.repeat(np.arange(n), len(offsets))[inside]
+
+
 class TomosegWidget(QWidget):
     """Dock widget; ``napari_viewer`` is injected by napari (or passed by a script)."""
 
@@ -53,6 +71,7 @@ class TomosegWidget(QWidget):
         self.losses: list[float] = []
         self.picks = None
         self._build()
+        self.viewer.dims.events.ndisplay.connect(self._ndisplay_changed)
         self._timer = QTimer(self)
         self._timer.setInterval(100)
         self._timer.timeout.connect(self.poll)
@@ -681,15 +700,34 @@ class TomosegWidget(QWidget):
                 if old in self.viewer.layers:
                     self.viewer.layers.remove(old)
             size = (config.spacing / 2 if mode == "membrane" else config.diameter) / vs
-            self.viewer.add_points(points, name=title, scale=(vs,) * 3, size=size, face_color="transparent",
-                                   border_color=colour, out_of_slice_display=True)
+            # White rings: the feature's colour would vanish over its own score and merged layers.
+            layer = self.viewer.add_points(np.zeros((0, 3)), name=title, scale=(vs,) * 3, border_color="white",
+                                           face_color=_rgba(colour, 0.2), border_width=0.06)
+            layer.metadata["tomoseg picks"] = (points, size, scores.shape[0])
+            self._draw_picks(layer)
             if mode != "blob" and len(self.picks):
                 directions = z_axes(self.picks.angles)[:, ::-1] * (config.spacing / 2 / vs)
                 self.viewer.add_vectors(np.stack([points, directions], axis=1), name=axes, scale=(vs,) * 3,
-                                        edge_color=colour, edge_width=1.0, out_of_slice_display=True)
+                                        edge_color="white", edge_width=1.5, out_of_slice_display=True)
             what = {"blob": "particles", "filament": "points along filaments", "membrane": "points on membranes"}
             self.say(f"{name}: {len(self.picks)} {what[mode]} at threshold {config.threshold:g}")
         return self._guard(act)
+
+    def _draw_picks(self, layer) -> None:
+        """A picks layer as spheres in 3D, and as the discs they cut out of each slice in 2D."""
+        points, size, depth = layer.metadata["tomoseg picks"]
+        if self.viewer.dims.ndisplay == 3:
+            centres, sizes, index = points, np.full(len(points), size), np.arange(len(points))
+        else:
+            centres, sizes, index = _sphere_sections(points, size, depth)
+        layer.data = centres
+        layer.size = sizes
+        layer.features = {"pick": index}
+
+    def _ndisplay_changed(self, _event=None) -> None:
+        for layer in self.viewer.layers:
+            if "tomoseg picks" in layer.metadata:
+                self._draw_picks(layer)
 
     def _live_pick(self) -> None:
         if self.feature and f"tomoseg picks: {self.feature}" in self.viewer.layers:
