@@ -92,8 +92,18 @@ def test_apply_refuses_another_voxel_size_unless_forced(workdir, tmp_path):
     vol = read_volume(d / "pre.mrc", mmap=False)
     write_volume(tmp_path / "other.mrc", vol.data[:4], 14.0, labels=vol.labels)
     r = run_cli("apply", d / "particle.model", tmp_path / "other.mrc", "-o", tmp_path / "s.mrc")
-    assert_one_line_error(r, "voxel size 14 A differs", "--force")
+    assert_one_line_error(r, "voxel size 14 A differs", "--resample 10", "--force")
     assert not (tmp_path / "s.mrc").exists()
+    # the remedy the message names: preprocess the raw data again, resampled to the model's voxel size
+    write_volume(tmp_path / "raw14.mrc", read_volume(d / "raw.mrc", mmap=False).data[:8], 14.0)
+    r = run_cli("preprocess", tmp_path / "raw14.mrc", "-o", tmp_path / "pre14.mrc", "--resample", 10)
+    assert r.returncode == 0, r.stderr
+    pre14 = read_volume(tmp_path / "pre14.mrc")
+    assert pre14.voxel_size == pytest.approx(10.0) and pre14.label_value("resample") == "10"
+    assert pre14.data.shape[0] == int(7 * 1.4) + 1
+    r = run_cli("apply", d / "particle.model", tmp_path / "pre14.mrc", "-o", tmp_path / "s14.mrc")
+    assert r.returncode == 0, r.stderr
+    assert read_volume(tmp_path / "s14.mrc").data.shape == pre14.data.shape
     assert main(["apply", str(d / "particle.model"), str(tmp_path / "other.mrc"), "-o",
                  str(tmp_path / "s.mrc"), "--force", "-q"]) == 0
     # another preprocessing is refused too

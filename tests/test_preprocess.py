@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tomoseg.steps.preprocess import PreprocessConfig, normalise, preprocess
+from tomoseg.steps.preprocess import PreprocessConfig, normalise, preprocess, resample
 
 
 def test_preprocess_normalises_and_clamps(small_tomo):
@@ -39,5 +39,38 @@ def test_config_describe_parse_round_trip():
     cfg = PreprocessConfig(lowpass=15.5, highpass=None, bin=3, invert=True, clamp=2.5)
     assert PreprocessConfig.parse(cfg.describe()) == cfg
     assert PreprocessConfig.parse(PreprocessConfig().describe()) == PreprocessConfig()
+    assert "resample" not in PreprocessConfig().describe()
+    cfg = PreprocessConfig(resample=10.0)
+    assert PreprocessConfig.parse(cfg.describe()) == cfg
     with pytest.raises(ValueError):
         PreprocessConfig(bin=0)
+    with pytest.raises(ValueError):
+        PreprocessConfig(resample=0.0)
+
+
+def test_resampling_keeps_physical_positions():
+    z, y, x = np.mgrid[:30, :40, :50] * 10.52  # A
+    blob = np.exp(-((z - 150.0) ** 2 + (y - 200.0) ** 2 + (x - 333.0) ** 2) / (2 * 40.0**2)).astype(np.float32)
+    out = resample(blob, 10.52, 10.0)
+    assert out.dtype == np.float32
+    assert out.shape == tuple(int(np.floor((n - 1) * 1.052)) + 1 for n in blob.shape) == (31, 42, 52)
+    peak = np.array(np.unravel_index(np.argmax(out), out.shape)) * 10.0
+    assert np.allclose(peak, [150, 200, 333], atol=10.0)  # within one voxel (integer argmax)
+    zz, yy, xx = np.mgrid[:31, :42, :52] * 10.0
+    truth = np.exp(-((zz - 150.0) ** 2 + (yy - 200.0) ** 2 + (xx - 333.0) ** 2) / (2 * 40.0**2))
+    assert np.abs(out - truth).max() < 0.01  # the spline reproduces the smooth blob
+    assert resample(blob, 10.0, 10.0).shape == blob.shape
+
+
+def test_preprocess_resamples_after_filtering(small_tomo):
+    out = preprocess(small_tomo.volume, 10.0, PreprocessConfig(bin=2, resample=25.0))
+    assert out.shape == tuple(int(np.floor((n // 2 - 1) * 20 / 25)) + 1 for n in small_tomo.volume.shape)
+    assert PreprocessConfig(bin=2, resample=25.0).output_voxel_size(10.0) == 25.0
+    assert abs(out.mean()) < 0.01 and out.std() == pytest.approx(1.0, abs=0.05)  # normalised after resampling
+
+
+def test_binning_and_resampling_do_not_change_contrast():
+    base = PreprocessConfig()
+    assert base.same_contrast(PreprocessConfig(bin=2, resample=10.0))
+    assert not base.same_contrast(PreprocessConfig(lowpass=40.0))
+    assert not base.same_contrast(PreprocessConfig(invert=True))

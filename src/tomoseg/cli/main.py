@@ -24,13 +24,17 @@ def _preprocess(args: argparse.Namespace) -> None:
     from tomoseg.steps.preprocess import PreprocessConfig
     from tomoseg.workflows import preprocess_file
 
-    config = PreprocessConfig(
-        lowpass=None if args.lowpass == 0 else args.lowpass,
-        highpass=None if args.highpass == 0 else args.highpass,
-        bin=args.bin,
-        invert=args.invert,
-        clamp=None if args.clamp == 0 else args.clamp,
-    )
+    try:
+        config = PreprocessConfig(
+            lowpass=None if args.lowpass == 0 else args.lowpass,
+            highpass=None if args.highpass == 0 else args.highpass,
+            bin=args.bin,
+            invert=args.invert,
+            clamp=None if args.clamp == 0 else args.clamp,
+            resample=args.resample,
+        )
+    except ValueError as err:
+        raise TomosegError(str(err)) from None
     with progress_bar("preprocess", quiet=args.quiet) as bar:
         out = preprocess_file(args.input, args.output, config, voxel_size=args.voxel_size, progress=bar)
     _say(args, f"wrote {args.output}: {'x'.join(map(str, out.data.shape[::-1]))} voxels at {out.voxel_size:g} A")
@@ -189,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bin", type=int, default=1, help="bin by this integer factor first (default 1)")
     p.add_argument("--invert", action="store_true", help="invert the contrast")
     p.add_argument("--clamp", type=float, default=3.0, help="clamp to +-this many sd (0: none; default 3)")
+    p.add_argument("--resample", type=float, metavar="A",
+                   help="resample to this voxel size in A after binning and filtering (cubic spline), e.g. to "
+                        "apply a model trained at another voxel size")
     p.add_argument("--voxel-size", type=float, help="voxel size in A, if the header's is missing or wrong")
 
     p = command("trainset", "Cut 64x64 training tiles and masks at boxes from a label or mask volume.", _trainset)

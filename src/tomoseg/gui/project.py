@@ -269,12 +269,12 @@ class Project:
                 f"feature {name!r}: the positive box at x={b.x}, y={b.y}, z={b.z} holds no painted "
                 f"{name}; paint the feature in it or make it negative"
             )
-        pre = self.volume.label_value("preprocess")
-        from tomoseg.steps.preprocess import PreprocessConfig
+        from tomoseg.workflows.pipeline import preprocessing_of
 
+        pre = preprocessing_of(self.volume)
         return make_trainset(
             self.volume.data, feature.boxes, lambda z: self.masks[z] == feature.value, name,
-            self.volume.voxel_size, None if pre is None else PreprocessConfig.parse(pre).to_dict(),
+            self.volume.voxel_size, None if pre is None else pre.to_dict(),
             source=str(self.tomogram),
         )
 

@@ -1,7 +1,9 @@
-"""Preprocessing: bin, invert, Gaussian band-pass in Angstrom, normalise, clamp.
+"""Preprocessing: bin, invert, Gaussian band-pass in Angstrom, resample, normalise, clamp.
 
 METHOD.md section 1. The whole volume is filtered in Fourier space with
-periodic boundaries, then normalised to mean 0 / sd 1 and clamped.
+periodic boundaries, optionally resampled to another voxel size (so a network
+trained at one voxel size can be applied to data taken at another), then
+normalised to mean 0 / sd 1 and clamped.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from tomoseg.ops.binning import bin_volume
 from tomoseg.ops.fourier import gaussian_filter_fourier
@@ -21,6 +24,8 @@ class PreprocessConfig:
     lowpass, highpass: Gaussian cutoffs in Angstrom (None disables).
     bin: integer block-mean binning factor. invert: multiply by -1 first.
     clamp: clamp to +-clamp standard deviations after normalising (None: no clamp).
+    resample: voxel size in A to resample to after binning and filtering (cubic
+    spline; None: keep the binned voxel size).
     """
 
     lowpass: float | None = 20.0
@@ -28,11 +33,12 @@ class PreprocessConfig:
     bin: int = 1
     invert: bool = False
     clamp: float | None = 3.0
+    resample: float | None = None
 
     def __post_init__(self) -> None:
         if self.bin < 1:
             raise ValueError(f"bin must be >= 1, got {self.bin}")
-        for name in ("lowpass", "highpass", "clamp"):
+        for name in ("lowpass", "highpass", "clamp", "resample"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
@@ -45,11 +51,12 @@ class PreprocessConfig:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def describe(self) -> str:
-        """A compact one-line form, stored in MRC header labels."""
+        """A compact one-line form (``resample`` only when set)."""
         def fmt(v: object) -> str:
             return "none" if v is None else f"{v:g}" if isinstance(v, float) else str(v).lower()
 
-        return " ".join(f"{k}={fmt(v)}" for k, v in self.to_dict().items())
+        items = {k: v for k, v in self.to_dict().items() if not (k == "resample" and v is None)}
+        return " ".join(f"{k}={fmt(v)}" for k, v in items.items())
 
     @classmethod
     def parse(cls, text: str) -> PreprocessConfig:
@@ -57,7 +64,7 @@ class PreprocessConfig:
         values: dict[str, object] = {}
         for item in text.split():
             key, _, raw = item.partition("=")
-            if key in ("lowpass", "highpass", "clamp"):
+            if key in ("lowpass", "highpass", "clamp", "resample"):
                 values[key] = None if raw == "none" else float(raw)
             elif key == "bin":
                 values[key] = int(raw)
@@ -66,7 +73,29 @@ class PreprocessConfig:
         return cls(**values)
 
     def output_voxel_size(self, voxel_size: float) -> float:
-        return float(voxel_size) * self.bin
+        return float(self.resample) if self.resample is not None else float(voxel_size) * self.bin
+
+    def same_contrast(self, other: PreprocessConfig) -> bool:
+        """Whether two tomograms preprocessed with these look alike to a network: the same
+        filters, contrast and clamp. Binning and resampling only set the voxel size,
+        which is checked on its own."""
+        keys = ("lowpass", "highpass", "invert", "clamp")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+
+def resample(volume: np.ndarray, voxel_size: float, target: float) -> np.ndarray:
+    """Resample a (z, y, x) volume from ``voxel_size`` to ``target`` A/voxel (cubic spline).
+
+    Voxel 0 stays where it is (so the origin is unchanged); the output covers the
+    input: ``floor((n - 1) * voxel_size / target) + 1`` voxels per axis. Low-pass
+    first when shrinking, or the spline aliases. Returns float32.
+    """
+    step = float(target) / float(voxel_size)
+    if step == 1.0:
+        return np.asarray(volume, dtype=np.float32)
+    shape = tuple(int(np.floor((n - 1) / step + 1e-9)) + 1 for n in volume.shape)
+    return ndimage.affine_transform(np.asarray(volume, dtype=np.float32), np.full(3, step), output_shape=shape,
+                                    output=np.float32, order=3, mode="nearest")
 
 
 def normalise(volume: np.ndarray, clamp: float | None = 3.0) -> np.ndarray:
@@ -96,7 +125,8 @@ def preprocess(
     data = bin_volume(volume, config.bin)
     if config.invert:
         data = -data
-    data = gaussian_filter_fourier(
-        data, config.output_voxel_size(voxel_size), config.lowpass, config.highpass
-    )
+    binned = float(voxel_size) * config.bin
+    data = gaussian_filter_fourier(data, binned, config.lowpass, config.highpass)
+    if config.resample is not None:
+        data = resample(data, binned, config.resample)
     return normalise(data, config.clamp)

@@ -10,6 +10,7 @@ import contextlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,16 +58,28 @@ def preprocess_file(
         raise TomosegError(f"{input_path}: {err}") from None
     report(progress, 1, 2, "writing")
     out_size = config.output_voxel_size(raw.voxel_size)
-    labels = (header_label("preprocess", config.describe()),)
+    labels = preprocess_labels(config)
     write_volume(output_path, data, out_size, raw.origin, labels)
     report(progress, 2, 2, "done")
     return Volume(data=data, voxel_size=out_size, origin=raw.origin, labels=labels)
 
 
+def preprocess_labels(config: PreprocessConfig) -> tuple[str, ...]:
+    """MRC header labels recording ``config`` (80 characters each: a resampling target, when set,
+    has a label of its own)."""
+    labels = (header_label("preprocess", replace(config, resample=None).describe()),)
+    if config.resample is not None:
+        labels += (header_label("resample", f"{config.resample:g}"),)
+    return labels
+
+
 def preprocessing_of(volume: Volume) -> PreprocessConfig | None:
     """The preprocessing recorded in a tomogram's header by tomoseg, if any."""
     text = volume.label_value("preprocess")
-    return None if text is None else PreprocessConfig.parse(text)
+    if text is None:
+        return None
+    target = volume.label_value("resample")
+    return replace(PreprocessConfig.parse(text), resample=None if target is None else float(target))
 
 
 def _mask_source(path: Path_, tomo: Volume, value: int | None):
@@ -154,17 +167,19 @@ def train_file(
 
 
 def check_compatible(model: Model, model_path: Path_, tomo: Volume, tomo_path: Path_) -> None:
-    """Refuse a tomogram whose voxel size or recorded preprocessing differ from the model's."""
+    """Refuse a tomogram whose voxel size or recorded filters and contrast differ from the model's
+    (binning and resampling may differ: they only set the voxel size)."""
     rel = abs(tomo.voxel_size - model.voxel_size) / model.voxel_size
     if rel > VOXEL_SIZE_TOLERANCE:
         raise TomosegError(
             f"{tomo_path}: voxel size {tomo.voxel_size:g} A differs from the model's "
-            f"{model.voxel_size:g} A ({model_path}); bin or rescale the tomogram, or pass --force"
+            f"{model.voxel_size:g} A ({model_path}); preprocess it with --resample {model.voxel_size:g} "
+            "(or --bin), or pass --force"
         )
     pre = preprocessing_of(tomo)
     if pre is None:
         warnings.warn(f"{tomo_path}: not preprocessed by tomoseg; the model expects {_describe(model)}")
-    elif model.preprocessing is not None and pre != PreprocessConfig.from_dict(model.preprocessing):
+    elif model.preprocessing is not None and not pre.same_contrast(PreprocessConfig.from_dict(model.preprocessing)):
         raise TomosegError(
             f"{tomo_path}: preprocessed with {pre.describe()}, but the model ({model_path}) "
             f"expects {_describe(model)}; preprocess it the same way, or pass --force"
