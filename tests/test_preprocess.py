@@ -69,8 +69,9 @@ def test_preprocess_resamples_after_filtering(small_tomo):
     assert abs(out.mean()) < 0.01 and out.std() == pytest.approx(1.0, abs=0.05)  # normalised after resampling
 
 
-def test_binning_and_resampling_do_not_change_contrast():
+def test_only_the_band_pass_and_clamp_must_match_a_model():
     base = PreprocessConfig()
-    assert base.same_contrast(PreprocessConfig(bin=2, resample=10.0))
-    assert not base.same_contrast(PreprocessConfig(lowpass=40.0))
-    assert not base.same_contrast(PreprocessConfig(invert=True))
+    assert base.same_filters(PreprocessConfig(bin=2, resample=10.0, invert=True))
+    assert not base.same_filters(PreprocessConfig(lowpass=40.0))
+    assert not base.same_filters(PreprocessConfig(highpass=None))
+    assert not base.same_filters(PreprocessConfig(clamp=2.0))

@@ -75,11 +75,12 @@ class PreprocessConfig:
     def output_voxel_size(self, voxel_size: float) -> float:
         return float(self.resample) if self.resample is not None else float(voxel_size) * self.bin
 
-    def same_contrast(self, other: PreprocessConfig) -> bool:
+    def same_filters(self, other: PreprocessConfig) -> bool:
         """Whether two tomograms preprocessed with these look alike to a network: the same
-        filters, contrast and clamp. Binning and resampling only set the voxel size,
-        which is checked on its own."""
-        keys = ("lowpass", "highpass", "invert", "clamp")
+        band-pass and clamp. Binning and resampling only set the voxel size, which is
+        checked on its own; inverting depends on the source's contrast convention (it
+        makes density dark in both when one source stored it bright)."""
+        keys = ("lowpass", "highpass", "clamp")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
 

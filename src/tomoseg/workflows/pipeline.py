@@ -167,8 +167,8 @@ def train_file(
 
 
 def check_compatible(model: Model, model_path: Path_, tomo: Volume, tomo_path: Path_) -> None:
-    """Refuse a tomogram whose voxel size or recorded filters and contrast differ from the model's
-    (binning and resampling may differ: they only set the voxel size)."""
+    """Refuse a tomogram whose voxel size or recorded band-pass and clamp differ from the model's
+    (binning, resampling and inverting may differ: see :meth:`PreprocessConfig.same_filters`)."""
     rel = abs(tomo.voxel_size - model.voxel_size) / model.voxel_size
     if rel > VOXEL_SIZE_TOLERANCE:
         raise TomosegError(
@@ -179,7 +179,7 @@ def check_compatible(model: Model, model_path: Path_, tomo: Volume, tomo_path: P
     pre = preprocessing_of(tomo)
     if pre is None:
         warnings.warn(f"{tomo_path}: not preprocessed by tomoseg; the model expects {_describe(model)}")
-    elif model.preprocessing is not None and not pre.same_contrast(PreprocessConfig.from_dict(model.preprocessing)):
+    elif model.preprocessing is not None and not pre.same_filters(PreprocessConfig.from_dict(model.preprocessing)):
         raise TomosegError(
             f"{tomo_path}: preprocessed with {pre.describe()}, but the model ({model_path}) "
             f"expects {_describe(model)}; preprocess it the same way, or pass --force"
