@@ -111,6 +111,11 @@ def test_apply_refuses_another_voxel_size_unless_forced(workdir, tmp_path):
                  labels=("tomoseg preprocess: lowpass=40 highpass=4000 bin=1 invert=false clamp=3",))
     r = run_cli("apply", d / "particle.model", tmp_path / "pre2.mrc", "-o", tmp_path / "s2.mrc")
     assert_one_line_error(r, "lowpass=40", "expects")
+    # inverting depends on the source's contrast convention: a warning, not a refusal
+    write_volume(tmp_path / "pre3.mrc", vol.data[:4], 10.0,
+                 labels=("tomoseg preprocess: lowpass=20 highpass=4000 bin=1 invert=true clamp=3",))
+    r = run_cli("apply", d / "particle.model", tmp_path / "pre3.mrc", "-o", tmp_path / "s3.mrc")
+    assert r.returncode == 0 and "warning" in r.stderr and "invert=true" in r.stderr, r.stderr
 
 
 def test_bad_inputs_give_one_line_and_write_nothing(workdir, tmp_path):

@@ -118,6 +118,20 @@ def test_unusable_tiffs_are_one_clear_error(tmp_path):
         read_volume(_write_tiff(tmp_path / "aniso.tif", data, pixel_nm=1.0, spacing_nm=2.0))
     with pytest.raises(TomosegError, match="2D image"):
         read_volume(_write_tiff(tmp_path / "flat.tif", data[:1], pixel_nm=1.0, spacing_nm=1.0))
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((12, 9, 3), np.uint8), photometric="rgb")
+    with pytest.raises(TomosegError, match="RGB"):
+        read_volume(tmp_path / "rgb.tif")
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tw:
+        tw.write(np.zeros((12, 9), np.uint8))
+        tw.write(np.zeros((10, 9), np.uint8))
+    with pytest.raises(TomosegError, match="2 image series"):
+        read_volume(tmp_path / "mixed.tif")
+    tifffile.imwrite(tmp_path / "tzyx.tif", np.zeros((2, 5, 12, 9), np.float32), imagej=True,
+                     metadata={"axes": "TZYX"})
+    with pytest.raises(TomosegError, match="4D image"):
+        read_volume(tmp_path / "tzyx.tif", voxel_size=10.0)
     (tmp_path / "junk.tif").write_bytes(b"II*\x00" + b"\x00" * 20)
     with pytest.raises(TomosegError, match="junk.tif: not a readable TIFF"):
         read_volume(tmp_path / "junk.tif")

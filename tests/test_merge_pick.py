@@ -128,6 +128,10 @@ def test_components_match_scipy_and_ties_go_to_the_first_voxel():
     assert np.allclose(c.peak, ndimage.maximum(scores, labels, index))
     assert np.allclose(c.score, ndimage.sum(scores.astype(np.float64), labels, index))
     assert np.array_equal(c.size, ndimage.sum(np.ones_like(labels), labels, index))
+    other = find_components_of(scores.astype(np.float64), labels.astype(np.uint16))  # other dtypes, same result
+    assert np.array_equal(other.xyz, c.xyz) and np.allclose(other.peak, c.peak)
+    ints = find_components_of(np.round(scores * 10).astype(np.int16) - 40, labels)  # integer scores, negative too
+    assert len(ints) == n and np.all(ints.peak == np.round(c.peak * 10) - 40)
     flat = np.zeros((1, 2, 6), np.float32)
     flat[0, 1, 1:5] = 2.0  # one region, four voxels at its maximum
     assert np.array_equal(find_components_of(flat, (flat > 0).astype(np.int32)).xyz, [[1.0, 1.0, 0.0]])

@@ -241,6 +241,22 @@ def test_binned_extraction_keeps_source_coordinates(tmp_path):
     assert stack.shape == (5, 12, 12, 12) and voxel == 20.0
 
 
+def test_picks_from_a_coarser_grid_are_placed_by_their_angstrom_coordinates(tmp_path):
+    tomo, xyz = _planted_tomogram(tmp_path, count=5)
+    # a tomoseg CSV written on a grid of 25 A voxels (e.g. `preprocess --resample 25`), same origin
+    write_particles(tmp_path / "coarse.csv", Picks(xyz * 10 / 25, np.ones(5), np.ones(5), np.ones(5, int)),
+                    TomogramInfo("coarse", 25.0, (16, 48, 60)))
+    r = _tomoseg("extract", tomo, tmp_path / "coarse.csv", "-o", tmp_path / "sub", "--box", 12, "-q")
+    assert r.returncode == 0 and "x_angst" in r.stderr, r.stderr  # a warning says what happened
+    back, _ = read_particles(tmp_path / "sub" / "particles.star", info=TomogramInfo("tomo", 10.0, (40, 120, 150)))
+    assert np.allclose(back.xyz, xyz)
+    # the same CSV written on this tomogram's own grid is used as it is, silently
+    write_particles(tmp_path / "same.csv", Picks(xyz, np.ones(5), np.ones(5), np.ones(5, int)),
+                    TomogramInfo("tomo", 10.0, (40, 120, 150)))
+    r = _tomoseg("extract", tomo, tmp_path / "same.csv", "-o", tmp_path / "sub2", "--box", 12, "-q")
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+
+
 def test_pick_modes_write_every_format(tmp_path):
     tube, shell, _, _ = _tube_and_shell()
     for name, vol in (("tube", tube), ("shell", shell)):

@@ -134,3 +134,10 @@ def test_the_command_line_offers_every_recipe_and_defaults_to_the_default():  # 
     for name in RECIPES:
         assert build_parser().parse_args(["train", "x.set", "-o", "x.model", "--recipe", name]).recipe == name
     assert build_parser().parse_args(["train", "x.set", "-o", "x.model"]).recipe == "default"
+
+
+def test_recipes_are_still_importable_from_train():  # scripts written before tomoseg.steps.recipes
+    import tomoseg.steps.recipes as recipes
+    from tomoseg.steps.train import RECIPES as old_recipes, recipe as old_recipe
+
+    assert old_recipe is recipes.recipe and old_recipes is recipes.RECIPES

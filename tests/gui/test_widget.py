@@ -205,10 +205,14 @@ def test_pick_filaments_with_axes_then_back_to_blobs(widget):
     assert viewer.layers["tomoseg picks: microtubule"].features["pick"].nunique() == len(points)
     rel = points[:, ::-1] - centre
     assert np.median(np.linalg.norm(rel - (rel @ axis)[:, None] * axis, axis=1)) < 1.5  # on the axis
-    vectors = viewer.layers["tomoseg axes: microtubule"].data
-    assert vectors.shape == (len(points), 2, 3)
+    vectors = viewer.layers["tomoseg axes: microtubule"].data  # one per disc of the picks layer (2D view)
+    assert vectors.shape == (len(viewer.layers["tomoseg picks: microtubule"].data), 2, 3)
+    viewer.dims.ndisplay = 3
+    vectors = viewer.layers["tomoseg axes: microtubule"].data  # one per pick
+    assert vectors.shape == (len(points), 2, 3) and np.allclose(vectors[:, 0], points)
     assert np.median(np.abs(vectors[:, 1, ::-1] @ axis) / np.linalg.norm(vectors[:, 1], axis=1)) > 0.98
     assert np.allclose(z_axes(w.picks.angles)[:, ::-1] * 4.0, vectors[:, 1])  # spacing 80 A / 2 / 10 A
+    viewer.dims.ndisplay = 2
     out = w.project.folder / "filament.star"
     assert w.export(out) and out.exists()
     w.pick_mode.setCurrentText("blob")  # re-picks live: blobs carry no axes

@@ -703,19 +703,21 @@ class TomosegWidget(QWidget):
             # White rings: the feature's colour would vanish over its own score and merged layers.
             layer = self.viewer.add_points(np.zeros((0, 3)), name=title, scale=(vs,) * 3, border_color="white",
                                            face_color=_rgba(colour, 0.2), border_width=0.06)
-            layer.metadata["tomoseg picks"] = (points, size, scores.shape[0])
-            self._draw_picks(layer)
+            directions = None
             if mode != "blob" and len(self.picks):
                 directions = z_axes(self.picks.angles)[:, ::-1] * (config.spacing / 2 / vs)
-                self.viewer.add_vectors(np.stack([points, directions], axis=1), name=axes, scale=(vs,) * 3,
-                                        edge_color="white", edge_width=1.5, out_of_slice_display=True)
+                self.viewer.add_vectors(np.zeros((0, 2, 3)), name=axes, scale=(vs,) * 3, edge_color="white",
+                                        edge_width=1.5)
+            layer.metadata["tomoseg picks"] = (points, size, scores.shape[0], directions)
+            self._draw_picks(layer)
             what = {"blob": "particles", "filament": "points along filaments", "membrane": "points on membranes"}
             self.say(f"{name}: {len(self.picks)} {what[mode]} at threshold {config.threshold:g}")
         return self._guard(act)
 
     def _draw_picks(self, layer) -> None:
-        """A picks layer as spheres in 3D, and as the discs they cut out of each slice in 2D."""
-        points, size, depth = layer.metadata["tomoseg picks"]
+        """A picks layer as spheres in 3D, and as the discs they cut out of each slice in 2D; its
+        axes or normals (a Vectors layer), if any, from the centre of every disc."""
+        points, size, depth, directions = layer.metadata["tomoseg picks"]
         if self.viewer.dims.ndisplay == 3:
             centres, sizes, index = points, np.full(len(points), size), np.arange(len(points))
         else:
@@ -723,6 +725,9 @@ class TomosegWidget(QWidget):
         layer.data = centres
         layer.size = sizes
         layer.features = {"pick": index}
+        axes = layer.name.replace("tomoseg picks: ", "tomoseg axes: ", 1)
+        if directions is not None and axes in self.viewer.layers:
+            self.viewer.layers[axes].data = np.stack([centres, directions[index]], axis=1)
 
     def _ndisplay_changed(self, _event=None) -> None:
         for layer in self.viewer.layers:

@@ -92,9 +92,12 @@ def read_csv(path: str | os.PathLike) -> tuple[Picks, dict]:
         xyz = table[["x", "y", "z"]].to_numpy(dtype=np.float64)
         angles = np.stack([column(c) for c in ANGLE_COLUMNS], axis=1) if n else np.zeros((0, 3))
         picks = Picks(xyz, column("score"), column("peak"), column("size_voxels").astype(np.int64), angles)
+        meta: dict = {"format": "csv"}
+        if all(f"{a}_angst" in table.columns for a in "xyz"):
+            meta["xyz_angst"] = table[["x_angst", "y_angst", "z_angst"]].to_numpy(dtype=np.float64)
     except (ValueError, TypeError) as exc:
         raise TomosegError(f"{path}: non-numeric values in a CSV particle list ({exc})") from exc
-    return picks, {"format": "csv"}
+    return picks, meta
 
 
 def write_particles(path: str | os.PathLike, picks: Picks, info: TomogramInfo, format: str | None = None) -> None:

@@ -75,13 +75,20 @@ def read_tiff(path: str | os.PathLike, ndim: int = 3, voxel_size: float | None =
         raise TomosegError(f"{path}: no such file")
     try:
         with tifffile.TiffFile(path) as tif:
-            data = np.squeeze(tif.series[0].asarray())
+            series = tif.series[0]
+            if len(tif.series) > 1:
+                raise TomosegError(f"{path}: holds {len(tif.series)} image series (pages of different shapes "
+                                   "or types); a tomogram is one stack of equal slices")
+            if "S" in series.axes and series.shape[series.axes.index("S")] > 1:
+                raise TomosegError(f"{path}: is an RGB or multi-sample image; a tomogram has one value per voxel")
+            data = np.squeeze(series.asarray())
             size = tiff_voxel_size(path, tif) if voxel_size is None else None
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as err:
         raise TomosegError(f"{path}: not a readable TIFF file ({err})") from None
     if ndim == 3 and data.ndim != 3:
         shape = "x".join(str(n) for n in data.shape[::-1])
-        raise TomosegError(f"{path}: is a {data.ndim}D image ({shape}); a 3D tomogram (a stack of slices) is needed")
+        what = "image (a time series or multichannel stack?)" if data.ndim > 3 else "image"
+        raise TomosegError(f"{path}: is a {data.ndim}D {what} ({shape}); a 3D tomogram (one stack of slices) is needed")
     if data.dtype.kind not in "fiu":
         raise TomosegError(f"{path}: unsupported data type {data.dtype}")
     if voxel_size is not None:

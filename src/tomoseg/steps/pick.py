@@ -121,17 +121,17 @@ def find_components_of(scores: np.ndarray, labels: np.ndarray) -> Picks:
     flat = labels.ravel()
     inside = np.flatnonzero(flat)
     region = flat[inside]
-    values = scores.ravel()[inside]
+    values = scores.ravel()[inside].astype(np.float64)  # any real dtype, exactly
     size = np.bincount(region, minlength=n + 1)[1:]
-    mass = np.bincount(region, weights=values.astype(np.float64), minlength=n + 1)[1:]
-    peak = np.full(n + 1, -np.inf, dtype=values.dtype)
+    mass = np.bincount(region, weights=values, minlength=n + 1)[1:]
+    peak = np.full(n + 1, -np.inf)
     np.maximum.at(peak, region, values)
     at_peak = values == peak[region]
     _, first = np.unique(region[at_peak], return_index=True)  # regions 1..n, each one's first voxel at its peak
     if len(first) != n:
         raise ValueError("labels must number non-empty regions 1..max")
     zyx = np.stack(np.unravel_index(inside[at_peak][first], scores.shape), axis=1).astype(np.float64)
-    return Picks(zyx[:, ::-1].copy(), mass, peak[1:].astype(np.float64), size.astype(np.int64))
+    return Picks(zyx[:, ::-1].copy(), mass, peak[1:], size.astype(np.int64))
 
 
 def suppress_close(xyz: np.ndarray, order: np.ndarray, min_distance: float) -> np.ndarray:

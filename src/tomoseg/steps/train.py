@@ -17,7 +17,7 @@ from tomoseg.nn.network import INPUT_SCALE, NetworkConfig, SegNet, init_weights
 from tomoseg.nn.spectral import spectral_forward
 from tomoseg.ops.tiles import flip_pairs, reduce_masks, rotate_pairs
 from tomoseg.progress import Progress, report
-from tomoseg.steps.recipes import RECIPES, TrainConfig
+from tomoseg.steps.recipes import RECIPES, TrainConfig, recipe  # noqa: F401  (re-exported)
 from tomoseg.types import TrainingSet
 
 

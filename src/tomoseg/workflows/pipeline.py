@@ -79,7 +79,10 @@ def preprocessing_of(volume: Volume) -> PreprocessConfig | None:
     if text is None:
         return None
     target = volume.label_value("resample")
-    return replace(PreprocessConfig.parse(text), resample=None if target is None else float(target))
+    try:
+        return replace(PreprocessConfig.parse(text), resample=None if target is None else float(target))
+    except ValueError as err:
+        raise TomosegError(f"unreadable tomoseg preprocessing label {text!r} / resample {target!r} ({err})") from None
 
 
 def _mask_source(path: Path_, tomo: Volume, value: int | None):
@@ -179,11 +182,19 @@ def check_compatible(model: Model, model_path: Path_, tomo: Volume, tomo_path: P
     pre = preprocessing_of(tomo)
     if pre is None:
         warnings.warn(f"{tomo_path}: not preprocessed by tomoseg; the model expects {_describe(model)}")
-    elif model.preprocessing is not None and not pre.same_filters(PreprocessConfig.from_dict(model.preprocessing)):
-        raise TomosegError(
-            f"{tomo_path}: preprocessed with {pre.describe()}, but the model ({model_path}) "
-            f"expects {_describe(model)}; preprocess it the same way, or pass --force"
-        )
+    elif model.preprocessing is not None:
+        expected = PreprocessConfig.from_dict(model.preprocessing)
+        if not pre.same_filters(expected):
+            raise TomosegError(
+                f"{tomo_path}: preprocessed with {pre.describe()}, but the model ({model_path}) "
+                f"expects {_describe(model)}; preprocess it the same way, or pass --force"
+            )
+        if pre.invert != expected.invert:
+            warnings.warn(
+                f"{tomo_path}: preprocessed with invert={str(pre.invert).lower()}, the model's training data with "
+                f"invert={str(expected.invert).lower()}; right only if the two sources store density with "
+                "opposite contrast"
+            )
 
 
 def _describe(model: Model) -> str:
