@@ -17,8 +17,13 @@ from tomoseg.nn.network import INPUT_SCALE, NetworkConfig, SegNet, init_weights
 from tomoseg.nn.spectral import spectral_forward
 from tomoseg.ops.tiles import flip_pairs, reduce_masks, rotate_pairs
 from tomoseg.progress import Progress, report
-from tomoseg.steps.recipes import RECIPES, TrainConfig, recipe  # noqa: F401  (re-exported)
+from tomoseg.steps.recipes import RECIPES, TrainConfig, recipe
 from tomoseg.types import TrainingSet
+
+__all__ = [  # the recipes are re-exported for scripts written before tomoseg.steps.recipes
+    "RECIPES", "TrainConfig", "TrainResult", "augmented_samples", "copies_per_tile", "l1_penalty",
+    "learning_rate_factor", "log_mse_loss", "network_amplitude", "recipe", "train",
+]
 
 
 @dataclass(frozen=True)
