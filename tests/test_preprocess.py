@@ -69,6 +69,17 @@ def test_preprocess_resamples_after_filtering(small_tomo):
     assert abs(out.mean()) < 0.01 and out.std() == pytest.approx(1.0, abs=0.05)  # normalised after resampling
 
 
+def test_shrinking_without_a_matching_low_pass_warns(small_tomo):
+    with pytest.warns(UserWarning, match="Nyquist"):
+        preprocess(small_tomo.volume, 10.0, PreprocessConfig(lowpass=None, resample=15.0))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        preprocess(small_tomo.volume, 10.0, PreprocessConfig(lowpass=30.0, resample=15.0))
+        preprocess(small_tomo.volume, 10.0, PreprocessConfig(lowpass=None, resample=8.0))  # enlarging
+
+
 def test_only_the_band_pass_and_clamp_must_match_a_model():
     base = PreprocessConfig()
     assert base.same_filters(PreprocessConfig(bin=2, resample=10.0, invert=True))

@@ -8,6 +8,7 @@ normalised to mean 0 / sd 1 and clamped.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -129,5 +130,8 @@ def preprocess(
     binned = float(voxel_size) * config.bin
     data = gaussian_filter_fourier(data, binned, config.lowpass, config.highpass)
     if config.resample is not None:
+        if config.resample > binned and (config.lowpass is None or config.lowpass < 2 * config.resample):
+            warnings.warn(f"resampling to {config.resample:g} A keeps detail finer than its Nyquist limit "
+                          f"({2 * config.resample:g} A), which aliases; a low-pass of at least that avoids it")
         data = resample(data, binned, config.resample)
     return normalise(data, config.clamp)
