@@ -20,6 +20,7 @@ module converts at its border and documents its own convention and source:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,13 @@ def write_csv(path: str | os.PathLike, picks: Picks, info: TomogramInfo) -> None
         table.to_csv(tmp, index=False, float_format="%.10g")
 
 
-def read_csv(path: str | os.PathLike) -> tuple[Picks, dict]:
+def read_csv(path: str | os.PathLike, info: TomogramInfo | None = None) -> tuple[Picks, dict]:
+    """A CSV particle list (x, y, z voxels; tomoseg's also has x_angst, y_angst, z_angst).
+
+    info: the tomogram the picks are wanted in. When the Angstrom columns do not
+    match its grid (the list was made on a binned or resampled tomogram), the
+    positions come from them instead, with a warning.
+    """
     try:
         table = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
@@ -91,13 +98,17 @@ def read_csv(path: str | os.PathLike) -> tuple[Picks, dict]:
     try:
         xyz = table[["x", "y", "z"]].to_numpy(dtype=np.float64)
         angles = np.stack([column(c) for c in ANGLE_COLUMNS], axis=1) if n else np.zeros((0, 3))
+        if info is not None and n and all(f"{a}_angst" in table.columns for a in "xyz"):
+            angst = table[["x_angst", "y_angst", "z_angst"]].to_numpy(dtype=np.float64)
+            on_grid = (angst - np.asarray(info.origin)) / info.voxel_size
+            if np.abs(on_grid - xyz).max() > 0.5:
+                warnings.warn(f"{path}: positions taken from its x_angst, y_angst, z_angst columns (the list was "
+                              f"made on a tomogram with another voxel size or origin than {info.voxel_size:g} A)")
+                xyz = on_grid
         picks = Picks(xyz, column("score"), column("peak"), column("size_voxels").astype(np.int64), angles)
-        meta: dict = {"format": "csv"}
-        if all(f"{a}_angst" in table.columns for a in "xyz"):
-            meta["xyz_angst"] = table[["x_angst", "y_angst", "z_angst"]].to_numpy(dtype=np.float64)
     except (ValueError, TypeError) as exc:
         raise TomosegError(f"{path}: non-numeric values in a CSV particle list ({exc})") from exc
-    return picks, meta
+    return picks, {"format": "csv"}
 
 
 def write_particles(path: str | os.PathLike, picks: Picks, info: TomogramInfo, format: str | None = None) -> None:
@@ -131,7 +142,7 @@ def read_particles(path: str | os.PathLike, format: str | None = None, info: Tom
         return imod.read_mod(path)
     if fmt == "eman2":
         return eman2.read_eman2(path, info=info)
-    return read_csv(path)
+    return read_csv(path, info)
 
 
 def write_picks(

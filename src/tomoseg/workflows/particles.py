@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -104,19 +103,6 @@ def export_file(input_path: Path_, output_path: Path_, format: str | None = None
     return picks
 
 
-def _onto_grid(picks: Picks, meta: dict, vol, path: Path_) -> Picks:
-    """Picks of a tomoseg CSV made on another grid (binned or resampled: x_angst... do not match x...
-    on this one) placed by their Angstrom coordinates instead."""
-    if "xyz_angst" not in meta:
-        return picks
-    xyz = (meta["xyz_angst"] - np.asarray(vol.origin)) / vol.voxel_size
-    if np.abs(xyz - picks.xyz).max() <= 0.5:
-        return picks
-    warnings.warn(f"{path}: positions taken from its x_angst, y_angst, z_angst columns (the list was made on "
-                  f"a tomogram with another voxel size or origin than this one's {vol.voxel_size:g} A)")
-    return Picks(xyz, picks.score, picks.peak, picks.size, picks.angles)
-
-
 def extract_file(tomogram_path: Path_, particles_path: Path_, output_dir: Path_,
                  config: ExtractConfig = ExtractConfig(), files: bool = False, force: bool = False,
                  progress: Progress | None = None) -> int:
@@ -124,10 +110,9 @@ def extract_file(tomogram_path: Path_, particles_path: Path_, output_dir: Path_,
     check_folder(output_dir, force, (tomogram_path, particles_path))
     vol = read_volume(tomogram_path)
     info = tomogram_info(tomogram_path, vol)
-    picks, meta = read_particles(particles_path, info=info)
+    picks, _ = read_particles(particles_path, info=info)
     if len(picks) == 0:
         raise TomosegError(f"{particles_path}: lists no particles")
-    picks = _onto_grid(picks, meta, vol, particles_path)
     stack, inside = extract_subtomograms(vol.data, picks.xyz, config, progress)
     with atomic_directory(output_dir, force=force, inputs=(tomogram_path, particles_path)) as tmp:
         write_subtomograms(tmp, stack, picks, info, bin=config.bin, inside=inside, files=files)
