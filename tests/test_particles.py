@@ -257,6 +257,16 @@ def test_picks_from_a_coarser_grid_are_placed_by_their_angstrom_coordinates(tmp_
     assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
 
 
+def test_the_command_line_offers_every_pick_mode():  # the napari dock: tests/gui/test_widget.py
+    from tomoseg.cli.main import build_parser
+    from tomoseg.workflows.particles import PICK_OPTIONS
+
+    for mode in PICK_OPTIONS:
+        assert build_parser().parse_args(["pick", "s.mrc", "-o", "p.csv", "--mode", mode]).mode == mode
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["pick", "s.mrc", "-o", "p.csv", "--mode", "sheet"])
+
+
 def test_pick_modes_write_every_format(tmp_path):
     tube, shell, _, _ = _tube_and_shell()
     for name, vol in (("tube", tube), ("shell", shell)):
