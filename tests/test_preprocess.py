@@ -86,3 +86,21 @@ def test_only_the_band_pass_and_clamp_must_match_a_model():
     assert not base.same_filters(PreprocessConfig(lowpass=40.0))
     assert not base.same_filters(PreprocessConfig(highpass=None))
     assert not base.same_filters(PreprocessConfig(clamp=2.0))
+
+
+def test_binning_keeps_positions_in_angstrom(tmp_path):
+    """A bright voxel block at raw voxels 4-5 is binned voxel 2, which must sit at the same A."""
+    from tomoseg.io.mrc import read_volume, write_volume
+    from tomoseg.workflows.pipeline import preprocess_file
+
+    raw = np.zeros((8, 8, 8), np.float32)
+    raw[4:6, 4:6, 4:6] = 1.0  # centre at raw index 4.5
+    write_volume(tmp_path / "raw.mrc", raw, 10.0, (100.0, 200.0, 300.0))
+    cfg = PreprocessConfig(bin=2, lowpass=None, highpass=None, clamp=None)
+    preprocess_file(tmp_path / "raw.mrc", tmp_path / "bin.mrc", cfg)
+    out = read_volume(tmp_path / "bin.mrc")
+    assert out.voxel_size == 20.0
+    peak = np.unravel_index(np.argmax(out.data), out.data.shape)
+    assert peak == (2, 2, 2)
+    raw_angst = 4.5 * 10.0 + np.array([100.0, 200.0, 300.0])
+    np.testing.assert_allclose(2 * out.voxel_size + np.asarray(out.origin), raw_angst)

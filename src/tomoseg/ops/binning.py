@@ -22,3 +22,15 @@ def bin_volume(volume: np.ndarray, factor: int) -> np.ndarray:
     cropped = data[: nz * factor, : ny * factor, : nx * factor]
     blocks = cropped.reshape(nz, factor, ny, factor, nx, factor)
     return blocks.mean(axis=(1, 3, 5), dtype=np.float64).astype(np.float32)
+
+
+def binned_origin(
+    origin: tuple[float, float, float], voxel_size: float, factor: int
+) -> tuple[float, float, float]:
+    """The origin (A) of a volume binned by ``factor``, so that positions stay put.
+
+    With ``A = index * voxel_size + origin``, binned voxel 0 is the mean of raw
+    voxels 0 .. factor - 1, centred ``(factor - 1) / 2`` raw voxels in.
+    """
+    shift = (factor - 1) / 2 * float(voxel_size)
+    return tuple(float(o) + shift for o in origin)

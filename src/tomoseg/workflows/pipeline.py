@@ -26,6 +26,7 @@ from tomoseg.io.trainset_file import load_trainset, save_trainset
 from tomoseg.nn.device import resolve_device
 from tomoseg.nn.engines import get_engine
 from tomoseg.nn.model import Model
+from tomoseg.ops.binning import binned_origin
 from tomoseg.progress import Progress, report
 from tomoseg.steps.merge import label_dtype, merge_scores
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
@@ -59,9 +60,10 @@ def preprocess_file(
     report(progress, 1, 2, "writing")
     out_size = config.output_voxel_size(raw.voxel_size)
     labels = preprocess_labels(config)
-    write_volume(output_path, data, out_size, raw.origin, labels)
+    origin = binned_origin(raw.origin, raw.voxel_size, config.bin)
+    write_volume(output_path, data, out_size, origin, labels)
     report(progress, 2, 2, "done")
-    return Volume(data=data, voxel_size=out_size, origin=raw.origin, labels=labels)
+    return Volume(data=data, voxel_size=out_size, origin=origin, labels=labels)
 
 
 def preprocess_labels(config: PreprocessConfig) -> tuple[str, ...]:
