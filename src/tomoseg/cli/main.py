@@ -158,6 +158,40 @@ def _average(args: argparse.Namespace) -> None:
                f"{summary['resolution_fsc_0143']:.1f} A at FSC 0.143 ({summary['seconds']:.0f} s)")
 
 
+def _batch(args: argparse.Namespace) -> None:
+    from tomoseg.workflows.batch import BatchConfig, plan_batch, run_batch, write_batch_table
+    from tomoseg.workflows.particles import pick_config
+
+    picks = []
+    for item in args.pick or ():
+        feature, _, mode = item.partition(":")
+        mode = mode or "blob"
+        diameter = args.diameter if mode in ("blob", "filament") else None
+        picks.append((feature, pick_config(mode, threshold=args.threshold, diameter=diameter)))
+    try:
+        config = BatchConfig(preprocess=args.preprocess, threshold=args.threshold, picks=tuple(picks),
+                             particle_format=args.format, force=args.force, device=args.device)
+    except ValueError as err:
+        raise TomosegError(str(err)) from None
+    jobs = plan_batch(args.tomograms, args.models, args.output, config)
+    with progress_bar("batch", unit="%", quiet=args.quiet) as bar:
+        results = run_batch(jobs, config, workers=args.workers, threads=args.threads, scheduler=args.scheduler,
+                            progress=bar)
+    write_batch_table(results, f"{args.output}/batch.csv")
+    failed = [r for r in results if r["status"] == "failed"]
+    for r in failed:
+        print(f"tomoseg: error: {r['tomogram']}: {r['error']}", file=sys.stderr)
+    counts = {s: sum(r["status"] == s for r in results) for s in ("done", "skipped", "failed")}
+    _say(args, f"wrote {args.output}/: {counts['done']} done, {counts['skipped']} done earlier, "
+               f"{counts['failed']} failed (summary: {args.output}/batch.csv)")
+    if failed:
+        raise BatchFailed()
+
+
+class BatchFailed(Exception):
+    """Some tomograms of a batch failed (each was reported on its own line)."""
+
+
 def _demo(args: argparse.Namespace) -> None:
     from tomoseg.workflows.demo import run_demo
 
@@ -333,6 +367,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
 
+    p = command("batch", "Apply models to many tomograms on Dask (local processes or a cluster): score maps, "
+                         "merged labels and picks per tomogram.", _batch)
+    p.add_argument("tomograms", nargs="+", help="tomograms (MRC, or TIFF with --preprocess): preprocessed like the "
+                                                "models' training tomogram, or raw with --preprocess")
+    p.add_argument("-m", "--models", nargs="+", required=True, help="model files to apply to every tomogram")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder: one sub-folder per tomogram (score maps, labels, picks, summary.json) and "
+                        "batch.csv; tomograms finished by an earlier run are skipped")
+    p.add_argument("--preprocess", action="store_true",
+                   help="the tomograms are raw: preprocess each as the models' training tomogram was (band-pass, "
+                        "clamp, contrast), binned and if needed resampled to the models' voxel size")
+    p.add_argument("--threshold", type=float, default=1.0, help="score threshold of merging and picking (default 1)")
+    p.add_argument("--pick", nargs="+", metavar="FEATURE[:MODE]",
+                   help="pick particles from these features' score maps with the default settings of MODE: "
+                        "blob (default), filament or membrane, e.g. --pick ribosome microtubule:filament")
+    p.add_argument("--diameter", type=float, help="blob and filament picking: diameter in A (default 250)")
+    p.add_argument("--format", default="relion5", choices=FORMATS, help="particle format (default relion5)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="tomograms processed at once on this machine, in separate processes (default 1: one at "
+                        "a time, every core on each)")
+    p.add_argument("--threads", type=int, help="CPU threads per tomogram (default: the cores shared by the workers)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask distributed cluster instead, e.g. tcp://host:8786 (pip install "
+                        "'tomoseg[cluster]'; every worker must see the same paths)")
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU if present), cpu, cuda or cuda:N")
+    p.add_argument("--force", action="store_true", help="apply despite a voxel-size or preprocessing mismatch")
+
     p = command("demo", "Run the whole pipeline on a generated tomogram and draw a picture.", _demo)
     p.add_argument("-o", "--output", default="tomoseg-demo", help="output folder (default ./tomoseg-demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -357,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except TomosegError as err:
         print(f"tomoseg: error: {err}", file=sys.stderr)
+        return 2
+    except BatchFailed:
         return 2
     except OSError as err:  # disk full, permission denied while writing, ...
         print(f"tomoseg: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)

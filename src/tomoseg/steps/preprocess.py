@@ -9,7 +9,7 @@ normalised to mean 0 / sd 1 and clamped.
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -75,6 +75,16 @@ class PreprocessConfig:
 
     def output_voxel_size(self, voxel_size: float) -> float:
         return float(self.resample) if self.resample is not None else float(voxel_size) * self.bin
+
+    def reaching(self, voxel_size: float, target: float, tolerance: float = 0.01) -> PreprocessConfig:
+        """These filters, with the binning that brings ``voxel_size`` to ``target`` A: an integer
+        factor where one fits within ``tolerance`` (relative), else the largest factor below,
+        then resampling to ``target``."""
+        ratio = float(target) / float(voxel_size)
+        factor = max(1, round(ratio))
+        if abs(factor - ratio) <= tolerance * ratio:
+            return replace(self, bin=factor, resample=None)
+        return replace(self, bin=max(1, int(np.floor(ratio))), resample=float(target))
 
     def same_filters(self, other: PreprocessConfig) -> bool:
         """Whether two tomograms preprocessed with these look alike to a network: the same

@@ -236,6 +236,7 @@ def apply_files(
     slices_per_batch: int | None = None,
     resume: bool = False,
     progress: Progress | None = None,
+    outputs: Sequence[Path_] | None = None,
 ) -> list[Path]:
     """Apply one or more models to a preprocessed tomogram, slab by slab, into score maps.
 
@@ -243,11 +244,16 @@ def apply_files(
     written incrementally and appear complete (renamed) at the end; an
     interrupted run (Ctrl-C, cancel) leaves a partial result that ``resume=True``
     continues, giving the same file as an uninterrupted run. ``threads``: CPU
-    threads for torch (default: torch's, i.e. all cores). Returns the output paths.
+    threads for torch (default: torch's, i.e. all cores). ``outputs``: one path per
+    model instead of those :func:`apply_outputs` derives from ``output``. Returns the output paths.
     """
     if not model_paths:
         raise TomosegError("apply needs at least one model")
-    outputs = apply_outputs(model_paths, tomogram, output)
+    if outputs is None:
+        outputs = apply_outputs(model_paths, tomogram, output)
+    elif len(outputs) != len(model_paths):
+        raise ValueError("apply_files needs one output path per model")
+    outputs = [Path(o) for o in outputs]
     inputs = (tomogram, *model_paths)
     for out in outputs:
         check_writable(out, inputs=inputs)

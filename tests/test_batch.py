@@ -1,0 +1,138 @@
+"""tomoseg batch: many tomograms, preprocessed like the models' training data, on Dask."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tomoseg.cli.main import main
+from tomoseg.errors import TomosegError
+from tomoseg.io.model_file import save_model
+from tomoseg.io.mrc import read_volume, write_volume
+from tomoseg.io.particles import read_particles
+from tomoseg.nn.model import Model
+from tomoseg.steps.preprocess import PreprocessConfig
+from tomoseg.workflows import batch
+from tomoseg.workflows.batch import BatchConfig, plan_batch, run_batch
+from tomoseg.workflows.pipeline import apply_file
+
+
+@pytest.fixture(scope="module")
+def batch_dir(tmp_path_factory, small_tomo, small_pre, particle_model):
+    """Two models (particle, and a copy named 'copy') and two raw tomograms: ``a`` at 10 A and ``b``,
+    the same volume at 5 A (every voxel repeated twice per axis), which binning by 2 brings back."""
+    d = tmp_path_factory.mktemp("batch")
+    pre = PreprocessConfig()
+    for name in ("particle", "copy"):
+        save_model(d / f"{name}.model", Model(net=copy.deepcopy(particle_model.net), amplitude=particle_model.amplitude,
+                                              name=name, voxel_size=10.0, preprocessing=pre.to_dict()))
+    write_volume(d / "a.mrc", small_tomo.volume, 10.0, origin=(100.0, 0.0, 0.0))
+    fine = small_tomo.volume.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+    write_volume(d / "b.mrc", fine, 5.0, origin=(100.0, 0.0, 0.0))
+    write_volume(d / "a_pre.mrc", small_pre, 10.0, labels=(f"tomoseg preprocess: {pre.describe()}",))
+    return d
+
+
+def _run(d, out, *extra):
+    return main(["batch", str(d / "a.mrc"), str(d / "b.mrc"), "-m", str(d / "particle.model"),
+                 str(d / "copy.model"), "-o", str(out), "--preprocess", "-q", *extra])
+
+
+def test_batch_preprocesses_applies_merges_and_picks(batch_dir, tmp_path):
+    d, out = batch_dir, tmp_path / "out"
+    assert _run(d, out, "--pick", "particle", "--diameter", "220") == 0
+    a_pre, b_pre = read_volume(out / "a" / "a_pre.mrc"), read_volume(out / "b" / "b_pre.mrc")
+    assert a_pre.voxel_size == pytest.approx(10.0) and b_pre.voxel_size == pytest.approx(10.0)
+    assert b_pre.data.shape == a_pre.data.shape == (32, 128, 128)
+    assert b_pre.origin == (102.5, 2.5, 2.5)  # binned voxel 0 lies half a raw voxel in
+    np.testing.assert_allclose(np.asarray(b_pre.data), np.asarray(a_pre.data), atol=1e-4)
+    # the same scores as applying the model by hand to the same preprocessing
+    apply_file(d / "particle.model", d / "a_pre.mrc", tmp_path / "by_hand.mrc")
+    by_hand = np.asarray(read_volume(tmp_path / "by_hand.mrc").data)
+    a_scores = read_volume(out / "a" / "a_particle.mrc")
+    np.testing.assert_allclose(np.asarray(a_scores.data), by_hand, atol=1e-4)
+    assert a_scores.origin == (100.0, 0.0, 0.0) and a_scores.label_value("feature") == "particle"
+    labels = np.asarray(read_volume(out / "a" / "a_labels.mrc").data)
+    assert set(np.unique(labels)) <= {0, 1, 2} and (labels == 1).sum() == (by_hand >= 1).sum()  # ties: the first
+    picks_a, meta = read_particles(out / "a" / "a_particle.star")
+    picks_b, _ = read_particles(out / "b" / "b_particle.star")
+    assert len(picks_a) > 3 and len(picks_a) == len(picks_b)
+    table = pd.read_csv(out / "batch.csv")
+    assert list(table["status"]) == ["done", "done"] and list(table["picks_particle"]) == [len(picks_a)] * 2
+    summary = json.loads((out / "a" / "summary.json").read_text())
+    assert summary["voxel_size"] == 10.0 and summary["picks"]["particle"]["count"] == len(picks_a)
+
+
+def test_batch_skips_finished_tomograms_and_goes_on_after_a_failure(batch_dir, tmp_path, monkeypatch, capsys):
+    d, out = batch_dir, tmp_path / "out"
+    real = batch.run_tomogram
+
+    def failing_b(job, *args, **kwargs):
+        if job.stem == "b":
+            raise TomosegError(f"{job.tomogram}: something went wrong")
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "run_tomogram", failing_b)
+    assert _run(d, out) == 2
+    err = capsys.readouterr().err
+    assert "b.mrc: something went wrong" in err and "Traceback" not in err
+    assert (out / "a" / "summary.json").exists() and not (out / "b" / "summary.json").exists()
+    assert list(pd.read_csv(out / "batch.csv")["status"]) == ["done", "failed"]
+    monkeypatch.setattr(batch, "run_tomogram", real)
+    first = (out / "a" / "a_particle.mrc").stat().st_mtime_ns
+    assert _run(d, out) == 0
+    assert list(pd.read_csv(out / "batch.csv")["status"]) == ["skipped", "done"]
+    assert (out / "a" / "a_particle.mrc").stat().st_mtime_ns == first  # not redone
+
+
+def test_batch_checks_every_input_before_any_work(batch_dir, tmp_path, capsys):
+    d, out = batch_dir, tmp_path / "out"
+    # raw 5 A tomogram without --preprocess: the models want 10 A
+    code = main(["batch", str(d / "a_pre.mrc"), str(d / "b.mrc"), "-m", str(d / "particle.model"), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "b.mrc: voxel size 5 A differs" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    with pytest.raises(TomosegError, match="no model is for the feature 'ribosome'"):
+        plan_batch([d / "a.mrc"], [d / "particle.model"], out,
+                   BatchConfig(preprocess=True, picks=(("ribosome", None),)))
+    with pytest.raises(TomosegError, match="missing.mrc: no such file"):
+        plan_batch([d / "missing.mrc"], [d / "particle.model"], out, BatchConfig(preprocess=True))
+    with pytest.raises(TomosegError, match="two tomogram file names are 'a'"):
+        plan_batch([d / "a.mrc", tmp_path / "a.mrc"], [d / "particle.model"], out, BatchConfig(preprocess=True))
+
+
+def _scores(out, stem):
+    return np.asarray(read_volume(out / stem / f"{stem}_particle.mrc").data)
+
+
+def test_batch_on_local_processes_gives_the_same_maps(batch_dir, tmp_path):
+    d = batch_dir
+    config = BatchConfig(preprocess=True)
+    one = plan_batch([d / "a.mrc", d / "b.mrc"], [d / "particle.model"], tmp_path / "one", config)
+    two = plan_batch([d / "a.mrc", d / "b.mrc"], [d / "particle.model"], tmp_path / "two", config)
+    seen = []
+    assert [r["status"] for r in run_batch(one, config)] == ["done", "done"]
+    results = run_batch(two, config, workers=2, progress=lambda done, total, msg="": seen.append(done))
+    assert [r["status"] for r in results] == ["done", "done"] and seen[-1] == 200
+    for stem in ("a", "b"):
+        np.testing.assert_allclose(_scores(tmp_path / "two", stem), _scores(tmp_path / "one", stem), atol=1e-5)
+
+
+def test_batch_on_a_distributed_cluster(batch_dir, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    d = batch_dir
+    config = BatchConfig(preprocess=True)
+    jobs = plan_batch([d / "a.mrc"], [d / "particle.model"], tmp_path / "out", config)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+        results = run_batch(jobs, config, scheduler=cl.scheduler_address)
+    assert results[0]["status"] == "done"
+    run_batch(plan_batch([d / "a.mrc"], [d / "particle.model"], tmp_path / "here", config), config)
+    np.testing.assert_allclose(_scores(tmp_path / "out", "a"), _scores(tmp_path / "here", "a"), atol=1e-5)
+    monkeypatch.setattr(batch, "CONNECT_TIMEOUT", "2s")
+    with pytest.raises(TomosegError, match="cannot reach the Dask scheduler"):
+        run_batch(plan_batch([d / "a.mrc"], [d / "particle.model"], tmp_path / "x", config), config,
+                  scheduler="tcp://127.0.0.1:1")
