@@ -174,9 +174,13 @@ def _batch(args: argparse.Namespace) -> None:
     except ValueError as err:
         raise TomosegError(str(err)) from None
     jobs = plan_batch(args.tomograms, args.models, args.output, config)
-    with progress_bar("batch", unit="%", quiet=args.quiet) as bar:
-        results = run_batch(jobs, config, workers=args.workers, threads=args.threads, scheduler=args.scheduler,
-                            progress=bar)
+    try:
+        with progress_bar("batch", unit="%", quiet=args.quiet) as bar:
+            results = run_batch(jobs, config, workers=args.workers, threads=args.threads,
+                                scheduler=args.scheduler, progress=bar)
+    except KeyboardInterrupt:
+        raise Cancelled("interrupted; finished tomograms are kept (each folder with a summary.json): "
+                        "run the same command again to go on") from None
     write_batch_table(results, f"{args.output}/batch.csv")
     failed = [r for r in results if r["status"] == "failed"]
     for r in failed:

@@ -223,7 +223,7 @@ def is_done(job: TomogramJob) -> bool:
 def _run_safely(job: TomogramJob, config: BatchConfig, threads: int | None, progress: Progress | None = None) -> dict:
     """:func:`run_tomogram` with ``threads`` torch threads; a failure becomes a summary, not a lost batch."""
     try:
-        with torch_threads(threads):
+        with torch_threads(threads or _node_threads()):
             return run_tomogram(job, config, progress=progress)
     except TomosegError as err:
         message = str(err)
@@ -232,6 +232,38 @@ def _run_safely(job: TomogramJob, config: BatchConfig, threads: int | None, prog
     except Exception as err:  # noqa: BLE001 - one tomogram's bug must not lose the others' results
         message = f"internal error: {type(err).__name__}: {err}"
     return {"tomogram": str(job.tomogram), "status": "failed", "error": message.splitlines()[0]}
+
+
+def _node_threads() -> int | None:
+    """On a Dask distributed worker: torch threads for a task, the node's cores shared among
+    the worker's task threads; None elsewhere.
+
+    A worker's nanny sets ``OMP_NUM_THREADS=1`` (torch on one core) and
+    ``MALLOC_TRIM_THRESHOLD_``, which turns glibc's adaptive mmap threshold off: every
+    array over 128 KiB is then mapped and unmapped again, and ``apply`` ran 2.4x slower
+    (docs/benchmarks.md). glibc's usual ceilings (32 MiB mapped, 64 MiB trimmed) are restored.
+    """
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    if "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        _restore_malloc_thresholds()
+    return max(1, (os.cpu_count() or 1) // max(1, worker.state.nthreads))
+
+
+def _restore_malloc_thresholds() -> None:
+    import ctypes
+
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(m_mmap_threshold, 32 * 2**20)
+        libc.mallopt(m_trim_threshold, 64 * 2**20)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def run_batch(
@@ -248,7 +280,8 @@ def run_batch(
     ``workers``: tomograms at once on this machine (1: in this process; more: local
     processes). ``threads``: CPU threads per tomogram (default: the machine's cores
     divided among the workers). ``scheduler``: address of a Dask distributed scheduler
-    instead (needs the ``distributed`` package; ``workers`` is then the cluster's).
+    instead (needs the ``distributed`` package; ``workers`` is then the cluster's, and
+    ``threads`` defaults to all cores of the node running each tomogram).
     """
     if workers < 1:
         raise TomosegError(f"--workers must be >= 1, got {workers}")
@@ -271,10 +304,11 @@ def run_batch(
             job = jobs[i]
             results[i] = _run_safely(job, config, threads, scaled(progress, finished + 100 * k, 100, total, job.stem))
         return results
-    per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
     import dask
 
-    tasks = [dask.delayed(_run_safely, pure=False)(jobs[i], config, per_worker) for i in pending]
+    if scheduler is None:  # share this machine's cores out; on a cluster each worker's torch uses its own
+        threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    tasks = [dask.delayed(_run_safely, pure=False)(jobs[i], config, threads) for i in pending]
 
     def done(count: int, job_index: int, summary: dict) -> None:
         results[job_index] = summary
@@ -288,7 +322,14 @@ def run_batch(
 
 
 def _on_processes(tasks, pending: list[int], workers: int, done) -> None:
-    """Local Dask processes (spawned, so torch starts clean in each)."""
+    """Local Dask processes (spawned, so torch starts clean in each, one tomogram per submission).
+
+    Ctrl-C reaches the workers too, so each stops at once and removes its partial files
+    (a score map's journal is kept for resuming)."""
+    import multiprocessing
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+
     import dask
     from dask.callbacks import Callback
 
@@ -301,8 +342,16 @@ def _on_processes(tasks, pending: list[int], workers: int, done) -> None:
                 count[0] += 1
                 done(count[0], keys[key], result)
 
-    with Reporter():
-        dask.compute(*tasks, scheduler="processes", num_workers=workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool, Reporter():
+        try:
+            dask.compute(*tasks, scheduler="processes", pool=pool, chunksize=1)
+        except KeyboardInterrupt:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGINT)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _on_cluster(tasks, pending: list[int], address: str, done) -> None:
