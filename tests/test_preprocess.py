@@ -104,3 +104,13 @@ def test_binning_keeps_positions_in_angstrom(tmp_path):
     assert peak == (2, 2, 2)
     raw_angst = 4.5 * 10.0 + np.array([100.0, 200.0, 300.0])
     np.testing.assert_allclose(2 * out.voxel_size + np.asarray(out.origin), raw_angst)
+
+
+def test_reaching_a_voxel_size_bins_by_an_integer_or_resamples():
+    base = PreprocessConfig(lowpass=25.0, invert=True)
+    assert base.reaching(2.5, 10.0) == PreprocessConfig(lowpass=25.0, invert=True, bin=4)
+    assert base.reaching(3.33, 10.0) == PreprocessConfig(lowpass=25.0, invert=True, bin=3)  # 9.99 A: within 1 %
+    assert base.reaching(2.7, 10.0) == PreprocessConfig(lowpass=25.0, invert=True, bin=3, resample=10.0)
+    assert base.reaching(12.0, 10.0) == PreprocessConfig(lowpass=25.0, invert=True, bin=1, resample=10.0)
+    for raw in (2.5, 2.7, 3.33, 12.0):
+        assert base.reaching(raw, 10.0).output_voxel_size(raw) == pytest.approx(10.0, rel=0.01)
