@@ -204,3 +204,14 @@ def test_cli_applies_several_models_into_a_folder(apply_dir, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["pre_other.mrc", "pre_particle.mrc"]
     assert main(["apply", str(d / "pre.mrc"), "-o", str(tmp_path / "x.mrc"), "--quiet"]) == 2
     assert "MODEL [MODEL ...] TOMOGRAM" in capsys.readouterr().err
+
+
+def test_an_unreadable_preprocessing_record_is_one_line_naming_the_file(apply_dir, tmp_path, capsys):
+    from tomoseg.cli.main import main
+
+    labels = (f"tomoseg preprocess: {PreprocessConfig().describe()}", "tomoseg resample: ten")
+    write_volume(tmp_path / "odd.mrc", np.zeros((4, 32, 32), np.float32), 10.0, labels=labels)
+    code = main(["apply", str(apply_dir / "particle.model"), str(tmp_path / "odd.mrc"), "-o", str(tmp_path / "s.mrc")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"tomoseg: error: {tmp_path / 'odd.mrc'}: unreadable tomoseg preprocessing")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "s.mrc").exists()

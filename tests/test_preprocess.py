@@ -114,3 +114,25 @@ def test_reaching_a_voxel_size_bins_by_an_integer_or_resamples():
     assert base.reaching(12.0, 10.0) == PreprocessConfig(lowpass=25.0, invert=True, bin=1, resample=10.0)
     for raw in (2.5, 2.7, 3.33, 12.0):
         assert base.reaching(raw, 10.0).output_voxel_size(raw) == pytest.approx(10.0, rel=0.01)
+
+
+def test_resample_is_scipys_cubic_spline_with_a_float32_prefilter():
+    from scipy import ndimage
+
+    volume = np.random.default_rng(0).normal(size=(20, 45, 33)).astype(np.float32)
+    for target in (13.7, 7.3):
+        out = resample(volume, 10.0, target)
+        expected = ndimage.affine_transform(volume, np.full(3, target / 10.0), output_shape=out.shape,
+                                            output=np.float32, order=3, mode="nearest")
+        np.testing.assert_allclose(out, expected, atol=1e-5 * np.abs(expected).max())
+
+
+def test_binning_an_integer_volume_in_slabs():
+    from tomoseg.ops.binning import bin_volume
+
+    raw = np.random.default_rng(1).integers(-100, 100, size=(13, 20, 22)).astype(np.int16)
+    for slab_bytes in (1, 10**9):  # one binned slice per slab, and all at once
+        out = bin_volume(raw, 3, slab_bytes=slab_bytes)
+        assert out.shape == (4, 6, 7) and out.dtype == np.float32
+        manual = raw[:12, :18, :21].astype(np.float64).reshape(4, 3, 6, 3, 7, 3).mean(axis=(1, 3, 5))
+        np.testing.assert_allclose(out, manual, rtol=1e-6)

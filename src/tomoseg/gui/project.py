@@ -271,7 +271,7 @@ class Project:
             )
         from tomoseg.workflows.pipeline import preprocessing_of
 
-        pre = preprocessing_of(self.volume)
+        pre = preprocessing_of(self.volume, self.tomogram)
         return make_trainset(
             self.volume.data, feature.boxes, lambda z: self.masks[z] == feature.value, name,
             self.volume.voxel_size, None if pre is None else pre.to_dict(),

@@ -106,8 +106,13 @@ def resample(volume: np.ndarray, voxel_size: float, target: float) -> np.ndarray
     if step == 1.0:
         return np.asarray(volume, dtype=np.float32)
     shape = tuple(int(np.floor((n - 1) / step + 1e-9)) + 1 for n in volume.shape)
-    return ndimage.affine_transform(np.asarray(volume, dtype=np.float32), np.full(3, step), output_shape=shape,
-                                    output=np.float32, order=3, mode="nearest")
+    # What affine_transform's prefilter does for mode "nearest" (pad 12 voxels by the edge values,
+    # spline-filter), in place in float32: its own makes two float64 copies of the volume.
+    pad = 12
+    coefficients = np.pad(np.asarray(volume, dtype=np.float32), pad, mode="edge")
+    ndimage.spline_filter(coefficients, order=3, output=coefficients, mode="nearest")
+    return ndimage.affine_transform(coefficients, np.full(3, step), offset=pad, output_shape=shape,
+                                    output=np.float32, order=3, mode="nearest", prefilter=False)
 
 
 def normalise(volume: np.ndarray, clamp: float | None = 3.0) -> np.ndarray:

@@ -75,8 +75,9 @@ def preprocess_labels(config: PreprocessConfig) -> tuple[str, ...]:
     return labels
 
 
-def preprocessing_of(volume: Volume) -> PreprocessConfig | None:
-    """The preprocessing recorded in a tomogram's header by tomoseg, if any."""
+def preprocessing_of(volume: Volume, path: Path_ | None = None) -> PreprocessConfig | None:
+    """The preprocessing recorded in a tomogram's header by tomoseg, if any (``path`` names
+    the file in the error for an unreadable record)."""
     text = volume.label_value("preprocess")
     if text is None:
         return None
@@ -84,7 +85,9 @@ def preprocessing_of(volume: Volume) -> PreprocessConfig | None:
     try:
         return replace(PreprocessConfig.parse(text), resample=None if target is None else float(target))
     except ValueError as err:
-        raise TomosegError(f"unreadable tomoseg preprocessing label {text!r} / resample {target!r} ({err})") from None
+        where = f"{path}: " if path is not None else ""
+        raise TomosegError(f"{where}unreadable tomoseg preprocessing label {text!r} / resample {target!r} "
+                           f"({err})") from None
 
 
 def _mask_source(path: Path_, tomo: Volume, value: int | None):
@@ -118,7 +121,7 @@ def trainset_file(
     check_writable(output_path, inputs=(tomogram, boxes_path, labels or masks))
     tomo = read_volume(tomogram)
     boxes = read_boxes(boxes_path)
-    pre = preprocessing_of(tomo)
+    pre = preprocessing_of(tomo, tomogram)
     if pre is None:
         warnings.warn(f"{tomogram}: not preprocessed by tomoseg; apply the model only to tomograms prepared the same way")
     mask_of = _mask_source(labels if labels is not None else masks, tomo, value if labels is not None else None)
@@ -181,7 +184,7 @@ def check_compatible(model: Model, model_path: Path_, tomo: Volume, tomo_path: P
             f"{model.voxel_size:g} A ({model_path}); preprocess it with --resample {model.voxel_size:g} "
             "(or --bin), or pass --force"
         )
-    pre = preprocessing_of(tomo)
+    pre = preprocessing_of(tomo, tomo_path)
     if pre is None:
         warnings.warn(f"{tomo_path}: not preprocessed by tomoseg; the model expects {_describe(model)}")
     elif model.preprocessing is not None:
