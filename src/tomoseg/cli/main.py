@@ -167,7 +167,10 @@ def _batch(args: argparse.Namespace) -> None:
         feature, _, mode = item.partition(":")
         mode = mode or "blob"
         diameter = args.diameter if mode in ("blob", "filament") else None
-        picks.append((feature, pick_config(mode, threshold=args.threshold, diameter=diameter)))
+        try:
+            picks.append((feature, pick_config(mode, threshold=args.threshold, diameter=diameter)))
+        except TomosegError as err:
+            raise TomosegError(f"--pick {item}: {err}") from None
     try:
         config = BatchConfig(preprocess=args.preprocess, threshold=args.threshold, picks=tuple(picks),
                              particle_format=args.format, force=args.force, device=args.device)
