@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from tomoseg.cli.main import main
-from tomoseg.errors import TomosegError
+from tomoseg.errors import Cancelled, TomosegError
 from tomoseg.io.model_file import save_model
 from tomoseg.io.mrc import read_volume, write_volume
 from tomoseg.io.particles import read_particles
@@ -79,7 +81,8 @@ def test_batch_skips_finished_tomograms_and_goes_on_after_a_failure(batch_dir, t
     monkeypatch.setattr(batch, "run_tomogram", failing_b)
     assert _run(d, out) == 2
     err = capsys.readouterr().err
-    assert "b.mrc: something went wrong" in err and "Traceback" not in err
+    assert f"tomoseg: error: {d / 'b.mrc'}: something went wrong\n" in err
+    assert err.count("b.mrc") == 1 and "Traceback" not in err
     assert (out / "a" / "summary.json").exists() and not (out / "b" / "summary.json").exists()
     assert list(pd.read_csv(out / "batch.csv")["status"]) == ["done", "failed"]
     monkeypatch.setattr(batch, "run_tomogram", real)
@@ -127,7 +130,7 @@ def test_batch_on_a_distributed_cluster(batch_dir, tmp_path, monkeypatch):
     d = batch_dir
     config = BatchConfig(preprocess=True)
     jobs = plan_batch([d / "a.mrc"], [d / "particle.model"], tmp_path / "out", config)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cl:
         results = run_batch(jobs, config, scheduler=cl.scheduler_address)
     assert results[0]["status"] == "done"
     run_batch(plan_batch([d / "a.mrc"], [d / "particle.model"], tmp_path / "here", config), config)
@@ -136,3 +139,47 @@ def test_batch_on_a_distributed_cluster(batch_dir, tmp_path, monkeypatch):
     with pytest.raises(TomosegError, match="cannot reach the Dask scheduler"):
         run_batch(plan_batch([d / "a.mrc"], [d / "particle.model"], tmp_path / "x", config), config,
                   scheduler="tcp://127.0.0.1:1")
+
+
+def test_batch_redoes_only_what_changed(batch_dir, tmp_path):
+    d, out = batch_dir, tmp_path / "out"
+    assert _run(d, out) == 0
+    maps = out / "a" / "a_particle.mrc"
+    first = maps.stat().st_mtime_ns
+    # new picking options: score maps reused, picks made
+    assert _run(d, out, "--pick", "particle", "--format", "csv") == 0
+    assert maps.stat().st_mtime_ns == first and (out / "a" / "a_particle.csv").exists()
+    assert list(pd.read_csv(out / "batch.csv")["status"]) == ["done", "done"]
+    # the same again: nothing to do
+    assert _run(d, out, "--pick", "particle", "--format", "csv") == 0
+    assert list(pd.read_csv(out / "batch.csv")["status"]) == ["skipped", "skipped"]
+    # fewer picks: the old particle list goes; a changed model: its maps are made again
+    os.utime(d / "copy.model")
+    assert _run(d, out) == 0
+    assert not (out / "a" / "a_particle.csv").exists() and maps.stat().st_mtime_ns != first
+
+
+def test_a_cancel_stops_the_batch(batch_dir, tmp_path):
+    d = batch_dir
+    config = BatchConfig(preprocess=True)
+    jobs = plan_batch([d / "a.mrc", d / "b.mrc"], [d / "particle.model"], tmp_path / "out", config)
+
+    def cancel(done, total, message=""):
+        if "applying" in message:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        run_batch(jobs, config, progress=cancel)
+    assert not (tmp_path / "out" / "a" / "summary.json").exists() and not (tmp_path / "out" / "b").exists()
+
+
+def test_batch_refuses_outputs_that_would_collide(batch_dir, tmp_path):
+    d = batch_dir
+    shutil.copy(d / "particle.model", tmp_path / "labels.model")
+    with pytest.raises(TomosegError, match="may not be called 'labels'"):
+        plan_batch([d / "a.mrc"], [d / "particle.model", tmp_path / "labels.model"], tmp_path / "out",
+                   BatchConfig(preprocess=True))
+    shutil.copy(d / "particle.model", tmp_path / "again.model")  # a second model for the feature 'particle'
+    with pytest.raises(TomosegError, match="more than one model is for the feature 'particle'"):
+        plan_batch([d / "a.mrc"], [d / "particle.model", tmp_path / "again.model"], tmp_path / "out",
+                   BatchConfig(preprocess=True, picks=(("particle", None),)))

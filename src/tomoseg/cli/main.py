@@ -172,8 +172,8 @@ def _batch(args: argparse.Namespace) -> None:
         except TomosegError as err:
             raise TomosegError(f"--pick {item}: {err}") from None
     try:
-        config = BatchConfig(preprocess=args.preprocess, threshold=args.threshold, picks=tuple(picks),
-                             particle_format=args.format, force=args.force, device=args.device)
+        config = BatchConfig(preprocess=args.preprocess, voxel_size=args.voxel_size, threshold=args.threshold,
+                             picks=tuple(picks), particle_format=args.format, force=args.force, device=args.device)
     except ValueError as err:
         raise TomosegError(str(err)) from None
     jobs = plan_batch(args.tomograms, args.models, args.output, config)
@@ -187,7 +187,7 @@ def _batch(args: argparse.Namespace) -> None:
     write_batch_table(results, f"{args.output}/batch.csv")
     failed = [r for r in results if r["status"] == "failed"]
     for r in failed:
-        print(f"tomoseg: error: {r['tomogram']}: {r['error']}", file=sys.stderr)
+        print(f"tomoseg: error: {r['error']}", file=sys.stderr)
     counts = {s: sum(r["status"] == s for r in results) for s in ("done", "skipped", "failed")}
     _say(args, f"wrote {args.output}/: {counts['done']} done, {counts['skipped']} done earlier, "
                f"{counts['failed']} failed (summary: {args.output}/batch.csv)")
@@ -381,10 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--models", nargs="+", required=True, help="model files to apply to every tomogram")
     p.add_argument("-o", "--output", required=True,
                    help="output folder: one sub-folder per tomogram (score maps, labels, picks, summary.json) and "
-                        "batch.csv; tomograms finished by an earlier run are skipped")
+                        "batch.csv; running again skips tomograms finished with the same inputs and options, "
+                        "and resumes interrupted ones")
     p.add_argument("--preprocess", action="store_true",
                    help="the tomograms are raw: preprocess each as the models' training tomogram was (band-pass, "
                         "clamp, contrast), binned and if needed resampled to the models' voxel size")
+    p.add_argument("--voxel-size", type=float,
+                   help="with --preprocess: voxel size in A of the raw tomograms, if their headers' are missing or wrong")
     p.add_argument("--threshold", type=float, default=1.0, help="score threshold of merging and picking (default 1)")
     p.add_argument("--pick", nargs="+", metavar="FEATURE[:MODE]",
                    help="pick particles from these features' score maps with the default settings of MODE: "

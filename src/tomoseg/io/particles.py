@@ -36,6 +36,13 @@ EXTENSIONS = {".csv": "csv", ".star": "relion5", ".tbl": "dynamo", ".mod": "imod
 ANGLE_COLUMNS = ("rot", "tilt", "psi")
 
 
+def extension_of(format: str) -> str:
+    """The file extension of a particle format (``.star`` for both RELION formats)."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown particle format {format!r}; choose one of {', '.join(FORMATS)}")
+    return ".star" if format == "relion3" else next(e for e, f in EXTENSIONS.items() if f == format)
+
+
 def infer_format(path: str | os.PathLike, format: str | None = None) -> str:
     """The format named, or the one the file extension implies."""
     if format is not None:

@@ -9,43 +9,48 @@ One task per tomogram, in its own folder ``OUTPUT/STEM/``:
 3. with two or more models, the maps are merged (argmax, threshold) -> ``STEM_labels.mrc``;
 4. particles are picked from the requested features' maps -> ``STEM_FEATURE.star`` (or
    another format);
-5. ``summary.json`` is written last: a tomogram with one is done and skipped when
-   the batch runs again. Every file appears whole or not at all, and an interrupted
-   score map is resumed.
+5. ``summary.json`` is written last.
 
-Tasks run on Dask: one after another in this process (``workers=1``, every core
-for each tomogram), in ``workers`` local processes, or on a distributed cluster
-(``scheduler``: the address of a ``distributed`` scheduler, e.g.
-``tcp://host:8786``; paths must then be the same on every worker). A tomogram that
-fails is reported and the others go on. Every input is checked before any work
-(:func:`plan_batch`), so a wrong voxel size or a missing file stops the batch at
-once with one line.
+``.batch.json`` records what the outputs were made from (input files, models,
+preprocessing; threshold, picks, format). Running the batch again skips a finished
+tomogram made from the same, reuses and resumes the outputs of an interrupted one,
+redoes only the merge and picks when only those options changed, and everything when
+an input or model changed. Every file appears whole or not at all.
+
+Tasks run on Dask: one after another in this process (``workers=1``, every core for
+each tomogram), in ``workers`` local processes, or on a distributed cluster
+(``scheduler``: the address of a ``distributed`` scheduler, e.g. ``tcp://host:8786``;
+paths must then be the same on every worker). A tomogram that fails (bad data, a
+worker killed for memory) is reported and the others go on. Every input is checked
+before any work (:func:`plan_batch`), so a wrong voxel size or a missing file stops
+the batch at once with one line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import time
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
-from tomoseg.errors import TomosegError
+from tomoseg.errors import Cancelled, TomosegError
 from tomoseg.io.atomic import atomic_output
 from tomoseg.io.model_file import load_model
 from tomoseg.io.mrc import read_volume
-from tomoseg.io.particles import write_particles
+from tomoseg.io.particles import FORMATS, extension_of
+from tomoseg.io.resumable import partial_paths
 from tomoseg.progress import Progress, report, scaled
 from tomoseg.steps.preprocess import PreprocessConfig
-from tomoseg.types import TomogramInfo
-from tomoseg.workflows.particles import PickMode, pick_scores
+from tomoseg.workflows.particles import PickMode, pick_file
 from tomoseg.workflows.pipeline import (
     VOXEL_SIZE_TOLERANCE,
     apply_files,
     check_compatible,
+    file_fingerprint,
     merge_files,
     preprocess_file,
     torch_threads,
@@ -56,9 +61,8 @@ Path_ = str | os.PathLike
 CONNECT_TIMEOUT = "30s"
 """How long to wait for a Dask distributed scheduler to answer."""
 
-#: File extension of each particle format.
-PARTICLE_EXTENSIONS = {"csv": ".csv", "relion5": ".star", "relion3": ".star", "dynamo": ".tbl",
-                       "imod": ".mod", "eman2": ".json"}
+RESERVED_STEMS = ("pre", "labels")
+"""Model file names whose score maps would take the name of the batch's own outputs."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,15 @@ class BatchConfig:
     """What to do with each tomogram.
 
     preprocess: the tomograms are raw; preprocess each as the models' training tomogram
-    was. threshold: of the merge. picks: (feature name, picking configuration) pairs.
-    particle_format: one of :data:`PARTICLE_EXTENSIONS`. force: apply despite a
-    voxel-size or preprocessing mismatch. device, engine: as ``tomoseg apply``.
+    was. voxel_size: A/voxel of the raw tomograms, where their headers are wrong
+    (with ``preprocess`` only). threshold: of the merge. picks: (feature name, picking
+    configuration) pairs. particle_format: one of ``io.particles.FORMATS``. force:
+    apply despite a voxel-size or preprocessing mismatch. device, engine: as
+    ``tomoseg apply``.
     """
 
     preprocess: bool = False
+    voxel_size: float | None = None
     threshold: float = 1.0
     picks: tuple[tuple[str, PickMode], ...] = ()
     particle_format: str = "relion5"
@@ -80,25 +87,40 @@ class BatchConfig:
     engine: str = "fft"
 
     def __post_init__(self) -> None:
-        if self.particle_format not in PARTICLE_EXTENSIONS:
-            raise ValueError(f"unknown particle format {self.particle_format!r}; "
-                             f"choose one of {', '.join(PARTICLE_EXTENSIONS)}")
+        if self.particle_format not in FORMATS:
+            raise ValueError(f"unknown particle format {self.particle_format!r}; choose one of {', '.join(FORMATS)}")
+        if self.voxel_size is not None and not self.preprocess:
+            raise ValueError("--voxel-size corrects raw tomograms' headers: it needs --preprocess")
 
 
 @dataclass(frozen=True)
 class TomogramJob:
     """One tomogram of a batch: where it is, where its outputs go, how to preprocess it
-    (None: it is preprocessed already), and the models to apply."""
+    (None: it is preprocessed already), the models to apply and their feature names."""
 
     tomogram: Path
     folder: Path
     models: tuple[Path, ...]
     preprocessing: PreprocessConfig | None = None
-    features: tuple[str, ...] = field(default=())
+    features: tuple[str, ...] = ()
 
     @property
     def stem(self) -> str:
         return self.tomogram.stem
+
+    @property
+    def scored(self) -> Path:
+        """The tomogram the models are applied to."""
+        return self.tomogram if self.preprocessing is None else self.folder / f"{self.stem}_pre.mrc"
+
+    def score_maps(self) -> list[Path]:
+        return [self.folder / f"{self.stem}_{m.stem}.mrc" for m in self.models]
+
+    def labels(self) -> Path:
+        return self.folder / f"{self.stem}_labels.mrc"
+
+    def picks(self, feature: str, format: str) -> Path:
+        return self.folder / f"{self.stem}_{feature}{extension_of(format)}"
 
 
 def plan_batch(
@@ -107,42 +129,56 @@ def plan_batch(
     """Check every input and return one job per tomogram; nothing is written.
 
     Raises :class:`TomosegError` naming the file for a missing or unreadable input,
-    two inputs whose outputs would collide, a feature to pick that no model has,
-    models trained on differently preprocessed tomograms (with ``preprocess``), or a
-    tomogram the models do not fit (without ``preprocess``, unless ``force``).
+    outputs that would collide, a feature to pick that no model (or more than one) has,
+    models trained on differently preprocessed tomograms (with ``preprocess``), a
+    tomogram the models do not fit (without ``preprocess``, unless ``force``), or an
+    output folder that cannot be written. Paths are made absolute (cluster workers
+    have other working folders).
     """
     if not model_paths:
         raise TomosegError("batch needs at least one model")
     if not tomograms:
         raise TomosegError("batch needs at least one tomogram")
-    model_paths = [Path(p) for p in model_paths]
+    model_paths = [_absolute(p) for p in model_paths]
     models = [load_model(p) for p in model_paths]
     _unique([p.stem for p in model_paths], "model file names", "their score maps would collide")
+    for path in model_paths:
+        if path.stem in RESERVED_STEMS:
+            raise TomosegError(f"{path}: a model file may not be called {path.stem!r} in a batch (its score map "
+                               "would take the name of the batch's own output); rename it")
     features = tuple(m.name for m in models)
     for name, _ in config.picks:
-        if name not in features:
-            raise TomosegError(f"no model is for the feature {name!r} to pick; the models are for "
-                               f"{', '.join(features)}")
-    paths = [Path(t) for t in tomograms]
+        if features.count(name) != 1:
+            raise TomosegError(f"{'no model' if name not in features else 'more than one model'} is for the "
+                               f"feature {name!r} to pick; the models are for {', '.join(features)}")
+    paths = [_absolute(t) for t in tomograms]
     _unique([p.stem for p in paths], "tomogram file names", "their output folders would collide")
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise TomosegError(f"{out}: exists and is not a folder")
+    out = _absolute(output)
+    _check_output_folder(out)
     base = _shared_preprocessing(models, model_paths) if config.preprocess else None
     jobs = []
     for path in paths:
         if not path.is_file():
             raise TomosegError(f"{path}: no such file")
-        vol = read_volume(path)
+        vol = read_volume(path, voxel_size=config.voxel_size)
+        pre = None
         if base is not None:
-            pre = base.reaching(vol.voxel_size, models[0].voxel_size, VOXEL_SIZE_TOLERANCE)
-        else:
-            pre = None
-            if not config.force:
-                for model, model_path in zip(models, model_paths):
-                    check_compatible(model, model_path, vol, path)
+            target = models[0].voxel_size
+            pre = base.reaching(vol.voxel_size, target, VOXEL_SIZE_TOLERANCE)
+            if vol.voxel_size > target * (1 + VOXEL_SIZE_TOLERANCE):
+                warnings.warn(f"{path}: its {vol.voxel_size:g} A voxels are resampled to the models' finer "
+                              f"{target:g} A, which adds no detail; a model trained at {vol.voxel_size:g} A would "
+                              "fit these data better")
+        elif not config.force:
+            for model, model_path in zip(models, model_paths):
+                check_compatible(model, model_path, vol, path)
         jobs.append(TomogramJob(path, out / path.stem, tuple(model_paths), pre, features))
     return jobs
+
+
+def _absolute(path: Path_) -> Path:
+    """An absolute path, symbolic links kept (their names are the tomograms' names)."""
+    return Path(os.path.abspath(path))
 
 
 def _unique(names: list[str], what: str, why: str) -> None:
@@ -151,6 +187,16 @@ def _unique(names: list[str], what: str, why: str) -> None:
         if name in seen:
             raise TomosegError(f"two {what} are {name!r}; {why}")
         seen.add(name)
+
+
+def _check_output_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise TomosegError(f"{out}: exists and is not a folder")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise TomosegError(f"{out}: cannot be written ({existing} is not a writable folder)")
 
 
 def _shared_preprocessing(models, model_paths: list[Path]) -> PreprocessConfig:
@@ -169,44 +215,88 @@ def _shared_preprocessing(models, model_paths: list[Path]) -> PreprocessConfig:
     return base
 
 
-def run_tomogram(job: TomogramJob, config: BatchConfig = BatchConfig(), threads: int | None = None,
-                 progress: Progress | None = None) -> dict:
+def _fingerprints(job: TomogramJob, config: BatchConfig) -> dict:
+    """What the score maps, and what the labels and picks, are made from."""
+    maps = {"tomogram": file_fingerprint(job.tomogram), "models": [file_fingerprint(m) for m in job.models],
+            "preprocessing": None if job.preprocessing is None else job.preprocessing.to_dict(),
+            "voxel_size": config.voxel_size, "engine": config.engine}
+    post = {"threshold": config.threshold, "format": config.particle_format,
+            "picks": [[feature, type(pick).__name__, asdict(pick)] for feature, pick in config.picks]}
+    return json.loads(json.dumps({"maps": maps, "post": post}))
+
+
+def _state_path(job: TomogramJob) -> Path:
+    return job.folder / ".batch.json"
+
+
+def _read_state(job: TomogramJob) -> dict:
+    try:
+        return json.loads(_state_path(job).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remove(paths) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+
+
+def _start(job: TomogramJob, config: BatchConfig) -> None:
+    """Remove outputs made from other inputs or options than these, and record these."""
+    job.folder.mkdir(parents=True, exist_ok=True)
+    old, new = _read_state(job), _fingerprints(job, config)
+    files = old.get("files", {})
+    if old.get("maps") != new["maps"]:
+        _remove(Path(f) for f in files.get("maps", []))
+        _remove(p for f in files.get("maps", []) for p in partial_paths(f))
+    if old.get("maps") != new["maps"] or old.get("post") != new["post"]:
+        _remove(Path(f) for f in files.get("post", []) + [str(job.folder / "summary.json")])
+    maps = ([job.scored] if job.preprocessing is not None else []) + job.score_maps()
+    post = ([job.labels()] if len(job.models) > 1 else []) + \
+        [job.picks(feature, config.particle_format) for feature, _ in config.picks]
+    new["files"] = {"maps": [str(p) for p in maps], "post": [str(p) for p in post]}
+    with atomic_output(_state_path(job)) as tmp:
+        tmp.write_text(json.dumps(new, indent=2))
+
+
+def is_done(job: TomogramJob, config: BatchConfig = BatchConfig()) -> bool:
+    """Whether an earlier run finished this tomogram with these inputs and options."""
+    if not (job.folder / "summary.json").is_file():
+        return False
+    state, now = _read_state(job), _fingerprints(job, config)
+    return state.get("maps") == now["maps"] and state.get("post") == now["post"]
+
+
+def run_tomogram(job: TomogramJob, config: BatchConfig = BatchConfig(), progress: Progress | None = None) -> dict:
     """Preprocess, apply, merge and pick one tomogram; returns its summary (also in ``summary.json``).
 
-    Steps whose output exists already are skipped (outputs appear whole or not at all).
+    Outputs of an earlier run from the same inputs and options are reused (an interrupted
+    score map is resumed); others are removed first.
     """
     start = time.perf_counter()
-    job.folder.mkdir(parents=True, exist_ok=True)
-    stem = job.stem
-    tomogram = job.tomogram
-    if job.preprocessing is not None:
-        tomogram = job.folder / f"{stem}_pre.mrc"
-        if not tomogram.exists():
-            report(progress, 0, 100, "preprocessing")
-            preprocess_file(job.tomogram, tomogram, job.preprocessing)
-    scores = [job.folder / f"{stem}_{m.stem}.mrc" for m in job.models]
+    _start(job, config)
+    if job.preprocessing is not None and not job.scored.exists():
+        report(progress, 0, 100, "preprocessing")
+        preprocess_file(job.tomogram, job.scored, job.preprocessing, voxel_size=config.voxel_size)
+    scores = job.score_maps()
     todo = [i for i, s in enumerate(scores) if not s.exists()]
     if todo:
-        apply_files([job.models[i] for i in todo], tomogram, job.folder, engine=config.engine,
-                    force=True, device=config.device, threads=threads, resume=True,
+        apply_files([job.models[i] for i in todo], job.scored, job.folder, engine=config.engine,
+                    force=True, device=config.device, resume=True,
                     progress=scaled(progress, 10, 80, 100, "applying"), outputs=[scores[i] for i in todo])
-    summary: dict = {"tomogram": str(job.tomogram), "scored": str(tomogram), "status": "done"}
+    summary: dict = {"tomogram": str(job.tomogram), "scored": str(job.scored), "status": "done",
+                     "score_maps": [str(s) for s in scores]}
     if len(scores) > 1:
-        labels = job.folder / f"{stem}_labels.mrc"
-        if not labels.exists():
+        if not job.labels().exists():
             report(progress, 90, 100, "merging")
-            merge_files(scores, labels, config.threshold)
-        summary["labels"] = str(labels)
+            merge_files(scores, job.labels(), config.threshold)
+        summary["labels"] = str(job.labels())
     vol = read_volume(scores[0])
-    info = TomogramInfo(stem, float(vol.voxel_size), tuple(int(s) for s in vol.data.shape), vol.origin)
-    summary.update(voxel_size=info.voxel_size, shape=list(info.shape), score_maps=[str(s) for s in scores])
-    extension = PARTICLE_EXTENSIONS[config.particle_format]
+    summary.update(voxel_size=float(vol.voxel_size), shape=[int(n) for n in vol.data.shape])
     for feature, pick in config.picks:
         report(progress, 95, 100, f"picking {feature}")
-        path = job.folder / f"{stem}_{feature}{extension}"
-        score_map = read_volume(scores[job.features.index(feature)])
-        picks = pick_scores(np.asarray(score_map.data, dtype=np.float32), info.voxel_size, pick)
-        write_particles(path, picks, info, config.particle_format)
+        path = job.picks(feature, config.particle_format)
+        picks = pick_file(scores[job.features.index(feature)], path, pick, config.particle_format, name=job.stem)
         summary.setdefault("picks", {})[feature] = {"file": str(path), "count": len(picks)}
     summary["seconds"] = round(time.perf_counter() - start, 2)
     with atomic_output(job.folder / "summary.json") as tmp:
@@ -215,26 +305,61 @@ def run_tomogram(job: TomogramJob, config: BatchConfig = BatchConfig(), threads:
     return summary
 
 
-def is_done(job: TomogramJob) -> bool:
-    """Whether an earlier run finished this tomogram."""
-    return (job.folder / "summary.json").is_file()
+# Ctrl-C in local worker processes: a tomogram being processed stops (its partial files are
+# removed, a score map's journal is kept for resuming); an idle worker ignores it, as does a
+# worker already stopping (the terminal and the batch's main process may both send one).
+_busy = False
+_stopping = False
+
+
+def _on_sigint(signum, frame) -> None:
+    global _stopping
+    if _busy and not _stopping:
+        _stopping = True
+        raise KeyboardInterrupt
+
+
+def _init_worker() -> None:
+    signal.signal(signal.SIGINT, _on_sigint)
 
 
 def _run_safely(job: TomogramJob, config: BatchConfig, threads: int | None, progress: Progress | None = None) -> dict:
-    """:func:`run_tomogram` with ``threads`` torch threads; a failure becomes a summary, not a lost batch."""
+    """:func:`run_tomogram` with ``threads`` torch threads; a failure becomes a summary, not a lost batch.
+    Cancelling (the progress callback raising :class:`Cancelled`) and Ctrl-C stop it."""
+    global _busy
+    _busy = True
     try:
-        with torch_threads(threads or _node_threads()):
+        with torch_threads(threads or _dask_worker_threads()):
             return run_tomogram(job, config, progress=progress)
+    except Cancelled:
+        raise
     except TomosegError as err:
         message = str(err)
     except OSError as err:
         message = f"{err.filename or ''}: {err.strerror or err}"
     except Exception as err:  # noqa: BLE001 - one tomogram's bug must not lose the others' results
         message = f"internal error: {type(err).__name__}: {err}"
-    return {"tomogram": str(job.tomogram), "status": "failed", "error": message.splitlines()[0]}
+    finally:
+        _busy = False
+    return _failed(job, message)
 
 
-def _node_threads() -> int | None:
+def _failed(job: TomogramJob, message: str) -> dict:
+    message = message.splitlines()[0] if message else "failed"
+    if str(job.tomogram) not in message:
+        message = f"{job.tomogram}: {message}"
+    return {"tomogram": str(job.tomogram), "status": "failed", "error": message}
+
+
+def _cores() -> int:
+    """CPU cores this process may use (CPU affinity, e.g. a Slurm allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _dask_worker_threads() -> int | None:
     """On a Dask distributed worker: torch threads for a task, the node's cores shared among
     the worker's task threads; None elsewhere.
 
@@ -251,7 +376,7 @@ def _node_threads() -> int | None:
         return None
     if "MALLOC_TRIM_THRESHOLD_" in os.environ:
         _restore_malloc_thresholds()
-    return max(1, (os.cpu_count() or 1) // max(1, worker.state.nthreads))
+    return max(1, _cores() // max(1, worker.state.nthreads))
 
 
 def _restore_malloc_thresholds() -> None:
@@ -281,7 +406,7 @@ def run_batch(
     processes). ``threads``: CPU threads per tomogram (default: the machine's cores
     divided among the workers). ``scheduler``: address of a Dask distributed scheduler
     instead (needs the ``distributed`` package; ``workers`` is then the cluster's, and
-    ``threads`` defaults to all cores of the node running each tomogram).
+    ``threads`` defaults to the cores of the node running each tomogram).
     """
     if workers < 1:
         raise TomosegError(f"--workers must be >= 1, got {workers}")
@@ -290,71 +415,74 @@ def run_batch(
     results: list[dict | None] = [None] * len(jobs)
     pending = []
     for i, job in enumerate(jobs):
-        if is_done(job):
+        if is_done(job, config):
             results[i] = {**json.loads((job.folder / "summary.json").read_text()), "status": "skipped"}
         else:
             pending.append(i)
     total = 100 * len(jobs)
     finished = 100 * (len(jobs) - len(pending))
     report(progress, finished, total, f"{len(pending)} to do")
-    if not pending:
-        return results
-    if scheduler is None and workers == 1:  # in this process, with progress inside each tomogram
+    workers = min(workers, len(pending))
+    if scheduler is None and workers <= 1:  # in this process, with progress inside each tomogram
         for k, i in enumerate(pending):
-            job = jobs[i]
-            results[i] = _run_safely(job, config, threads, scaled(progress, finished + 100 * k, 100, total, job.stem))
+            results[i] = _run_safely(jobs[i], config, threads, scaled(progress, finished + 100 * k, 100, total,
+                                                                      jobs[i].stem))
         return results
     import dask
 
-    if scheduler is None:  # share this machine's cores out; on a cluster each worker's torch uses its own
-        threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    if scheduler is None:  # share this machine's cores out; on a cluster each node's are used
+        threads = threads or max(1, _cores() // workers)
     tasks = [dask.delayed(_run_safely, pure=False)(jobs[i], config, threads) for i in pending]
+    count = [0]
 
-    def done(count: int, job_index: int, summary: dict) -> None:
+    def done(job_index: int, summary: dict) -> None:
         results[job_index] = summary
-        report(progress, finished + 100 * count, total, f"{jobs[job_index].stem} {summary['status']}")
+        count[0] += 1
+        report(progress, finished + 100 * count[0], total, f"{jobs[job_index].stem} {summary['status']}")
 
     if scheduler is not None:
-        _on_cluster(tasks, pending, scheduler, done)
+        _on_cluster(tasks, pending, jobs, scheduler, done)
     else:
-        _on_processes(tasks, pending, workers, done)
+        _on_processes(tasks, pending, jobs, workers, done)
     return results
 
 
-def _on_processes(tasks, pending: list[int], workers: int, done) -> None:
-    """Local Dask processes (spawned, so torch starts clean in each, one tomogram per submission).
-
-    Ctrl-C reaches the workers too, so each stops at once and removes its partial files
-    (a score map's journal is kept for resuming)."""
+def _on_processes(tasks, pending: list[int], jobs, workers: int, done) -> None:
+    """Local Dask processes (spawned, so torch starts clean in each; one tomogram per submission)."""
     import multiprocessing
-    import signal
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     import dask
     from dask.callbacks import Callback
 
     keys = {task.key: i for task, i in zip(tasks, pending)}
-    count = [0]
+    reported: set[int] = set()
 
     class Reporter(Callback):
         def _posttask(self, key, result, dsk, state, worker_id):  # noqa: D102
             if key in keys:
-                count[0] += 1
-                done(count[0], keys[key], result)
+                reported.add(keys[key])
+                done(keys[key], result)
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool, Reporter():
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool, Reporter():
         try:
             dask.compute(*tasks, scheduler="processes", pool=pool, chunksize=1)
+        except BrokenProcessPool:
+            for i in pending:  # those not reported yet were running or waiting when a worker died
+                if i not in reported:
+                    done(i, _failed(jobs[i], "a worker process died (killed, e.g. for lack of memory?); "
+                                             "run the batch again to retry"))
         except KeyboardInterrupt:
             for process in list((getattr(pool, "_processes", None) or {}).values()):
-                if process.is_alive():
+                if process.is_alive():  # stop the tomograms being processed (the workers ignore a second one)
                     os.kill(process.pid, signal.SIGINT)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
-def _on_cluster(tasks, pending: list[int], address: str, done) -> None:
+def _on_cluster(tasks, pending: list[int], jobs, address: str, done) -> None:
     """A Dask distributed scheduler at ``address``."""
     try:
         from distributed import Client, as_completed
@@ -362,13 +490,20 @@ def _on_cluster(tasks, pending: list[int], address: str, done) -> None:
         raise TomosegError("--scheduler needs the 'distributed' package: pip install 'tomoseg[cluster]'") from None
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError) as err:
+    except (OSError, TimeoutError, ValueError) as err:
         raise TomosegError(f"cannot reach the Dask scheduler at {address} ({err})") from None
     with client:
         futures = client.compute(tasks)
         index = {f.key: i for f, i in zip(futures, pending)}
-        for count, future in enumerate(as_completed(futures), start=1):
-            done(count, index[future.key], future.result())
+        for future in as_completed(futures):
+            i = index[future.key]
+            try:
+                summary = future.result()
+            except BaseException as err:  # noqa: BLE001 - KilledWorker, CancelledError (a BaseException)
+                if isinstance(err, KeyboardInterrupt):
+                    raise
+                summary = _failed(jobs[i], f"{type(err).__name__}: {err}")
+            done(i, summary)
 
 
 def write_batch_table(results: Sequence[dict], path: Path_) -> None:

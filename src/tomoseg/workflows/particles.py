@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -73,17 +74,20 @@ def pick_file(
     output_path: Path_,
     config: PickMode = PickConfig(),
     format: str | None = None,
+    name: str | None = None,
 ) -> Picks:
     """Pick blobs (PickConfig), filament points or membrane points from a score map and write them.
 
     The format follows ``format`` or the extension (.csv, .star = RELION 5, .tbl, .mod, .json).
+    ``name``: the tomogram's name in the particle file (default: the score map's file name).
     """
     check_writable(output_path, inputs=(scores_path,))
     vol = read_volume(scores_path)
     scores = np.asarray(vol.data, dtype=np.float32)
     check_finite(scores_path, scores)
     picks = pick_scores(scores, vol.voxel_size, config)
-    write_particles(output_path, picks, tomogram_info(scores_path, vol), format)
+    info = tomogram_info(scores_path, vol)
+    write_particles(output_path, picks, info if name is None else replace(info, name=name), format)
     return picks
 
 

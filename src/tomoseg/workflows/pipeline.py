@@ -223,7 +223,8 @@ def apply_outputs(model_paths: Sequence[Path_], tomogram: Path_, output: Path_) 
     return [folder / f"{Path(tomogram).stem}_{stem}.mrc" for stem in stems]
 
 
-def _fingerprint(path: Path_) -> dict:
+def file_fingerprint(path: Path_) -> dict:
+    """What identifies a file's content cheaply: its resolved path, size and modification time."""
     st = os.stat(path)
     return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
@@ -269,7 +270,7 @@ def apply_files(
     if not force:
         for model, path in zip(models, model_paths):
             check_compatible(model, path, tomo, tomogram)
-    settings = {"engine": engine, "slices_per_batch": slices_per_batch, "tomogram": _fingerprint(tomogram)}
+    settings = {"engine": engine, "slices_per_batch": slices_per_batch, "tomogram": file_fingerprint(tomogram)}
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch_threads(threads))
         outs = []
@@ -277,7 +278,7 @@ def apply_files(
             labels = (header_label("feature", model.name),)
             if model.colour:
                 labels += (header_label("colour", model.colour),)
-            fingerprint = {**settings, "model": _fingerprint(path)}
+            fingerprint = {**settings, "model": file_fingerprint(path)}
             outs.append(stack.enter_context(resumable_volume(
                 out, tomo.data.shape, np.float32, tomo.voxel_size, tomo.origin, labels, fingerprint, resume)))
         done = frozenset.intersection(*(o.done for o in outs))
