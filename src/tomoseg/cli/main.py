@@ -90,6 +90,17 @@ def _merge(args: argparse.Namespace) -> None:
     _say(args, f"wrote {args.output}: 0=none, {legend}")
 
 
+def _consensus(args: argparse.Namespace) -> None:
+    from tomoseg.workflows import consensus_files
+
+    with progress_bar("consensus", unit="slice", quiet=args.quiet) as bar:
+        consensus_files(args.scores, args.output, spread_path=args.spread, disagreement_path=args.disagreement,
+                        threshold=args.threshold, progress=bar)
+    extra = [p for p in (args.spread, args.disagreement) if p]
+    _say(args, f"wrote {args.output}" + (f" and {', '.join(extra)}" if extra else "")
+         + f": {len(args.scores)} annotators' maps")
+
+
 def _pick(args: argparse.Namespace) -> None:
     from tomoseg.workflows.particles import PICK_OPTIONS, pick_config, pick_file
 
@@ -296,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scores", nargs="+", help="score maps (MRC) from 'tomoseg apply'")
     p.add_argument("-o", "--output", required=True, help="label map (MRC)")
     p.add_argument("--threshold", type=float, default=1.0, help="minimum score for a label (default 1)")
+
+    p = command("consensus", "Consensus (mean) of several annotators' score maps for one feature, with their "
+                             "spread and disagreement.", _consensus)
+    p.add_argument("scores", nargs="+", help="two or more score maps (MRC) of one feature on one tomogram, from "
+                                             "networks trained by different annotators")
+    p.add_argument("-o", "--output", required=True, help="consensus score map (MRC): the mean, on-feature ~1")
+    p.add_argument("--spread", help="also write the standard deviation of the scores here (MRC)")
+    p.add_argument("--disagreement", help="also write the disagreement at the threshold here (MRC): "
+                                          "0 unanimous, 1 half the annotators each way")
+    p.add_argument("--threshold", type=float, default=1.0, help="threshold of the disagreement (default 1)")
 
     p = command("pick", "Pick particles from a score map: blobs, points along filaments, or on membranes.", _pick)
     p.add_argument("scores", help="score map (MRC)")

@@ -4,6 +4,7 @@ from tomoseg.workflows.particles import average_file, classify_file, export_file
 from tomoseg.workflows.pipeline import (
     apply_file,
     apply_files,
+    consensus_files,
     merge_files,
     preprocess_file,
     train_file,
@@ -11,6 +12,6 @@ from tomoseg.workflows.pipeline import (
 )
 
 __all__ = [
-    "apply_file", "apply_files", "average_file", "classify_file", "export_file", "extract_file", "merge_files",
+    "apply_file", "apply_files", "average_file", "classify_file", "consensus_files", "export_file", "extract_file", "merge_files",
     "pick_file", "preprocess_file", "train_file", "trainset_file",
 ]

@@ -28,6 +28,7 @@ from tomoseg.nn.engines import get_engine
 from tomoseg.nn.model import Model
 from tomoseg.ops.binning import binned_origin
 from tomoseg.progress import Progress, report
+from tomoseg.steps.consensus import consensus_scores
 from tomoseg.steps.merge import label_dtype, merge_scores
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.segment import score_slabs, slab_slices
@@ -323,13 +324,8 @@ def torch_threads(threads: int | None):
         torch.set_num_threads(before)
 
 
-def merge_files(
-    score_paths: Sequence[Path_], output_path: Path_, threshold: float = 1.0, slices_per_batch: int = 16
-) -> list[str]:
-    """Merge score maps into a label map (k = k-th input); returns the feature names."""
-    if not score_paths:
-        raise TomosegError("merge needs at least one score map")
-    check_writable(output_path, inputs=tuple(score_paths))
+def _same_grid_maps(score_paths: Sequence[Path_]) -> list[Volume]:
+    """The score maps (memory-mapped), checked to share one grid (shape and voxel size)."""
     maps = [read_volume(p) for p in score_paths]
     first = maps[0]
     for path, vol in zip(score_paths, maps):
@@ -337,6 +333,18 @@ def merge_files(
             raise TomosegError(f"{path}: shape {vol.data.shape} differs from {score_paths[0]}'s {first.data.shape}")
         if abs(vol.voxel_size - first.voxel_size) > VOXEL_SIZE_TOLERANCE * first.voxel_size:
             raise TomosegError(f"{path}: voxel size {vol.voxel_size:g} A differs from {score_paths[0]}'s")
+    return maps
+
+
+def merge_files(
+    score_paths: Sequence[Path_], output_path: Path_, threshold: float = 1.0, slices_per_batch: int = 16
+) -> list[str]:
+    """Merge score maps into a label map (k = k-th input); returns the feature names."""
+    if not score_paths:
+        raise TomosegError("merge needs at least one score map")
+    check_writable(output_path, inputs=tuple(score_paths))
+    maps = _same_grid_maps(score_paths)
+    first = maps[0]
     names = [vol.label_value("feature") or Path(p).stem for p, vol in zip(score_paths, maps)]
     labels = tuple(header_label(f"label {k}", n[:60]) for k, n in enumerate(names, start=1))[:9]
     nz = first.data.shape[0]
@@ -347,3 +355,49 @@ def merge_files(
             out[z0:z1] = merge_scores([read_slab(v.data, z0, z1) for v in maps], threshold)
             release_pages(out[z0:z1])
     return names
+
+
+def consensus_files(
+    score_paths: Sequence[Path_],
+    output_path: Path_,
+    spread_path: Path_ | None = None,
+    disagreement_path: Path_ | None = None,
+    threshold: float = 1.0,
+    slices_per_batch: int = 16,
+    progress: Progress | None = None,
+) -> None:
+    """Consensus (mean) of several annotators' score maps for one feature, and optionally their
+    spread and disagreement (:mod:`tomoseg.steps.consensus`), slab by slab. All outputs appear
+    together or not at all, on the maps' grid (voxel size, origin)."""
+    if len(score_paths) < 2:
+        raise TomosegError("a consensus needs at least two score maps (one per annotator)")
+    outputs = [p for p in (output_path, spread_path, disagreement_path) if p is not None]
+    if len({Path(p).resolve() for p in outputs}) != len(outputs):
+        raise TomosegError("the consensus, spread and disagreement outputs must be different files")
+    for out in outputs:
+        check_writable(out, inputs=tuple(score_paths))
+    maps = _same_grid_maps(score_paths)
+    first = maps[0]
+    names = sorted({vol.label_value("feature") or Path(p).stem for p, vol in zip(score_paths, maps)})
+    if len(names) > 1:
+        warnings.warn(f"the score maps are for different features ({', '.join(names)}); a consensus is meant for "
+                      "one feature's maps from several annotators")
+    feature = names[0] if len(names) == 1 else "consensus"
+    kinds = [("mean", output_path), ("spread", spread_path), ("disagreement", disagreement_path)]
+    nz = first.data.shape[0]
+    with contextlib.ExitStack() as stack:
+        written = []
+        for kind, path in kinds:
+            if path is None:
+                continue
+            labels = (header_label("feature", feature), header_label("consensus", f"{kind} of {len(maps)} maps"))
+            out = stack.enter_context(create_volume(path, first.data.shape, np.float32, first.voxel_size,
+                                                    first.origin, labels))
+            written.append((kind, out))
+        for z0 in range(0, nz, slices_per_batch):
+            z1 = min(nz, z0 + slices_per_batch)
+            result = consensus_scores([read_slab(v.data, z0, z1) for v in maps], threshold)._asdict()
+            for kind, out in written:
+                out[z0:z1] = result[kind]
+                release_pages(out[z0:z1])
+            report(progress, z1, nz, "slices")
