@@ -183,3 +183,25 @@ def test_batch_refuses_outputs_that_would_collide(batch_dir, tmp_path):
     with pytest.raises(TomosegError, match="more than one model is for the feature 'particle'"):
         plan_batch([d / "a.mrc"], [d / "particle.model", tmp_path / "again.model"], tmp_path / "out",
                    BatchConfig(preprocess=True, picks=(("particle", None),)))
+
+
+def test_batch_touches_only_its_own_recorded_outputs(batch_dir, tmp_path):
+    d, out = batch_dir, tmp_path / "out"
+    # a file batch did not make, where its output would go: refused, not reused or deleted
+    (out / "a").mkdir(parents=True)
+    write_volume(out / "a" / "a_particle.mrc", np.full((2, 4, 4), 7.0, np.float32), 10.0)
+    with pytest.raises(TomosegError, match="a_particle.mrc, which no batch recorded"):
+        plan_batch([d / "a.mrc"], [d / "particle.model"], out, BatchConfig(preprocess=True))
+    shutil.rmtree(out)
+    assert _run(d, out) == 0
+    # a copy of the output folder re-run with a changed model leaves the original alone
+    shutil.copytree(out, tmp_path / "copy")
+    original = (out / "a" / "a_copy.mrc").stat().st_mtime_ns
+    os.utime(d / "copy.model")
+    assert _run(d, tmp_path / "copy") == 0
+    assert (out / "a" / "a_copy.mrc").stat().st_mtime_ns == original
+    # a recorded output deleted by hand: the tomogram is done again
+    (tmp_path / "copy" / "b" / "b_labels.mrc").unlink()
+    assert _run(d, tmp_path / "copy") == 0
+    assert list(pd.read_csv(tmp_path / "copy" / "batch.csv")["status"]) == ["skipped", "done"]
+    assert (tmp_path / "copy" / "b" / "b_labels.mrc").exists()

@@ -43,6 +43,7 @@ def test_consensus_command_writes_the_three_maps_on_the_grid(tmp_path, capsys):
     np.testing.assert_allclose(np.asarray(mean.data), np.mean(maps, axis=0), rtol=1e-5)
     np.testing.assert_allclose(np.asarray(read_volume(tmp_path / "s.mrc").data), np.std(maps, axis=0),
                                rtol=1e-4, atol=1e-6)
+    assert read_volume(tmp_path / "s.mrc").label_value("feature") == "ribosome spread"
     votes = (np.stack(maps) >= 1).mean(0)
     np.testing.assert_allclose(np.asarray(read_volume(tmp_path / "d.mrc").data), 1 - np.abs(2 * votes - 1),
                                atol=1e-6)
@@ -52,3 +53,16 @@ def test_consensus_command_writes_the_three_maps_on_the_grid(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "other.mrc: shape" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x.mrc").exists()
+
+
+def test_maps_of_differently_cropped_tomograms_are_refused(tmp_path):
+    from tomoseg.errors import TomosegError
+    from tomoseg.workflows import consensus_files, merge_files
+
+    data = np.ones((4, 8, 8), np.float32)
+    write_volume(tmp_path / "a.mrc", data, 10.0, origin=(0.0, 0.0, 0.0))
+    write_volume(tmp_path / "b.mrc", data, 10.0, origin=(20.0, 0.0, 0.0))
+    for run in (lambda: consensus_files([tmp_path / "a.mrc", tmp_path / "b.mrc"], tmp_path / "c.mrc"),
+                lambda: merge_files([tmp_path / "a.mrc", tmp_path / "b.mrc"], tmp_path / "m.mrc")):
+        with pytest.raises(TomosegError, match="b.mrc: origin"):
+            run()

@@ -28,6 +28,7 @@ the batch at once with one line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -172,7 +173,12 @@ def plan_batch(
         elif not config.force:
             for model, model_path in zip(models, model_paths):
                 check_compatible(model, model_path, vol, path)
-        jobs.append(TomogramJob(path, out / path.stem, tuple(model_paths), pre, features))
+        job = TomogramJob(path, out / path.stem, tuple(model_paths), pre, features)
+        found = unrecorded_outputs(job, config)
+        if found:
+            raise TomosegError(f"{job.folder}: holds {found[0].name}, which no batch recorded making (an older "
+                               "tomoseg's, or another program's); remove it or choose another output folder")
+        jobs.append(job)
     return jobs
 
 
@@ -231,40 +237,63 @@ def _state_path(job: TomogramJob) -> Path:
 
 def _read_state(job: TomogramJob) -> dict:
     try:
-        return json.loads(_state_path(job).read_text())
+        state = json.loads(_state_path(job).read_text())
     except (OSError, ValueError):
         return {}
+    return state if isinstance(state, dict) else {}
 
 
-def _remove(paths) -> None:
-    for path in paths:
-        Path(path).unlink(missing_ok=True)
-
-
-def _start(job: TomogramJob, config: BatchConfig) -> None:
-    """Remove outputs made from other inputs or options than these, and record these."""
-    job.folder.mkdir(parents=True, exist_ok=True)
-    old, new = _read_state(job), _fingerprints(job, config)
-    files = old.get("files", {})
-    if old.get("maps") != new["maps"]:
-        _remove(Path(f) for f in files.get("maps", []))
-        _remove(p for f in files.get("maps", []) for p in partial_paths(f))
-    if old.get("maps") != new["maps"] or old.get("post") != new["post"]:
-        _remove(Path(f) for f in files.get("post", []) + [str(job.folder / "summary.json")])
+def _outputs(job: TomogramJob, config: BatchConfig) -> dict[str, list[str]]:
+    """File names (inside the job's folder) of the outputs made from the maps' and the post level's inputs."""
     maps = ([job.scored] if job.preprocessing is not None else []) + job.score_maps()
     post = ([job.labels()] if len(job.models) > 1 else []) + \
         [job.picks(feature, config.particle_format) for feature, _ in config.picks]
-    new["files"] = {"maps": [str(p) for p in maps], "post": [str(p) for p in post]}
+    return {"maps": [p.name for p in maps], "post": [p.name for p in post] + ["summary.json"]}
+
+
+def _remove(job: TomogramJob, names) -> None:
+    """Delete these outputs (plain names inside the job's folder, never its tomogram or models)."""
+    keep = {job.tomogram.resolve(), *(m.resolve() for m in job.models)}
+    for name in names:
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            continue  # not a plain file name: not batch's
+        path = job.folder / name
+        if path.resolve() not in keep and (path.is_file() or path.is_symlink()):
+            path.unlink()
+
+
+def unrecorded_outputs(job: TomogramJob, config: BatchConfig) -> list[Path]:
+    """Outputs already in a job's folder that no batch recorded (``.batch.json`` missing):
+    made by hand or by another program, so neither reused nor deleted."""
+    if _read_state(job):
+        return []
+    names = [n for level in _outputs(job, config).values() for n in level]
+    return [job.folder / n for n in names if (job.folder / n).exists()]
+
+
+def _start(job: TomogramJob, config: BatchConfig) -> None:
+    """Remove outputs made from other inputs or options than these (and temporary files a killed
+    run left), and record these."""
+    job.folder.mkdir(parents=True, exist_ok=True)
+    old, new = _read_state(job), _fingerprints(job, config)
+    files = old.get("files") if isinstance(old.get("files"), dict) else {}
+    if old.get("maps") != new["maps"]:
+        maps = list(files.get("maps", []))
+        _remove(job, maps + [n for f in maps if isinstance(f, str) for n in (p.name for p in partial_paths(f))])
+    if old.get("maps") != new["maps"] or old.get("post") != new["post"]:
+        _remove(job, list(files.get("post", [])) + ["summary.json"])
+    _remove(job, [p.name for p in job.folder.glob(".*.part")])  # atomic_output's, from a killed worker
+    new["files"] = _outputs(job, config)
     with atomic_output(_state_path(job)) as tmp:
         tmp.write_text(json.dumps(new, indent=2))
 
 
 def is_done(job: TomogramJob, config: BatchConfig = BatchConfig()) -> bool:
-    """Whether an earlier run finished this tomogram with these inputs and options."""
-    if not (job.folder / "summary.json").is_file():
-        return False
+    """Whether an earlier run finished this tomogram with these inputs and options (and its outputs are there)."""
     state, now = _read_state(job), _fingerprints(job, config)
-    return state.get("maps") == now["maps"] and state.get("post") == now["post"]
+    if state.get("maps") != now["maps"] or state.get("post") != now["post"]:
+        return False
+    return all((job.folder / n).is_file() for level in _outputs(job, config).values() for n in level)
 
 
 def run_tomogram(job: TomogramJob, config: BatchConfig = BatchConfig(), progress: Progress | None = None) -> dict:
@@ -321,6 +350,8 @@ def _on_sigint(signum, frame) -> None:
 
 def _init_worker() -> None:
     signal.signal(signal.SIGINT, _on_sigint)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _run_safely(job: TomogramJob, config: BatchConfig, threads: int | None, progress: Progress | None = None) -> dict:
@@ -336,7 +367,7 @@ def _run_safely(job: TomogramJob, config: BatchConfig, threads: int | None, prog
     except TomosegError as err:
         message = str(err)
     except OSError as err:
-        message = f"{err.filename or ''}: {err.strerror or err}"
+        message = f"{err.filename}: {err.strerror or err}" if err.filename else (err.strerror or str(err))
     except Exception as err:  # noqa: BLE001 - one tomogram's bug must not lose the others' results
         message = f"internal error: {type(err).__name__}: {err}"
     finally:
@@ -391,6 +422,14 @@ def _restore_malloc_thresholds() -> None:
         pass
 
 
+def _read_summary(job: TomogramJob) -> dict | None:
+    try:
+        summary = json.loads((job.folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and "tomogram" in summary else None
+
+
 def run_batch(
     jobs: Sequence[TomogramJob],
     config: BatchConfig = BatchConfig(),
@@ -415,8 +454,9 @@ def run_batch(
     results: list[dict | None] = [None] * len(jobs)
     pending = []
     for i, job in enumerate(jobs):
-        if is_done(job, config):
-            results[i] = {**json.loads((job.folder / "summary.json").read_text()), "status": "skipped"}
+        summary = _read_summary(job) if is_done(job, config) else None
+        if summary is not None:
+            results[i] = {**summary, "status": "skipped"}
         else:
             pending.append(i)
     total = 100 * len(jobs)
@@ -432,7 +472,6 @@ def run_batch(
 
     if scheduler is None:  # share this machine's cores out; on a cluster each node's are used
         threads = threads or max(1, _cores() // workers)
-    tasks = [dask.delayed(_run_safely, pure=False)(jobs[i], config, threads) for i in pending]
     count = [0]
 
     def done(job_index: int, summary: dict) -> None:
@@ -440,49 +479,109 @@ def run_batch(
         count[0] += 1
         report(progress, finished + 100 * count[0], total, f"{jobs[job_index].stem} {summary['status']}")
 
+    def task(i: int):
+        return dask.delayed(_run_safely, pure=False)(jobs[i], config, threads)
+
     if scheduler is not None:
-        _on_cluster(tasks, pending, jobs, scheduler, done)
+        _on_cluster(task, pending, jobs, scheduler, done)
     else:
-        _on_processes(tasks, pending, jobs, workers, done)
+        while pending:  # again in a new pool after a worker died, without the tomograms it was running
+            pending = _on_processes(task, pending, jobs, workers, done)
     return results
 
 
-def _on_processes(tasks, pending: list[int], jobs, workers: int, done) -> None:
-    """Local Dask processes (spawned, so torch starts clean in each; one tomogram per submission)."""
+STOP_GRACE_SECONDS = 30.0
+"""How long workers get to stop a tomogram cleanly after Ctrl-C before they are terminated."""
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT held back in this thread (POSIX; elsewhere a no-op); delivered when the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _ready(_: int = 0) -> None:
+    """A no-op task: starts a worker process."""
+
+
+def _on_processes(task, pending: list[int], jobs, workers: int, done) -> list[int]:
+    """Local Dask processes (spawned, so torch starts clean in each; one tomogram per submission).
+
+    Returns the tomograms still to do if a worker died (those it was running are reported
+    as failed), else []. Ctrl-C stops the workers (after up to STOP_GRACE_SECONDS, or at a
+    second Ctrl-C, they are terminated) and is raised again.
+    """
     import multiprocessing
+    import time as clock
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     import dask
     from dask.callbacks import Callback
 
-    keys = {task.key: i for task, i in zip(tasks, pending)}
+    tasks = [task(i) for i in pending]
+    keys = {t.key: i for t, i in zip(tasks, pending)}
+    started: set[int] = set()
     reported: set[int] = set()
 
     class Reporter(Callback):
+        def _pretask(self, key, dsk, state):  # noqa: D102
+            if key in keys:
+                started.add(keys[key])
+
         def _posttask(self, key, result, dsk, state, worker_id):  # noqa: D102
             if key in keys:
                 reported.add(keys[key])
                 done(keys[key], result)
 
+    workers = min(workers, len(pending))
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool, Reporter():
-        try:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+    try:
+        # Start the workers with SIGINT blocked (they inherit the mask), so a Ctrl-C while they import
+        # cannot kill them; each unblocks it once its handler is installed (_init_worker).
+        with _sigint_blocked():
+            list(pool.map(_ready, range(workers)))
+        with Reporter():
             dask.compute(*tasks, scheduler="processes", pool=pool, chunksize=1)
-        except BrokenProcessPool:
-            for i in pending:  # those not reported yet were running or waiting when a worker died
-                if i not in reported:
-                    done(i, _failed(jobs[i], "a worker process died (killed, e.g. for lack of memory?); "
-                                             "run the batch again to retry"))
-        except KeyboardInterrupt:
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                if process.is_alive():  # stop the tomograms being processed (the workers ignore a second one)
-                    os.kill(process.pid, signal.SIGINT)
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    except BrokenProcessPool:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for i in pending:
+            if i in started and i not in reported:
+                done(i, _failed(jobs[i], "a worker process died (killed, e.g. for lack of memory?); "
+                                         "run the batch again to retry"))
+        if not started:  # the workers die before any tomogram starts: retrying would loop
+            for i in pending:
+                done(i, _failed(jobs[i], "the worker processes died on start"))
+            return []
+        return [i for i in pending if i not in started]
+    except KeyboardInterrupt:
+        processes = [p for p in (getattr(pool, "_processes", None) or {}).values() if p.is_alive()]
+        for process in processes:  # stop the tomograms being processed (the workers ignore a second one)
+            os.kill(process.pid, signal.SIGINT)
+        pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            deadline = clock.monotonic() + STOP_GRACE_SECONDS
+            for process in processes:
+                process.join(max(0.0, deadline - clock.monotonic()))
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now
+            pass
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        raise
+    pool.shutdown(wait=True)
+    return []
 
 
-def _on_cluster(tasks, pending: list[int], jobs, address: str, done) -> None:
+def _on_cluster(task, pending: list[int], jobs, address: str, done) -> None:
     """A Dask distributed scheduler at ``address``."""
     try:
         from distributed import Client, as_completed
@@ -493,7 +592,7 @@ def _on_cluster(tasks, pending: list[int], jobs, address: str, done) -> None:
     except (OSError, TimeoutError, ValueError) as err:
         raise TomosegError(f"cannot reach the Dask scheduler at {address} ({err})") from None
     with client:
-        futures = client.compute(tasks)
+        futures = client.compute([task(i) for i in pending])
         index = {f.key: i for f, i in zip(futures, pending)}
         for future in as_completed(futures):
             i = index[future.key]

@@ -333,6 +333,9 @@ def _same_grid_maps(score_paths: Sequence[Path_]) -> list[Volume]:
             raise TomosegError(f"{path}: shape {vol.data.shape} differs from {score_paths[0]}'s {first.data.shape}")
         if abs(vol.voxel_size - first.voxel_size) > VOXEL_SIZE_TOLERANCE * first.voxel_size:
             raise TomosegError(f"{path}: voxel size {vol.voxel_size:g} A differs from {score_paths[0]}'s")
+        if max(abs(a - b) for a, b in zip(vol.origin, first.origin)) > 0.1 * first.voxel_size:
+            raise TomosegError(f"{path}: origin {vol.origin} A differs from {score_paths[0]}'s {first.origin}: "
+                               "the maps are of differently cropped or binned tomograms")
     return maps
 
 
@@ -378,7 +381,7 @@ def consensus_files(
         check_writable(out, inputs=tuple(score_paths))
     maps = _same_grid_maps(score_paths)
     first = maps[0]
-    names = sorted({vol.label_value("feature") or Path(p).stem for p, vol in zip(score_paths, maps)})
+    names = sorted({vol.label_value("feature") for vol in maps} - {None})
     if len(names) > 1:
         warnings.warn(f"the score maps are for different features ({', '.join(names)}); a consensus is meant for "
                       "one feature's maps from several annotators")
@@ -390,7 +393,8 @@ def consensus_files(
         for kind, path in kinds:
             if path is None:
                 continue
-            labels = (header_label("feature", feature), header_label("consensus", f"{kind} of {len(maps)} maps"))
+            name = feature if kind == "mean" else f"{feature} {kind}"  # not to be taken for a score map
+            labels = (header_label("feature", name), header_label("consensus", f"{kind} of {len(maps)} maps"))
             out = stack.enter_context(create_volume(path, first.data.shape, np.float32, first.voxel_size,
                                                     first.origin, labels))
             written.append((kind, out))
