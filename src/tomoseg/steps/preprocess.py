@@ -132,18 +132,19 @@ def normalise(volume: np.ndarray, clamp: float | None = 3.0) -> np.ndarray:
 
 
 def preprocess(
-    volume: np.ndarray, voxel_size: float, config: PreprocessConfig = PreprocessConfig()
+    volume: np.ndarray, voxel_size: float, config: PreprocessConfig = PreprocessConfig(), workers: int = -1
 ) -> np.ndarray:
     """Preprocess a tomogram as the networks expect it.
 
     ``volume``: (z, y, x) array, any real dtype; ``voxel_size``: A/voxel of the
-    input. Returns float32 (z, y, x) at ``config.output_voxel_size(voxel_size)``.
+    input. ``workers``: threads of the Fourier filter (-1: all cores). Returns
+    float32 (z, y, x) at ``config.output_voxel_size(voxel_size)``.
     """
     data = bin_volume(volume, config.bin)
     if config.invert:
         data = -data
     binned = float(voxel_size) * config.bin
-    data = gaussian_filter_fourier(data, binned, config.lowpass, config.highpass)
+    data = gaussian_filter_fourier(data, binned, config.lowpass, config.highpass, workers=workers)
     if config.resample is not None:
         if config.resample > binned and (config.lowpass is None or config.lowpass < 2 * config.resample):
             warnings.warn(f"resampling to {config.resample:g} A keeps detail finer than its Nyquist limit "

@@ -306,7 +306,10 @@ def run_tomogram(job: TomogramJob, config: BatchConfig = BatchConfig(), progress
     _start(job, config)
     if job.preprocessing is not None and not job.scored.exists():
         report(progress, 0, 100, "preprocessing")
-        preprocess_file(job.tomogram, job.scored, job.preprocessing, voxel_size=config.voxel_size)
+        import torch  # its thread count is this tomogram's share of the cores (run_batch's threads)
+
+        preprocess_file(job.tomogram, job.scored, job.preprocessing, voxel_size=config.voxel_size,
+                        workers=torch.get_num_threads())
     scores = job.score_maps()
     todo = [i for i, s in enumerate(scores) if not s.exists()]
     if todo:

@@ -48,14 +48,16 @@ def preprocess_file(
     config: PreprocessConfig = PreprocessConfig(),
     voxel_size: float | None = None,
     progress: Progress | None = None,
+    workers: int = -1,
 ) -> Volume:
-    """Preprocess an MRC tomogram into a new MRC file; returns the output's geometry."""
+    """Preprocess an MRC tomogram into a new MRC file; returns the output's geometry.
+    ``workers``: threads of the Fourier filter (-1: all cores)."""
     check_writable(output_path, inputs=(input_path,))
     raw = read_volume(input_path, voxel_size=voxel_size)
     check_finite(input_path, raw.data)
     report(progress, 0, 2, "filtering")
     try:
-        data = preprocess(raw.data, raw.voxel_size, config)
+        data = preprocess(raw.data, raw.voxel_size, config, workers=workers)
     except ValueError as err:
         raise TomosegError(f"{input_path}: {err}") from None
     report(progress, 1, 2, "writing")
