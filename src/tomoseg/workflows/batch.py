@@ -363,7 +363,8 @@ def _run_safely(job: TomogramJob, config: BatchConfig, threads: int | None, prog
     global _busy
     _busy = True
     try:
-        with torch_threads(threads or _dask_worker_threads()):
+        node = _dask_worker_threads()  # also restores malloc's thresholds on a Dask worker
+        with torch_threads(threads or node):
             return run_tomogram(job, config, progress=progress)
     except Cancelled:
         raise
