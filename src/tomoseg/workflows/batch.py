@@ -166,7 +166,7 @@ def plan_batch(
         if base is not None:
             target = models[0].voxel_size
             pre = base.reaching(vol.voxel_size, target, VOXEL_SIZE_TOLERANCE)
-            if vol.voxel_size > target * (1 + VOXEL_SIZE_TOLERANCE):
+            if vol.voxel_size > 1.25 * target:  # a few per cent finer is harmless
                 warnings.warn(f"{path}: its {vol.voxel_size:g} A voxels are resampled to the models' finer "
                               f"{target:g} A, which adds no detail; a model trained at {vol.voxel_size:g} A would "
                               "fit these data better")
