@@ -523,7 +523,6 @@ def _on_processes(task, pending: list[int], jobs, workers: int, done) -> list[in
     second Ctrl-C, they are terminated) and is raised again.
     """
     import multiprocessing
-    import time as clock
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
@@ -572,9 +571,9 @@ def _on_processes(task, pending: list[int], jobs, workers: int, done) -> list[in
             os.kill(process.pid, signal.SIGINT)
         pool.shutdown(wait=False, cancel_futures=True)
         try:
-            deadline = clock.monotonic() + STOP_GRACE_SECONDS
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
             for process in processes:
-                process.join(max(0.0, deadline - clock.monotonic()))
+                process.join(max(0.0, deadline - time.monotonic()))
         except KeyboardInterrupt:  # a second Ctrl-C: stop now
             pass
         for process in processes:

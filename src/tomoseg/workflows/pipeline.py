@@ -372,8 +372,9 @@ def consensus_files(
     progress: Progress | None = None,
 ) -> None:
     """Consensus (mean) of several annotators' score maps for one feature, and optionally their
-    spread and disagreement (:mod:`tomoseg.steps.consensus`), slab by slab. All outputs appear
-    together or not at all, on the maps' grid (voxel size, origin)."""
+    spread and disagreement (:mod:`tomoseg.steps.consensus`), slab by slab, on the maps' grid
+    (voxel size, origin). Each output appears whole or not at all; a failure while computing
+    leaves none of them."""
     if len(score_paths) < 2:
         raise TomosegError("a consensus needs at least two score maps (one per annotator)")
     outputs = [p for p in (output_path, spread_path, disagreement_path) if p is not None]
