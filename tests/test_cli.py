@@ -106,6 +106,16 @@ def test_apply_refuses_another_voxel_size_unless_forced(workdir, tmp_path):
     assert read_volume(tmp_path / "s14.mrc").data.shape == pre14.data.shape
     assert main(["apply", str(d / "particle.model"), str(tmp_path / "other.mrc"), "-o",
                  str(tmp_path / "s.mrc"), "--force", "-q"]) == 0
+    # a header without a voxel size: one error naming the option, then the option's size reaches the output
+    write_volume(tmp_path / "novox.mrc", vol.data[:4], 10.0, origin=(1.0, 2.0, 3.0), labels=vol.labels)
+    with mrcfile.open(tmp_path / "novox.mrc", mode="r+") as m:
+        m.voxel_size = 0.0
+    r = run_cli("apply", d / "particle.model", tmp_path / "novox.mrc", "-o", tmp_path / "sv.mrc")
+    assert_one_line_error(r, "novox.mrc", "no voxel size", "--voxel-size")
+    assert main(["apply", str(d / "particle.model"), str(tmp_path / "novox.mrc"), "-o",
+                 str(tmp_path / "sv.mrc"), "--voxel-size", "10", "-q"]) == 0
+    out = read_volume(tmp_path / "sv.mrc")
+    assert out.voxel_size == pytest.approx(10.0) and out.origin == (1.0, 2.0, 3.0)
     # another preprocessing is refused too
     write_volume(tmp_path / "pre2.mrc", vol.data[:4], 10.0,
                  labels=("tomoseg preprocess: lowpass=40 highpass=4000 bin=1 invert=false clamp=3",))

@@ -11,6 +11,13 @@ class TomosegError(Exception):
     """
 
 
+class VoxelSizeMissing(TomosegError):
+    """A file records no voxel size (an MRC header's is 0, a TIFF's metadata say nothing).
+
+    Front ends ask for one: the CLI's ``--voxel-size``, the napari dock's dialog.
+    """
+
+
 class Cancelled(TomosegError):
     """Long work was interrupted by the user (Ctrl-C, a GUI cancel button)."""
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tomoseg.errors import Cancelled, TomosegError
+from tomoseg.errors import Cancelled, TomosegError, VoxelSizeMissing
 from tomoseg.gui.jobs import Job
 from tomoseg.gui.project import Project
 from tomoseg.io.mrc import header_label, write_volume
@@ -104,3 +104,23 @@ def test_a_cli_training_set_becomes_boxes_and_masks(tmp_path, tomo_path, particl
     again = p.trainset(feature.name)  # the painted masks give back the same tiles and masks
     np.testing.assert_array_equal(again.masks, particle_trainset.masks)
     np.testing.assert_array_equal(again.tiles, particle_trainset.tiles)
+
+
+def test_a_tomogram_without_voxel_size_takes_the_given_one(tmp_path, small_pre, tomo_path):
+    import mrcfile
+
+    raw = tmp_path / "novox.mrc"
+    write_volume(raw, small_pre, 1.0)
+    with mrcfile.open(raw, mode="r+") as m:
+        m.voxel_size = 0.0
+    with pytest.raises(VoxelSizeMissing, match="novox.mrc: the header has no voxel size"):
+        Project.create(tmp_path / "proj", raw)
+    assert not (tmp_path / "proj").exists()
+    p = Project.create(tmp_path / "proj", raw, voxel_size=8.0)
+    assert p.volume.voxel_size == 8.0 and p.voxel_size_given == 8.0
+    p.add_feature("membrane")
+    p.save()
+    q = Project.open(tmp_path / "proj")  # the given size is remembered, not asked again
+    assert q.volume.voxel_size == 8.0 and q.voxel_size_given == 8.0
+    q.use_tomogram(tomo_path)  # a file with its own voxel size: that one counts
+    assert q.volume.voxel_size == pytest.approx(10.0) and q.voxel_size_given is None

@@ -185,6 +185,33 @@ def test_preprocess_from_the_dock_and_import_a_cli_model(make_napari_viewer, tmp
     assert reopened.tomogram.name == "preprocessed.mrc" and "ribo" in reopened.features
 
 
+def test_a_tomogram_without_voxel_size_asks_for_one(make_napari_viewer, tmp_path, small_tomo):
+    import mrcfile
+
+    from tomoseg.gui.reader import get_reader
+    from tomoseg.gui.widget import TomosegWidget
+    from tomoseg.io.mrc import read_volume
+
+    raw = tmp_path / "novox.mrc"
+    write_volume(raw, small_tomo.volume, 1.0)
+    with mrcfile.open(raw, mode="r+") as m:
+        m.voxel_size = 0.0
+    with pytest.warns(UserWarning, match="records no voxel size"):  # the reader shows it in pixels
+        (_data, meta, _kind), = get_reader(str(raw))(str(raw))
+    assert meta["scale"] == (1.0, 1.0, 1.0) and meta["metadata"]["voxel_size"] is None
+    w = TomosegWidget(make_napari_viewer())
+    asked = []
+    assert not w.new_project(tmp_path / "proj", raw, ask_voxel_size=lambda path: asked.append(path))
+    assert asked == [raw] and "no voxel size" in w.status.text() and w.project is None
+    assert w.new_project(tmp_path / "proj", raw, ask_voxel_size=lambda path: 12.0)
+    assert w.project.volume.voxel_size == 12.0 and "12 A/voxel, given" in w.project_label.text()
+    assert w.viewer.layers["tomogram"].scale[0] == pytest.approx(12.0)
+    assert w.preprocess()  # the raw file records no size: preprocessing uses the given one
+    w.wait()
+    assert w.project.tomogram.name == "preprocessed.mrc" and w.project.voxel_size_given is None
+    assert read_volume(w.project.tomogram).voxel_size == pytest.approx(12.0)
+
+
 def test_pick_filaments_with_axes_then_back_to_blobs(widget):
     from tomoseg.ops.rotations import z_axes
 

@@ -77,7 +77,7 @@ def _apply(args: argparse.Namespace) -> None:
     with progress_bar("apply", unit="slice", quiet=args.quiet) as bar:
         outputs = apply_files(models, tomogram, args.output, engine=args.engine, force=args.force,
                               device=args.device, threads=args.threads, slices_per_batch=args.slices,
-                              resume=args.resume, progress=bar)
+                              resume=args.resume, progress=bar, voxel_size=args.voxel_size)
     for out in outputs:
         _say(args, f"wrote {out}")
 
@@ -301,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="slices read and scored at a time (default: about 16 M voxels, at most 16)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run with the same inputs, skipping finished slabs")
+    p.add_argument("--voxel-size", type=float,
+                   help="voxel size in A of the tomogram, if its header's is missing or wrong (written to the outputs)")
     p.add_argument("--force", action="store_true", help="apply despite a voxel-size or preprocessing mismatch")
 
     p = command("merge", "Merge score maps into one label map (k = the k-th input, 0 = none).", _merge)

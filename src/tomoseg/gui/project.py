@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tomoseg.errors import TomosegError
+from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.io.atomic import atomic_output
 from tomoseg.io.mrc import Volume, read_volume
 from tomoseg.steps.trainset import TILE_SIZE, make_trainset
@@ -65,28 +65,37 @@ class Project:
     """The state of one annotation session, saved in ``folder``.
 
     ``volume``: the (preprocessed) tomogram the boxes and masks refer to.
+    ``voxel_size_given``: the voxel size (A) the user gave for a tomogram file that records
+    none; files read for the project (the tomogram, its preprocessing) use it.
     ``masks``: uint8 (z, y, x), 0 = unpainted, else a feature's ``value``; the
     napari Labels layer paints into this very array.
     """
 
-    def __init__(self, folder: str | os.PathLike, tomogram: str | os.PathLike, volume: Volume) -> None:
+    def __init__(self, folder: str | os.PathLike, tomogram: str | os.PathLike, volume: Volume,
+                 voxel_size_given: float | None = None) -> None:
         self.folder = Path(folder)
         self.tomogram = Path(tomogram)
         self.volume = volume
+        self.voxel_size_given = voxel_size_given
         self.features: dict[str, Feature] = {}
         self.masks = np.zeros(volume.data.shape, dtype=np.uint8)
         self._undo: list[tuple[str, str, Box]] = []
 
     # -- creating and opening -------------------------------------------------
     @classmethod
-    def create(cls, folder: str | os.PathLike, tomogram: str | os.PathLike) -> Project:
-        """A new project for a tomogram (the folder is created; an existing project there is an error)."""
+    def create(cls, folder: str | os.PathLike, tomogram: str | os.PathLike,
+               voxel_size: float | None = None) -> Project:
+        """A new project for a tomogram (the folder is created; an existing project there is an error).
+
+        ``voxel_size`` (A) overrides the file's; a file that records none raises
+        :class:`~tomoseg.errors.VoxelSizeMissing` without it.
+        """
         folder = Path(folder)
         if (folder / PROJECT_FILE).exists():
             raise TomosegError(f"{folder}: already holds a project; open it instead")
-        volume = read_volume(tomogram)
+        volume = read_volume(tomogram, voxel_size=voxel_size)
         folder.mkdir(parents=True, exist_ok=True)
-        project = cls(folder, Path(tomogram).resolve(), volume)
+        project = cls(folder, Path(tomogram).resolve(), volume, voxel_size)
         project.save()
         return project
 
@@ -102,7 +111,8 @@ class Project:
             raise TomosegError(f"{path}: not valid JSON ({err})") from None
         if state.get("format") != PROJECT_FORMAT:
             raise TomosegError(f"{path}: project format {state.get('format')!r} is not supported")
-        project = cls(folder, Path(state["tomogram"]), read_volume(state["tomogram"]))
+        given = state.get("voxel_size_given")
+        project = cls(folder, Path(state["tomogram"]), read_volume(state["tomogram"], voxel_size=given), given)
         for f in state["features"]:
             boxes = [Box(int(x), int(y), int(z), bool(p)) for x, y, z, p in f["boxes"]]
             project.features[f["name"]] = Feature(f["name"], f["colour"], int(f["value"]), boxes)
@@ -119,6 +129,7 @@ class Project:
             "format": PROJECT_FORMAT,
             "tomogram": str(self.tomogram),
             "voxel_size": self.volume.voxel_size,
+            "voxel_size_given": self.voxel_size_given,
             "shape_zyx": list(self.volume.data.shape),
             "features": [
                 {**{k: v for k, v in asdict(f).items() if k != "boxes"},
@@ -137,8 +148,16 @@ class Project:
         """Annotate another file of the same grid (e.g. the preprocessed version of the raw tomogram).
 
         Boxes and masks are kept, so the shape must be the same unless nothing is annotated yet.
+        A file that records no voxel size is read with the one the user gave, if any.
         """
-        volume = read_volume(tomogram)
+        given = None
+        try:
+            volume = read_volume(tomogram)
+        except VoxelSizeMissing:
+            if self.voxel_size_given is None:
+                raise
+            given = self.voxel_size_given
+            volume = read_volume(tomogram, voxel_size=given)
         annotated = any(f.boxes for f in self.features.values()) or self.masks.any()
         if volume.data.shape != self.volume.data.shape:
             if annotated:
@@ -147,7 +166,7 @@ class Project:
                     f"{self.volume.data.shape}; boxes and masks would no longer fit"
                 )
             self.masks = np.zeros(volume.data.shape, dtype=np.uint8)
-        self.tomogram, self.volume = Path(tomogram).resolve(), volume
+        self.tomogram, self.volume, self.voxel_size_given = Path(tomogram).resolve(), volume, given
 
     @property
     def preprocessed(self) -> bool:

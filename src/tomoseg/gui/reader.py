@@ -1,16 +1,18 @@
 """napari reader: MRC tomograms (and tomoseg score and label maps) as layers.
 
 The voxel size from the header becomes the layer scale (A), so measurements
-in the viewer are in Angstrom; the data stays memory-mapped.
+in the viewer are in Angstrom; the data stays memory-mapped. A file that
+records no voxel size opens in pixels (scale 1), with a warning.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from tomoseg.errors import TomosegError
+from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.io.mrc import read_volume
 
 EXTENSIONS = (".mrc", ".mrcs", ".rec", ".map", ".st", ".ali")
@@ -32,12 +34,18 @@ def read_layers(path) -> list[tuple]:
     paths = path if isinstance(path, list) else [path]
     layers = []
     for p in paths:
+        calibrated = True
         try:
-            vol = read_volume(p)
+            try:
+                vol = read_volume(p)
+            except VoxelSizeMissing:
+                vol, calibrated = read_volume(p, voxel_size=1.0), False
+                warnings.warn(f"{p}: records no voxel size; shown in pixels", stacklevel=2)
         except TomosegError as err:
             raise ValueError(str(err)) from None
         scale = (vol.voxel_size,) * 3
-        meta = {"voxel_size": vol.voxel_size, "origin": vol.origin, "path": str(p), "labels": vol.labels}
+        meta = {"voxel_size": vol.voxel_size if calibrated else None, "origin": vol.origin, "path": str(p),
+                "labels": vol.labels}
         name = Path(p).stem
         if vol.data.dtype.kind in "iu" and vol.label_value("label 1") is not None:
             layers.append((np.asarray(vol.data).view(np.uint8), {"name": name, "scale": scale, "metadata": meta},

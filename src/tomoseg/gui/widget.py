@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QInputDialog, QLabel, QLineEdit,
     QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from tomoseg.errors import TomosegError
+from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.gui.jobs import Job
 from tomoseg.gui.project import Project
 from tomoseg.steps.recipes import RECIPES
@@ -259,15 +259,32 @@ class TomosegWidget(QWidget):
         if tomo:
             folder = QFileDialog.getExistingDirectory(self, "Empty project folder")
             if folder:
-                self.new_project(folder, tomo)
+                self.new_project(folder, tomo, ask_voxel_size=self._ask_voxel_size)
+
+    def _ask_voxel_size(self, tomogram: str) -> float | None:
+        size, ok = QInputDialog.getDouble(
+            self, "Voxel size", f"{Path(tomogram).name} records no voxel size.\nVoxel size in A:",
+            10.0, 0.01, 1000.0, 3)
+        return size if ok else None
 
     def _ask_open(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Project folder")
         if folder:
             self.open_project(folder)
 
-    def new_project(self, folder, tomogram) -> bool:
-        return self._guard(lambda: self._set_project(Project.create(folder, tomogram)))
+    def new_project(self, folder, tomogram, voxel_size: float | None = None, ask_voxel_size=None) -> bool:
+        """Start a project on ``tomogram`` in ``folder``. A file that records no voxel size needs
+        ``voxel_size`` (A), or ``ask_voxel_size(tomogram)`` to return one (None: give up)."""
+        def act():
+            try:
+                project = Project.create(folder, tomogram, voxel_size)
+            except VoxelSizeMissing:
+                size = ask_voxel_size(tomogram) if ask_voxel_size is not None else None
+                if size is None:
+                    raise
+                project = Project.create(folder, tomogram, size)
+            self._set_project(project)
+        return self._guard(act)
 
     def open_project(self, folder) -> bool:
         return self._guard(lambda: self._set_project(Project.open(folder)))
@@ -287,7 +304,8 @@ class TomosegWidget(QWidget):
         self.viewer.add_shapes(name="boxes", ndim=3, scale=scale, face_color="transparent", edge_width=2)
         self.viewer.layers.selection.active = image
         self.viewer.dims.set_current_step(0, vol.data.shape[0] // 2)
-        self.project_label.setText(f"{project.folder.name} ({vol.voxel_size:g} A/voxel)")
+        given = ", given" if project.voxel_size_given is not None else ""
+        self.project_label.setText(f"{project.folder.name} ({vol.voxel_size:g} A/voxel{given})")
         self.feature_combo.clear()
         self.feature_combo.addItems(list(project.features))
         for name in project.features:
@@ -310,7 +328,7 @@ class TomosegWidget(QWidget):
             out = project.folder / "preprocessed.mrc"
 
             def work(progress):
-                preprocess_file(project.tomogram, out, progress=progress)
+                preprocess_file(project.tomogram, out, voxel_size=project.voxel_size_given, progress=progress)
                 return out
 
             def done(path):
@@ -601,7 +619,8 @@ class TomosegWidget(QWidget):
                 raise TomosegError(f"feature {name!r} has no trained network yet: Train first")
 
             def work(progress):
-                apply_file(model_path, project.tomogram, out, force=True, progress=progress, resume=True)
+                apply_file(model_path, project.tomogram, out, force=True, progress=progress, resume=True,
+                           voxel_size=project.voxel_size_given)
                 return out
             self._start(f"applying {name}", work, lambda path: self._show_scores(name, path))
         return self._guard(act)

@@ -17,7 +17,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from tomoseg.errors import TomosegError
+from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.io.atomic import atomic_output
 from tomoseg.io.pages import release_pages
 from tomoseg.io.tiff import is_tiff, read_tiff
@@ -76,9 +76,7 @@ def _voxel_size(path: Path, mrc: mrcfile.mrcfile.MrcFile, override: float | None
     vs = mrc.voxel_size
     sizes = np.array([float(vs.x), float(vs.y), float(vs.z)])
     if not np.all(np.isfinite(sizes)) or not np.all(sizes > 0):
-        raise TomosegError(
-            f"{path}: the header has no voxel size ({sizes[0]:g} A); give it with --voxel-size"
-        )
+        raise VoxelSizeMissing(f"{path}: the header has no voxel size ({sizes[0]:g} A); give it with --voxel-size")
     if sizes.max() > sizes.min() * 1.01:
         raise TomosegError(
             f"{path}: anisotropic voxel size {sizes[0]:g} x {sizes[1]:g} x {sizes[2]:g} A is not supported"

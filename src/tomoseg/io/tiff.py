@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from tomoseg.errors import TomosegError
+from tomoseg.errors import TomosegError, VoxelSizeMissing
 
 SUFFIXES = (".tif", ".tiff")
 
@@ -96,5 +96,5 @@ def read_tiff(path: str | os.PathLike, ndim: int = 3, voxel_size: float | None =
             raise TomosegError(f"{path}: voxel size must be > 0, got {voxel_size}")
         size = float(voxel_size)
     if size is None:
-        raise TomosegError(f"{path}: the TIFF metadata give no voxel size in nm, um or A; give it with --voxel-size")
+        raise VoxelSizeMissing(f"{path}: the TIFF metadata give no voxel size in nm, um or A; give it with --voxel-size")
     return Volume(data=data, voxel_size=size)

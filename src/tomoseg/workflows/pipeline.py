@@ -244,6 +244,7 @@ def apply_files(
     resume: bool = False,
     progress: Progress | None = None,
     outputs: Sequence[Path_] | None = None,
+    voxel_size: float | None = None,
 ) -> list[Path]:
     """Apply one or more models to a preprocessed tomogram, slab by slab, into score maps.
 
@@ -252,7 +253,8 @@ def apply_files(
     interrupted run (Ctrl-C, cancel) leaves a partial result that ``resume=True``
     continues, giving the same file as an uninterrupted run. ``threads``: CPU
     threads for torch (default: torch's, i.e. all cores). ``outputs``: one path per
-    model instead of those :func:`apply_outputs` derives from ``output``. Returns the output paths.
+    model instead of those :func:`apply_outputs` derives from ``output``. ``voxel_size``: A per
+    voxel, overriding the tomogram's header (for files that record none). Returns the output paths.
     """
     if not model_paths:
         raise TomosegError("apply needs at least one model")
@@ -268,12 +270,13 @@ def apply_files(
     if slices_per_batch is not None and slices_per_batch < 1:
         raise TomosegError(f"--slices must be >= 1, got {slices_per_batch}")
     models = [load_model(p) for p in model_paths]
-    tomo = read_volume(tomogram)
+    tomo = read_volume(tomogram, voxel_size=voxel_size)
     slices_per_batch = slices_per_batch or slab_slices(tomo.data.shape)
     if not force:
         for model, path in zip(models, model_paths):
             check_compatible(model, path, tomo, tomogram)
-    settings = {"engine": engine, "slices_per_batch": slices_per_batch, "tomogram": file_fingerprint(tomogram)}
+    settings = {"engine": engine, "slices_per_batch": slices_per_batch, "tomogram": file_fingerprint(tomogram),
+                "voxel_size": tomo.voxel_size}
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch_threads(threads))
         outs = []
