@@ -205,3 +205,18 @@ def test_batch_touches_only_its_own_recorded_outputs(batch_dir, tmp_path):
     assert _run(d, tmp_path / "copy") == 0
     assert list(pd.read_csv(tmp_path / "copy" / "batch.csv")["status"]) == ["skipped", "done"]
     assert (tmp_path / "copy" / "b" / "b_labels.mrc").exists()
+
+
+def test_a_folder_in_use_by_another_batch_is_not_touched(batch_dir, tmp_path, capsys):
+    import fcntl
+
+    d, out = batch_dir, tmp_path / "out"
+    (out / "b").mkdir(parents=True)
+    with open(out / "b" / ".batch.lock", "a") as held:  # another batch (e.g. a cluster task still running)
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert _run(d, out) == 2
+        assert f"{out / 'b'}: another tomoseg batch is working on this tomogram" in capsys.readouterr().err
+        assert sorted(p.name for p in (out / "b").iterdir()) == [".batch.lock"]  # nothing written there
+        assert list(pd.read_csv(out / "batch.csv")["status"]) == ["done", "failed"]
+    assert _run(d, out) == 0  # released: the run goes on where it stopped
+    assert list(pd.read_csv(out / "batch.csv")["status"]) == ["skipped", "done"]

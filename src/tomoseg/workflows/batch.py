@@ -15,7 +15,10 @@ One task per tomogram, in its own folder ``OUTPUT/STEM/``:
 preprocessing; threshold, picks, format). Running the batch again skips a finished
 tomogram made from the same, reuses and resumes the outputs of an interrupted one,
 redoes only the merge and picks when only those options changed, and everything when
-an input or model changed. Every file appears whole or not at all.
+an input or model changed. Every file appears whole or not at all. A tomogram's folder
+is locked while a task works in it (``.batch.lock``), so a second batch started on the
+same output (e.g. again at once, while a cluster still finishes the tasks of one
+interrupted) fails that tomogram instead of writing the same files.
 
 Tasks run on Dask: one after another in this process (``workers=1``, every core for
 each tomogram), in ``workers`` local processes, or on a distributed cluster
@@ -296,12 +299,36 @@ def is_done(job: TomogramJob, config: BatchConfig = BatchConfig()) -> bool:
     return all((job.folder / n).is_file() for level in _outputs(job, config).values() for n in level)
 
 
+@contextlib.contextmanager
+def _folder_lock(job: TomogramJob):
+    """Hold ``.batch.lock`` in the tomogram's folder (an advisory ``flock``, released when the
+    process ends, even if killed); a folder locked by another process is a TomosegError."""
+    job.folder.mkdir(parents=True, exist_ok=True)
+    path = job.folder / ".batch.lock"
+    with open(path, "a") as fh:
+        try:
+            import fcntl
+
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TomosegError(f"{job.folder}: another tomoseg batch is working on this tomogram (it holds "
+                               f"{path.name}); let it finish or stop it, then run again") from None
+        except (ImportError, OSError):
+            pass  # no advisory locks here (Windows, some network file systems): go on unlocked
+        yield
+
+
 def run_tomogram(job: TomogramJob, config: BatchConfig = BatchConfig(), progress: Progress | None = None) -> dict:
     """Preprocess, apply, merge and pick one tomogram; returns its summary (also in ``summary.json``).
 
     Outputs of an earlier run from the same inputs and options are reused (an interrupted
-    score map is resumed); others are removed first.
+    score map is resumed); others are removed first. The folder is locked meanwhile.
     """
+    with _folder_lock(job):
+        return _run_tomogram(job, config, progress)
+
+
+def _run_tomogram(job: TomogramJob, config: BatchConfig, progress: Progress | None) -> dict:
     start = time.perf_counter()
     _start(job, config)
     if job.preprocessing is not None and not job.scored.exists():
