@@ -107,6 +107,9 @@ def test_reads_imagej_tiff_stacks_with_their_voxel_size(tmp_path):
     vol = read_volume(_write_tiff(tmp_path / "b.TIFF", data, pixel_nm=0.0008, spacing_nm=0.0008, unit="micron"))
     assert vol.voxel_size == pytest.approx(8.0, rel=1e-6)
     assert read_volume(tmp_path / "a.tif", voxel_size=7.0).voxel_size == 7.0
+    head = read_volume(tmp_path / "a.tif", header_only=True)  # metadata only: zeros taking no memory
+    assert head.data.shape == data.shape and head.data.dtype == np.uint8 and head.data.strides == (0, 0, 0)
+    assert head.voxel_size == pytest.approx(10.52, rel=1e-6) and not head.data.any()
 
 
 def test_unusable_tiffs_are_one_clear_error(tmp_path):

@@ -89,17 +89,19 @@ def read_volume(
     ndim: int = 3,
     voxel_size: float | None = None,
     mmap: bool = True,
+    header_only: bool = False,
 ) -> Volume:
     """Open an MRC file as a :class:`Volume` (memory-mapped by default).
 
     ``ndim=3`` refuses 2D images. ``voxel_size`` overrides the header's.
     Raises TomosegError for missing, non-MRC, truncated or wrong-dimension files.
     A ``.tif`` / ``.tiff`` file is read as a TIFF stack instead, into memory
-    (:func:`tomoseg.io.tiff.read_tiff`).
+    (:func:`tomoseg.io.tiff.read_tiff`); ``header_only`` reads only its metadata
+    (the volume's data are then zeros of the right shape and type, taking no memory).
     """
     path = Path(path)
     if is_tiff(path):
-        return read_tiff(path, ndim=ndim, voxel_size=voxel_size)
+        return read_tiff(path, ndim=ndim, voxel_size=voxel_size, header_only=header_only)
     mrc = _open(path)
     data = mrc.data
     if ndim == 3 and (data.ndim != 3 or mrc.header.nz <= 1):

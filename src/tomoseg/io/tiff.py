@@ -62,11 +62,13 @@ def tiff_voxel_size(path: Path, tif: tifffile.TiffFile) -> float | None:
     return float(sizes[0])
 
 
-def read_tiff(path: str | os.PathLike, ndim: int = 3, voxel_size: float | None = None):
+def read_tiff(path: str | os.PathLike, ndim: int = 3, voxel_size: float | None = None, header_only: bool = False):
     """A TIFF stack as a :class:`~tomoseg.io.mrc.Volume` (in memory; origin 0).
 
     ``voxel_size`` overrides the metadata's. Raises TomosegError for missing,
     unreadable, non-3D or non-real files and for a missing voxel size.
+    ``header_only``: the pixels are not read; the data are read-only zeros of the
+    stack's shape and type that take no memory (for checking many files quickly).
     """
     from tomoseg.io.mrc import Volume
 
@@ -81,7 +83,10 @@ def read_tiff(path: str | os.PathLike, ndim: int = 3, voxel_size: float | None =
                                    "or types); a tomogram is one stack of equal slices")
             if "S" in series.axes and series.shape[series.axes.index("S")] > 1:
                 raise TomosegError(f"{path}: is an RGB or multi-sample image; a tomogram has one value per voxel")
-            data = np.squeeze(series.asarray())
+            if header_only:
+                data = np.broadcast_to(np.zeros((), series.dtype), tuple(n for n in series.shape if n != 1))
+            else:
+                data = np.squeeze(series.asarray())
             size = tiff_voxel_size(path, tif) if voxel_size is None else None
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as err:
         raise TomosegError(f"{path}: not a readable TIFF file ({err})") from None

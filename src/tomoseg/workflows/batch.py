@@ -164,7 +164,7 @@ def plan_batch(
     for path in paths:
         if not path.is_file():
             raise TomosegError(f"{path}: no such file")
-        vol = read_volume(path, voxel_size=config.voxel_size)
+        vol = read_volume(path, voxel_size=config.voxel_size, header_only=True)
         pre = None
         if base is not None:
             target = models[0].voxel_size
