@@ -220,3 +220,35 @@ def test_a_folder_in_use_by_another_batch_is_not_touched(batch_dir, tmp_path, ca
         assert list(pd.read_csv(out / "batch.csv")["status"]) == ["done", "failed"]
     assert _run(d, out) == 0  # released: the run goes on where it stopped
     assert list(pd.read_csv(out / "batch.csv")["status"]) == ["skipped", "done"]
+
+
+def _dies_on_b(job, config, threads):
+    """A batch task whose worker process dies on tomogram ``b`` (as if killed for lack of memory)."""
+    import os
+    import time
+
+    if job.stem == "b":
+        time.sleep(0.5)
+        os._exit(9)
+    time.sleep(2.0)
+    return {"tomogram": str(job.tomogram), "status": "done"}
+
+
+def test_a_worker_that_dies_fails_only_its_own_tomogram(batch_dir, tmp_path):
+    import dask
+
+    d = batch_dir
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.mrc").symlink_to(d / "a_pre.mrc")
+    jobs = plan_batch([tmp_path / f"{n}.mrc" for n in "abc"], [d / "particle.model"], tmp_path / "out")
+    results: dict[int, dict] = {}
+
+    def task(i):
+        return dask.delayed(_dies_on_b, pure=False)(jobs[i], BatchConfig(), 1)
+
+    suspects, rest = batch._on_processes(task, [0, 1, 2], jobs, 2, results.__setitem__)
+    assert suspects == [0, 1] and rest == [2] and results == {}  # a and b were running: either could be it
+    for i in suspects + rest:  # as run_batch does: each suspect alone (a second death is its own)
+        assert batch._on_processes(task, [i], jobs, 1, results.__setitem__) == ([], [])
+    assert [results[i]["status"] for i in range(3)] == ["done", "failed", "done"]
+    assert "b.mrc: its worker process died" in results[1]["error"]

@@ -24,7 +24,8 @@ Tasks run on Dask: one after another in this process (``workers=1``, every core 
 each tomogram), in ``workers`` local processes, or on a distributed cluster
 (``scheduler``: the address of a ``distributed`` scheduler, e.g. ``tcp://host:8786``;
 paths must then be the same on every worker). A tomogram that fails (bad data, a
-worker killed for memory) is reported and the others go on. Every input is checked
+worker killed for memory) is reported and the others go on; the tomograms that ran
+beside a local worker that died are retried one at a time, so only its own fails. Every input is checked
 before any work (:func:`plan_batch`), so a wrong voxel size or a missing file stops
 the batch at once with one line.
 """
@@ -516,8 +517,10 @@ def run_batch(
     if scheduler is not None:
         _on_cluster(task, pending, jobs, scheduler, done)
     else:
-        while pending:  # again in a new pool after a worker died, without the tomograms it was running
-            pending = _on_processes(task, pending, jobs, workers, done)
+        while pending:  # again in a new pool after a worker died
+            suspects, pending = _on_processes(task, pending, jobs, workers, done)
+            for i in suspects:  # each alone, so that only the tomogram that kills its worker fails
+                _on_processes(task, [i], jobs, 1, done)
     return results
 
 
@@ -542,12 +545,13 @@ def _ready(_: int = 0) -> None:
     """A no-op task: starts a worker process."""
 
 
-def _on_processes(task, pending: list[int], jobs, workers: int, done) -> list[int]:
+def _on_processes(task, pending: list[int], jobs, workers: int, done) -> tuple[list[int], list[int]]:
     """Local Dask processes (spawned, so torch starts clean in each; one tomogram per submission).
 
-    Returns the tomograms still to do if a worker died (those it was running are reported
-    as failed), else []. Ctrl-C stops the workers (after up to STOP_GRACE_SECONDS, or at a
-    second Ctrl-C, they are terminated) and is raised again.
+    If a worker dies (killed, e.g. for lack of memory), the pool breaks: returns the tomograms
+    that were running, to retry each alone (a tomogram running alone is reported failed
+    instead), and those not started yet; else ([], []). Ctrl-C stops the workers (after up to
+    STOP_GRACE_SECONDS, or at a second Ctrl-C, they are terminated) and is raised again.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -582,16 +586,20 @@ def _on_processes(task, pending: list[int], jobs, workers: int, done) -> list[in
         with Reporter():
             dask.compute(*tasks, scheduler="processes", pool=pool, chunksize=1)
     except BrokenProcessPool:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
-        for i in pending:
-            if i in started and i not in reported:
-                done(i, _failed(jobs[i], "a worker process died (killed, e.g. for lack of memory?); "
-                                         "run the batch again to retry"))
+        for process in processes:  # the pool terminates the others; a retry must not meet them at work
+            process.join(10.0)
         if not started:  # the workers die before any tomogram starts: retrying would loop
             for i in pending:
                 done(i, _failed(jobs[i], "the worker processes died on start"))
-            return []
-        return [i for i in pending if i not in started]
+            return [], []
+        running = [i for i in pending if i in started and i not in reported]
+        if len(running) == 1:  # it alone was running: its worker died on it
+            done(running[0], _failed(jobs[running[0]], "its worker process died (killed, e.g. for lack of "
+                                                       "memory?); run the batch again to retry"))
+            running = []
+        return running, [i for i in pending if i not in started]
     except KeyboardInterrupt:
         processes = [p for p in (getattr(pool, "_processes", None) or {}).values() if p.is_alive()]
         for process in processes:  # stop the tomograms being processed (the workers ignore a second one)
@@ -608,7 +616,7 @@ def _on_processes(task, pending: list[int], jobs, workers: int, done) -> list[in
                 process.terminate()
         raise
     pool.shutdown(wait=True)
-    return []
+    return [], []
 
 
 def _on_cluster(task, pending: list[int], jobs, address: str, done) -> None:
