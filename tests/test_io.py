@@ -215,3 +215,22 @@ def test_picks_csv_and_star(tmp_path):
     star = read_picks(tmp_path / "p.star")
     assert star[["x", "y", "z"]].to_numpy().tolist() == picks.xyz.tolist()
     assert star["rlnTomoName"].tolist() == ["t1", "t1"]
+
+
+def test_outputs_get_the_permissions_of_any_new_file(tmp_path, monkeypatch):
+    import os
+
+    from tomoseg.io import atomic
+
+    with atomic.atomic_output(tmp_path / "a.txt") as tmp:
+        tmp.write_text("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    monkeypatch.setattr(atomic, "_UMASK", 0o027)  # a lab that shares results with its group
+    with atomic.atomic_output(tmp_path / "b.txt") as tmp:
+        tmp.write_text("y")
+    with atomic.atomic_directory(tmp_path / "folder") as tmp:
+        (tmp / "c.txt").write_text("z")
+    assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o750  # not mkdtemp's 0700

@@ -10,6 +10,15 @@ from pathlib import Path
 
 from tomoseg.errors import TomosegError
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once (os.umask can only be read by setting it), at import, before any threads
+
+
+def _usual_mode(path: Path, directory: bool = False) -> None:
+    """Give a temporary file (``mkstemp``: 0600) or folder (``mkdtemp``: 0700) the permissions a
+    newly created one gets (0666 or 0777 less the umask), so that outputs are as readable as any."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_UMASK)
+
 
 def check_writable(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
     """Fail early (before long work) if ``path`` cannot be written.
@@ -49,6 +58,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _usual_mode(tmp_path)
         os.replace(tmp_path, out)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -87,6 +97,7 @@ def atomic_directory(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=parent))
     try:
         yield tmp
+        _usual_mode(tmp, directory=True)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=parent))
             os.replace(out, old / out.name)
