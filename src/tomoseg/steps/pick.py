@@ -84,26 +84,26 @@ def split_components(scores: np.ndarray, threshold: float, min_distance: float) 
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
-    mask = scores >= threshold
-    components, n = ndimage.label(mask)
+    regions, n = ndimage.label(scores >= threshold)
     radius = max(1, int(min_distance))
-    # Only a component wider than `radius` along some axis can hold two peaks more
-    # than `radius` apart; the others (most of a noisy map) stay whole, and
-    # peak_local_max, which loops over labels in Python, sees only the wide ones.
-    wide = [i + 1 for i, box in enumerate(ndimage.find_objects(components))
-            if max(s.stop - s.start for s in box) > radius]
-    if not wide:
-        return find_components_of(scores, components)
-    wide_labels = np.where(np.isin(components, wide), components, 0)
-    peaks = peak_local_max(scores, min_distance=radius, labels=wide_labels, exclude_border=False)
-    markers = np.zeros(scores.shape, dtype=np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    regions = watershed(-scores, markers, mask=wide_labels > 0, connectivity=1)
-    # narrow components, and wide ones without a marker (flat tops), stay whole
-    whole = mask & (regions == 0)
-    if whole.any():
-        rest, _ = ndimage.label(whole)
-        regions[whole] = rest[whole] + len(peaks)
+    # Only a component wider than `radius` along some axis can hold two peaks more than
+    # `radius` apart; the others (most of a noisy map) stay whole. Each wide one is split
+    # inside its bounding box, so memory stays that of the label volume (whole-volume
+    # peak_local_max and watershed took ~10x the map's size).
+    for i, box in enumerate(ndimage.find_objects(regions), start=1):
+        if box is None or max(s.stop - s.start for s in box) <= radius:
+            continue
+        inside = regions[box] == i
+        peaks = peak_local_max(scores[box], min_distance=radius, labels=inside.view(np.uint8),
+                               exclude_border=False)
+        if len(peaks) < 2:  # one peak, or none on a flat top: the component stays whole
+            continue
+        markers = np.zeros(inside.shape, dtype=np.int32)
+        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+        parts = watershed(-scores[box], markers, mask=inside, connectivity=1)
+        # part 1 keeps the component's number, the others get new ones
+        regions[box][inside] = np.where(parts[inside] == 1, i, parts[inside] + n - 1)
+        n += len(peaks) - 1
     return find_components_of(scores, regions)
 
 
