@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
-from skimage.morphology import ball, skeletonize
+from skimage.morphology import skeletonize
 
+from tomoseg.ops.morphology import binary_closing_ball
 from tomoseg.ops.rotations import angles_from_vectors
 from tomoseg.steps.pick import suppress_close
 from tomoseg.types import Picks
@@ -81,14 +82,14 @@ class MembraneConfig:
         return asdict(self)
 
 
-def _keep_large(mask: np.ndarray, min_voxels: float) -> tuple[np.ndarray, np.ndarray]:
-    """Labels of the pieces (26-connected) with at least ``min_voxels`` voxels; (labels, kept ids)."""
+def _keep_large(mask: np.ndarray, min_voxels: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces (26-connected) with at least ``min_voxels`` voxels: (labels, sizes by label,
+    mask of the kept pieces' voxels)."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
-    if n == 0:
-        return labels, np.zeros(0, dtype=np.int64)
     size = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = np.flatnonzero(size >= max(1.0, min_voxels))
-    return labels, keep[keep > 0]
+    kept = size >= max(1.0, min_voxels)
+    kept[0] = False
+    return labels, size, kept[labels]  # a lookup, not np.isin (its temporaries are 4-8x the volume)
 
 
 def _inside(xyz: np.ndarray, shape: tuple[int, ...], margin: float) -> np.ndarray:
@@ -126,21 +127,20 @@ def pick_filaments(scores: np.ndarray, voxel_size: float, config: FilamentConfig
     mask = scores >= config.threshold
     radius = config.diameter / 2 / voxel_size
     if radius >= 1:
-        r = int(math.ceil(radius))
-        padded = np.pad(mask, r)
-        mask = ndimage.binary_closing(padded, structure=ball(r))[r:-r, r:-r, r:-r]
+        mask = binary_closing_ball(mask, int(math.ceil(radius)))
     area = math.pi * max(radius, 0.5) ** 2
-    labels, keep = _keep_large(mask, config.min_length / voxel_size * area)
-    if len(keep) == 0:
+    labels, sizes, pieces = _keep_large(mask, config.min_length / voxel_size * area)
+    del mask
+    if not pieces.any():
         return _empty()
-    skeleton = skeletonize(np.isin(labels, keep)) > 0
+    skeleton = skeletonize(pieces) > 0
+    del pieces
     zyx = np.argwhere(skeleton)
     if len(zyx) == 0:
         return _empty()
     xyz = zyx[:, ::-1].astype(np.float64)
     value = scores[tuple(zyx.T)].astype(np.float64)
     piece = labels[tuple(zyx.T)]
-    sizes = np.bincount(labels.ravel())
     ok = _inside(xyz, scores.shape, config.edge / voxel_size)
     idx = np.flatnonzero(ok)
     order = idx[np.argsort(-value[idx], kind="stable")]
@@ -158,10 +158,12 @@ def pick_membranes(scores: np.ndarray, voxel_size: float, config: MembraneConfig
     """
     mask = scores >= config.threshold
     min_voxels = config.min_area * config.thickness / voxel_size**3
-    labels, keep = _keep_large(mask, min_voxels)
-    if len(keep) == 0:
+    labels, _, pieces = _keep_large(mask, min_voxels)
+    del mask
+    if not pieces.any():
         return _empty()
-    zyx = np.argwhere(np.isin(labels, keep))
+    zyx = np.argwhere(pieces)
+    del pieces
     xyz = zyx[:, ::-1].astype(np.float64)
     value = scores[tuple(zyx.T)].astype(np.float64)
     piece = labels[tuple(zyx.T)]
