@@ -247,7 +247,12 @@ def test_a_worker_that_dies_fails_only_its_own_tomogram(batch_dir, tmp_path):
         return dask.delayed(_dies_on_b, pure=False)(jobs[i], BatchConfig(), 1)
 
     suspects, rest = batch._on_processes(task, [0, 1, 2], jobs, 2, results.__setitem__)
-    assert suspects == [0, 1] and rest == [2] and results == {}  # a and b were running: either could be it
+    # Dask picks which two tomograms start first. If b was one of them, b and the other were running
+    # when the pool broke (either could be it); if a and c ran first, b died alone and is reported at once.
+    if suspects:
+        assert len(suspects) == 2 and 1 in suspects and sorted(suspects + rest) == [0, 1, 2] and results == {}
+    else:
+        assert rest == [] and sorted(results) == [0, 1, 2]
     for i in suspects + rest:  # as run_batch does: each suspect alone (a second death is its own)
         assert batch._on_processes(task, [i], jobs, 1, results.__setitem__) == ([], [])
     assert [results[i]["status"] for i in range(3)] == ["done", "failed", "done"]
