@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from tomoseg.io.pages import read_slab
+from tomoseg.nn.allocator import keep_freed_memory
 from tomoseg.nn.engines import Engine, OverlapSaveEngine
 from tomoseg.nn.network import INPUT_SCALE, SegNet
 from tomoseg.progress import Progress, report
@@ -33,6 +34,7 @@ def score_prepared(
 ) -> np.ndarray:
     """Scores of prepared slices ``x``: ReLU, divided by ``amplitude``, upsampled x2
     (bilinear) and cropped to ``shape`` (y, x). Returns float32 (z, y, x)."""
+    keep_freed_memory()  # the engines' arrays are reused, not mapped afresh (tomoseg.nn.allocator)
     y = torch.relu_(engine(net, x)).div_(amplitude)
     y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
     return np.ascontiguousarray(y[:, 0, : shape[0], : shape[1]].cpu().numpy(), dtype=np.float32)

@@ -48,6 +48,7 @@ from tomoseg.io.model_file import load_model
 from tomoseg.io.mrc import read_volume
 from tomoseg.io.particles import FORMATS, extension_of
 from tomoseg.io.resumable import partial_paths
+from tomoseg.nn.allocator import keep_freed_memory
 from tomoseg.progress import Progress, report, scaled
 from tomoseg.steps.preprocess import PreprocessConfig
 from tomoseg.workflows.particles import PickMode, pick_file
@@ -429,7 +430,8 @@ def _dask_worker_threads() -> int | None:
     A worker's nanny sets ``OMP_NUM_THREADS=1`` (torch on one core) and
     ``MALLOC_TRIM_THRESHOLD_``, which turns glibc's adaptive mmap threshold off: every
     array over 128 KiB is then mapped and unmapped again, and ``apply`` ran 2.4x slower
-    (docs/benchmarks.md). glibc's usual ceilings (32 MiB mapped, 64 MiB trimmed) are restored.
+    (docs/benchmarks.md). Training and scoring set the thresholds themselves
+    (:func:`tomoseg.nn.allocator.keep_freed_memory`); it is called here too, for the rest of the task.
     """
     try:
         from distributed import get_worker
@@ -437,21 +439,8 @@ def _dask_worker_threads() -> int | None:
         worker = get_worker()
     except (ImportError, ValueError):
         return None
-    if "MALLOC_TRIM_THRESHOLD_" in os.environ:
-        _restore_malloc_thresholds()
+    keep_freed_memory()
     return max(1, _cores() // max(1, worker.state.nthreads))
-
-
-def _restore_malloc_thresholds() -> None:
-    import ctypes
-
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(m_mmap_threshold, 32 * 2**20)
-        libc.mallopt(m_trim_threshold, 64 * 2**20)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _read_summary(job: TomogramJob) -> dict | None:
