@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+from tomoseg.nn.allocator import keep_freed_memory
 from tomoseg.nn.fftconv import fft_conv2d_same
 from tomoseg.nn.network import SegNet, conv2d_same, init_weights
 from tomoseg.nn.spectral import spectral_forward
@@ -52,6 +53,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full-paper", action="store_true", help="also run the paper recipe in full (~5 min)")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as train() does: every figure below with the same malloc settings
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     sim = make_tomogram((64, 192, 192), seed=0)
     pre = preprocess(sim.volume, sim.voxel_size)
