@@ -34,7 +34,6 @@ def score_prepared(
 ) -> np.ndarray:
     """Scores of prepared slices ``x``: ReLU, divided by ``amplitude``, upsampled x2
     (bilinear) and cropped to ``shape`` (y, x). Returns float32 (z, y, x)."""
-    keep_freed_memory()  # the engines' arrays are reused, not mapped afresh (tomoseg.nn.allocator)
     y = torch.relu_(engine(net, x)).div_(amplitude)
     y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
     return np.ascontiguousarray(y[:, 0, : shape[0], : shape[1]].cpu().numpy(), dtype=np.float32)
@@ -54,6 +53,7 @@ def score_slices(
     score about 1) and upsampled x2 (bilinear) back to (y, x).
     Returns float32 (z, y, x).
     """
+    keep_freed_memory()  # the engines' arrays are reused, not mapped afresh (tomoseg.nn.allocator)
     net = net.to(device).eval()
     x = prepare_slices(slices, device)
     return score_prepared(net, amplitude, x, slices.shape[1:], engine or OverlapSaveEngine())
@@ -86,6 +86,7 @@ def score_slabs(
     (default :func:`slab_slices`). Reports progress per slab (cancellable).
     Raises ValueError naming the slices if they hold NaN or infinity.
     """
+    keep_freed_memory()  # the engines' arrays are reused, not mapped afresh (tomoseg.nn.allocator)
     engine = engine or OverlapSaveEngine()
     slices_per_batch = slices_per_batch or slab_slices(volume.shape)
     nets = [(net.to(device).eval(), amp) for net, amp in models]
