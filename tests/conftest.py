@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,6 +15,25 @@ from tomoseg.steps.trainset import choose_boxes, make_trainset
 from tomoseg.testing import make_tomogram
 
 torch.set_num_threads(2)
+
+SHARED_DATA = Path(os.environ.get("TOMOSEG_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+"""The project's shared data (real crops, simulations): ``TOMOSEG_SHARED_DATA``, else ``../shared/data``
+beside the checkout. Tests that need it skip, saying where to put it, when it is not there."""
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """``shared_data("real/x.mrc")``: the path of a file of the shared data, or skip the test saying where
+    the data should be."""
+
+    def find(relative: str) -> Path:
+        path = SHARED_DATA / relative
+        if not path.exists():
+            pytest.skip(f"shared data {relative} not found under {SHARED_DATA}: put the project's shared/data "
+                        "there (beside the checkout) or set TOMOSEG_SHARED_DATA=/path/to/shared/data")
+        return path
+
+    return find
 
 
 @pytest.fixture(scope="session")

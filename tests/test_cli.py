@@ -1,5 +1,6 @@
 """The command line, through its real entry points."""
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -8,10 +9,11 @@ import mrcfile
 import numpy as np
 import pytest
 
-from tomoseg.cli.main import main
+from tomoseg.cli.main import build_parser, main
 from tomoseg.io.boxes import write_boxes
 from tomoseg.io.mrc import read_volume, write_volume
 from tomoseg.io.particles import read_picks
+from tomoseg.steps.recipes import RECIPES
 from tomoseg.steps.trainset import choose_boxes
 
 
@@ -163,3 +165,197 @@ def test_bad_inputs_give_one_line_and_write_nothing(workdir, tmp_path):
     assert not (tmp_path / "s.set").exists()
     assert_one_line_error(run_cli("apply", d / "boxes.csv", d / "raw.mrc", "-o", out), "boxes.csv")
     assert list(tmp_path.glob(".*part")) == []
+
+
+# --- One behaviour for every command (issue 16) -------------------------------------------------------------
+
+OUTPUT_COMMANDS = {
+    # command: (arguments before -o, output kind); inputs need not exist: the output is checked first
+    "preprocess": (["raw.mrc"], "file"),
+    "trainset": (["pre.mrc", "--boxes", "b.csv", "--masks", "m.mrc"], "file"),
+    "train": (["x.set"], "file"),
+    "apply": (["x.model", "pre.mrc"], "file"),
+    "merge": (["a.mrc", "b.mrc"], "file"),
+    "consensus": (["a.mrc", "b.mrc"], "file"),
+    "pick": (["scores.mrc"], "file"),
+    "export": (["p.csv"], "file"),
+    "extract": (["pre.mrc", "p.csv"], "folder"),
+    "demo": ([], "folder"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(OUTPUT_COMMANDS))
+def test_every_command_refuses_to_replace_an_output_unless_overwrite(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args, kind = OUTPUT_COMMANDS[command]
+    out = tmp_path / ("out" if kind == "folder" else "out.mrc" if command != "pick" else "out.csv")
+    if command in ("export",):
+        out = tmp_path / "out.csv"
+    if kind == "folder":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    else:
+        out.write_text("mine")
+    assert main([command, *args, "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"tomoseg: error: {out}") and "--overwrite" in err[0], err
+    assert (out / "keep.txt" if kind == "folder" else out).read_text() == "mine"
+    if command == "demo":
+        return  # with --overwrite the demo would run (tests/test_demo.py)
+    # --overwrite gets past the check: the error is now about the missing input
+    assert main([command, *args, "-o", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "no such file" in err and "--overwrite" not in err, err
+
+
+def test_force_means_only_accept_a_mismatch(capsys):
+    for command in ("extract", "classify2d", "average", "pick", "merge", "preprocess"):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args([command, "a", "b", "-o", "x", "--force"])
+        assert exc.value.code == 2
+    capsys.readouterr()
+    for command in ("apply", "batch"):
+        help_text = _help(command)
+        assert "--force" in help_text and "mismatch" in help_text and "--overwrite" in help_text
+
+
+def _help(command: str) -> str:
+    return build_parser()._subparsers._group_actions[0].choices[command].format_help()
+
+
+def test_every_command_help_states_its_defaults_and_ends_with_examples():
+    sub = build_parser()._subparsers._group_actions[0]
+    for name, parser in sub.choices.items():
+        text = parser.format_help()
+        assert f"examples:\n  tomoseg {name}" in text, name
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+                assert "default" in (action.help or ""), (name, action.option_strings)
+    train = " ".join(_help("train").split())
+    for name, r in RECIPES.items():
+        assert f"{name} (" in train and f"{r.epochs} epochs, batch {r.batch_size}" in train
+    usage = _help("apply").splitlines()[0]
+    assert usage == "usage: tomoseg apply [options] MODEL [MODEL ...] TOMOGRAM -o OUTPUT"
+
+
+def test_apply_names_model_file_problems_in_its_own_words(apply_inputs, tmp_path):
+    d = apply_inputs
+    (tmp_path / "junk.model").write_bytes(b"\xff" * 64)
+    r = run_cli("apply", tmp_path / "junk.model", d / "pre.mrc", "-o", tmp_path / "s.mrc")
+    assert_one_line_error(r, "junk.model: not a tomoseg model file")
+    assert "deserializing" not in r.stderr and "header" not in r.stderr
+    r = run_cli("apply", d / "pre.mrc", d / "particle.model", "-o", tmp_path / "s.mrc")  # swapped
+    assert_one_line_error(r, "pre.mrc: not a tomoseg model file", "give the models first")
+    assert not (tmp_path / "s.mrc").exists()
+
+
+def test_an_interrupted_apply_says_that_resume_continues(monkeypatch, capsys, tmp_path):
+    import tomoseg.workflows as workflows
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workflows, "apply_files", interrupted)
+    assert main(["apply", "m.model", "t.mrc", "-o", str(tmp_path / "s.mrc"), "-q"]) == 130
+    err = capsys.readouterr().err
+    assert "--resume" in err and "no output was written" not in err
+
+
+@pytest.fixture(scope="module")
+def apply_inputs(tmp_path_factory, small_pre, particle_model):
+    """A preprocessed tomogram (pre.mrc, 10 A) and the particle model (particle.model)."""
+    from tomoseg.io.model_file import save_model
+    from tomoseg.io.mrc import header_label
+    from tomoseg.nn.model import Model
+    from tomoseg.steps.preprocess import PreprocessConfig
+
+    d = tmp_path_factory.mktemp("apply_inputs")
+    pre = PreprocessConfig()
+    write_volume(d / "pre.mrc", small_pre[:12], 10.0, origin=(1.0, 2.0, 3.0),
+                 labels=(header_label("preprocess", pre.describe()),))
+    save_model(d / "particle.model", Model(net=particle_model.net, amplitude=particle_model.amplitude,
+                                           name="particle", voxel_size=10.0, preprocessing=pre.to_dict()))
+    return d
+
+
+# --- No silent wrong results (issue 16) -----------------------------------------------------------------------
+
+def test_volumes_are_written_in_the_format_their_extension_names(apply_inputs, tmp_path):
+    import tifffile
+
+    d = apply_inputs
+    r = run_cli("apply", d / "particle.model", d / "pre.mrc", "-o", tmp_path / "s.tif", "-q")
+    assert r.returncode == 0, r.stderr
+    with tifffile.TiffFile(tmp_path / "s.tif") as tif:  # a real TIFF, as Fiji and cylindra read it
+        assert tif.is_imagej and tif.imagej_metadata["unit"] == "nm"
+        assert tif.imagej_metadata["spacing"] == pytest.approx(1.0)
+        assert tif.pages[0].tags["XResolution"].value == (1, 1)  # 1 pixel per nm
+    mrc_run = run_cli("apply", d / "particle.model", d / "pre.mrc", "-o", tmp_path / "s.mrc", "-q")
+    assert mrc_run.returncode == 0, mrc_run.stderr
+    tif, mrc = read_volume(tmp_path / "s.tif"), read_volume(tmp_path / "s.mrc")
+    np.testing.assert_array_equal(np.asarray(tif.data), np.asarray(mrc.data))
+    assert tif.voxel_size == pytest.approx(10.0) and tif.origin == pytest.approx((1.0, 2.0, 3.0))
+    assert tif.label_value("feature") == "particle"
+    for name in ("labels.tiff", "labels.rec", "labels.map"):
+        r = run_cli("merge", tmp_path / "s.tif", "-o", tmp_path / name, "-q")
+        assert r.returncode == 0, r.stderr
+        assert read_volume(tmp_path / name).label_value("label 1") == "particle"
+    assert (tmp_path / "labels.rec").read_bytes()[208:212] == b"MAP "
+    for bad in ("s.png", "s.h5", "scores"):
+        r = run_cli("apply", d / "particle.model", d / "pre.mrc", "-o", tmp_path / bad)
+        assert_one_line_error(r, bad, ".mrc", ".tif")
+        assert not (tmp_path / bad).exists()
+        r = run_cli("preprocess", d / "pre.mrc", "-o", tmp_path / bad)
+        assert_one_line_error(r, bad, ".mrc", ".tif")
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_pick_refuses_a_label_map_unless_told_which_label(apply_inputs, tmp_path):
+    d = apply_inputs
+    assert main(["apply", str(d / "particle.model"), str(d / "pre.mrc"), "-o", str(tmp_path / "s.mrc"), "-q"]) == 0
+    assert main(["merge", str(tmp_path / "s.mrc"), str(tmp_path / "s.mrc"), "-o", str(tmp_path / "l.mrc"), "-q"]) == 0
+    r = run_cli("pick", tmp_path / "l.mrc", "-o", tmp_path / "p.csv")
+    assert_one_line_error(r, "l.mrc: is a label map", "1=particle", "--label N")
+    assert not (tmp_path / "p.csv").exists()
+    for command in ("merge", "consensus"):  # the other commands that expect score maps
+        r = run_cli(command, tmp_path / "s.mrc", tmp_path / "l.mrc", "-o", tmp_path / "x.mrc")
+        assert_one_line_error(r, "l.mrc: is a label map")
+    r = run_cli("pick", d / "pre.mrc", "-o", tmp_path / "p.csv")
+    assert_one_line_error(r, "pre.mrc: is a preprocessed tomogram, not a score map")
+    r = run_cli("pick", tmp_path / "l.mrc", "--label", 7, "-o", tmp_path / "p.csv")
+    assert_one_line_error(r, "no voxel of label 7")
+    # the label's pieces are the score map's at threshold 1 (merge keeps >= 1): the same particles, each
+    # placed at its piece's centre, inside the label
+    assert main(["pick", str(tmp_path / "l.mrc"), "--label", "1", "--no-split", "-o", str(tmp_path / "p.csv"), "-q"]) == 0
+    assert main(["pick", str(tmp_path / "s.mrc"), "--no-split", "-o", str(tmp_path / "q.csv"), "-q"]) == 0
+    by_label, by_score = read_picks(tmp_path / "p.csv"), read_picks(tmp_path / "q.csv")
+    assert len(by_label) == len(by_score) > 0
+    a, b = by_label[["x", "y", "z"]].to_numpy(), by_score[["x", "y", "z"]].to_numpy()
+    assert np.linalg.norm(a[:, None] - b[None], axis=-1).min(axis=1).max() <= 8  # within a particle radius
+    labels = read_volume(tmp_path / "l.mrc").data
+    assert all(labels[z, y, x] == 1 for x, y, z in a.astype(int))
+
+
+def test_force_always_warns_about_what_it_forced(apply_inputs, tmp_path):
+    d = apply_inputs
+    vol = read_volume(d / "pre.mrc", mmap=False)
+    write_volume(tmp_path / "coarse.mrc", vol.data, 23.0, labels=vol.labels)
+    r = run_cli("apply", d / "particle.model", tmp_path / "coarse.mrc", "-o", tmp_path / "s.mrc", "--force", "-q")
+    assert r.returncode == 0, r.stderr
+    warnings = [l for l in r.stderr.splitlines() if l.startswith("tomoseg: warning")]
+    assert len(warnings) == 1 and "--force" in warnings[0] and "voxel size 23 A" in warnings[0]
+    assert "2.3x" in warnings[0] and "anyway" in warnings[0]
+    r = run_cli("apply", d / "particle.model", d / "pre.mrc", "-o", tmp_path / "t.mrc", "--force", "-q")
+    assert r.returncode == 0 and r.stderr == ""  # nothing forced, nothing said
+
+
+def test_preprocess_says_when_the_lowpass_is_beyond_nyquist(tmp_path):
+    data = np.random.default_rng(0).normal(size=(8, 32, 32)).astype(np.float32)
+    write_volume(tmp_path / "coarse.mrc", data, 23.2)
+    r = run_cli("preprocess", tmp_path / "coarse.mrc", "-o", tmp_path / "pre.mrc", "-q")
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tomoseg: warning: ") and "coarse.mrc" in lines[0]
+    assert "low-pass cutoff 20 A" in lines[0] and "46.4 A" in lines[0]
+    r = run_cli("preprocess", tmp_path / "coarse.mrc", "-o", tmp_path / "pre2.mrc", "--lowpass", 60, "-q")
+    assert r.returncode == 0 and r.stderr == ""

@@ -15,9 +15,6 @@ from tomoseg.nn.model import Model
 from tomoseg.nn.network import SegNet, init_weights
 from tomoseg.types import Box, Picks
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 def _write(path, data, voxel=10.0, origin=(0.0, 0.0, 0.0)):
     with mrcfile.new(path, overwrite=True) as m:
         m.set_data(data)
@@ -80,9 +77,8 @@ def test_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(not (SHARED / "real" / "tardis_mrc3D.mrc").exists(), reason="shared data not present")
-def test_reads_a_real_file_without_map_id():
-    vol = read_volume(SHARED / "real" / "tardis_mrc3D.mrc")
+def test_reads_a_real_file_without_map_id(shared_data):
+    vol = read_volume(shared_data("real/tardis_mrc3D.mrc"))
     assert vol.data.shape == (78, 64, 32) and vol.voxel_size == pytest.approx(23.2, rel=1e-3)
 
 
@@ -155,9 +151,8 @@ def test_preprocess_a_tiff_from_the_command_line(tmp_path):
     assert out.data.shape == (6, 32, 32) and out.voxel_size == pytest.approx(20.0)
 
 
-@pytest.mark.skipif(not (SHARED / "real" / "cylindra_13pf_MT.tif").exists(), reason="shared data not present")
-def test_reads_a_real_cylindra_tiff():
-    vol = read_volume(SHARED / "real" / "cylindra_13pf_MT.tif")
+def test_reads_a_real_cylindra_tiff(shared_data):
+    vol = read_volume(shared_data("real/cylindra_13pf_MT.tif"))
     assert vol.data.shape == (36, 206, 94) and vol.voxel_size == pytest.approx(10.52, rel=1e-4)
 
 

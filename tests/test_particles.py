@@ -217,11 +217,15 @@ def test_cli_particle_errors_are_one_line_and_leave_nothing(tmp_path):
     r = _tomoseg("average", tmp_path / "sub" / "particles.star", "-o", tmp_path / "avg")
     assert r.returncode != 0 and "at least 4 particles" in r.stderr and not (tmp_path / "avg").exists()
     r = _tomoseg("extract", tomo, tmp_path / "picks.csv", "-o", tmp_path / "sub", "--box", 24)
-    assert r.returncode != 0 and "not empty" in r.stderr
+    assert r.returncode != 0 and "not empty" in r.stderr and "--overwrite" in r.stderr
+    r = _tomoseg("extract", tomo, tmp_path / "picks.csv", "-o", tmp_path / "sub", "--box", 24, "--force")
+    assert r.returncode != 0 and "--force" in r.stderr  # --force only ever accepts a mismatch
+    r = _tomoseg("extract", tomo, tmp_path / "picks.csv", "-o", tmp_path / "sub", "--box", 20, "--overwrite", "-q")
+    assert r.returncode == 0 and read_subtomograms(tmp_path / "sub" / "particles.star")[0].shape[1:] == (20, 20, 20)
     r = _tomoseg("export", tmp_path / "picks.csv", "-o", tmp_path / "p.xyz", "--tomogram", tomo)
     assert r.returncode != 0 and "p.xyz" in r.stderr
-    # --force never replaces a folder that holds the inputs
-    r = _tomoseg("average", tmp_path / "sub" / "particles.star", "-o", tmp_path / "sub", "--force")
+    # --overwrite never replaces a folder that holds the inputs
+    r = _tomoseg("average", tmp_path / "sub" / "particles.star", "-o", tmp_path / "sub", "--overwrite")
     assert r.returncode != 0 and "holds the input" in r.stderr and (tmp_path / "sub" / "subtomograms.mrcs").exists()
     r = _tomoseg("pick", tomo, "-o", tmp_path / "p.csv", "--mode", "membrane", "--diameter", 100)
     assert r.returncode != 0 and "--diameter does not apply to --mode membrane" in r.stderr

@@ -18,6 +18,13 @@ class VoxelSizeMissing(TomosegError):
     """
 
 
+class OutputExists(TomosegError):
+    """An output file or folder exists already and replacing it was not asked for (``overwrite``).
+
+    Front ends say how to ask: the CLI's ``--overwrite``.
+    """
+
+
 class Cancelled(TomosegError):
     """Long work was interrupted by the user (Ctrl-C, a GUI cancel button)."""
 

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from tomoseg import __version__
 from tomoseg.cli.progress import progress_bar
-from tomoseg.errors import Cancelled, TomosegError
+from tomoseg.errors import Cancelled, OutputExists, TomosegError
+from tomoseg.nn.threads import share_cores_politely
 from tomoseg.steps.recipes import RECIPES, recipe
 
 FORMATS = ("csv", "relion5", "relion3", "dynamo", "imod", "eman2")  # tomoseg.io.particles.FORMATS
@@ -36,7 +37,8 @@ def _preprocess(args: argparse.Namespace) -> None:
     except ValueError as err:
         raise TomosegError(str(err)) from None
     with progress_bar("preprocess", quiet=args.quiet) as bar:
-        out = preprocess_file(args.input, args.output, config, voxel_size=args.voxel_size, progress=bar)
+        out = preprocess_file(args.input, args.output, config, voxel_size=args.voxel_size, progress=bar,
+                              overwrite=args.overwrite)
     _say(args, f"wrote {args.output}: {'x'.join(map(str, out.data.shape[::-1]))} voxels at {out.voxel_size:g} A")
 
 
@@ -44,7 +46,7 @@ def _trainset(args: argparse.Namespace) -> None:
     from tomoseg.workflows import trainset_file
 
     trainset_file(args.tomogram, args.boxes, args.output, labels=args.labels, value=args.value,
-                  masks=args.masks, name=args.name)
+                  masks=args.masks, name=args.name, overwrite=args.overwrite)
     _say(args, f"wrote {args.output}")
 
 
@@ -62,7 +64,7 @@ def _train(args: argparse.Namespace) -> None:
         raise TomosegError(str(err)) from None
     with progress_bar("train", unit="batch", quiet=args.quiet) as bar:
         model = train_file(args.trainset, args.output, config, name=args.name, colour=args.colour, progress=bar,
-                           device=args.device, threads=args.threads)
+                           device=args.device, threads=args.threads, overwrite=args.overwrite)
     losses = model.training["losses"]
     _say(args, f"wrote {args.output}: feature {model.name!r}, loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
                f"amplitude {model.amplitude:.3g}")
@@ -73,11 +75,16 @@ def _apply(args: argparse.Namespace) -> None:
 
     *models, tomogram = args.inputs
     if not models:
-        raise TomosegError("apply needs MODEL [MODEL ...] TOMOGRAM")
-    with progress_bar("apply", unit="slice", quiet=args.quiet) as bar:
-        outputs = apply_files(models, tomogram, args.output, engine=args.engine, force=args.force,
-                              device=args.device, threads=args.threads, slices_per_batch=args.slices,
-                              resume=args.resume, progress=bar, voxel_size=args.voxel_size)
+        raise TomosegError("apply needs MODEL [MODEL ...] TOMOGRAM: the model files, then the tomogram")
+    try:
+        with progress_bar("apply", unit="slice", quiet=args.quiet) as bar:
+            outputs = apply_files(models, tomogram, args.output, engine=args.engine, force=args.force,
+                                  device=args.device, threads=args.threads, slices_per_batch=args.slices,
+                                  resume=args.resume, progress=bar, voxel_size=args.voxel_size,
+                                  overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        raise Cancelled("interrupted; the finished slabs are kept in a hidden partial file beside the output: "
+                        "the same command with --resume continues from them") from None
     for out in outputs:
         _say(args, f"wrote {out}")
 
@@ -85,7 +92,7 @@ def _apply(args: argparse.Namespace) -> None:
 def _merge(args: argparse.Namespace) -> None:
     from tomoseg.workflows import merge_files
 
-    names = merge_files(args.scores, args.output, threshold=args.threshold)
+    names = merge_files(args.scores, args.output, threshold=args.threshold, overwrite=args.overwrite)
     legend = ", ".join(f"{k}={n}" for k, n in enumerate(names, start=1))
     _say(args, f"wrote {args.output}: 0=none, {legend}")
 
@@ -95,7 +102,7 @@ def _consensus(args: argparse.Namespace) -> None:
 
     with progress_bar("consensus", unit="slice", quiet=args.quiet) as bar:
         consensus_files(args.scores, args.output, spread_path=args.spread, disagreement_path=args.disagreement,
-                        threshold=args.threshold, progress=bar)
+                        threshold=args.threshold, progress=bar, overwrite=args.overwrite)
     extra = [p for p in (args.spread, args.disagreement) if p]
     _say(args, f"wrote {args.output}" + (f" and {', '.join(extra)}" if extra else "")
          + f": {len(args.scores)} annotators' maps")
@@ -109,7 +116,8 @@ def _pick(args: argparse.Namespace) -> None:
         if getattr(args, name) is not None and name not in PICK_OPTIONS[args.mode]:
             raise TomosegError(f"--{name.replace('_', '-')} does not apply to --mode {args.mode}")
     config = pick_config(args.mode, args.threshold, args.edge, **{k: getattr(args, k) for k in PICK_OPTIONS[args.mode]})
-    picks = pick_file(args.scores, args.output, config, format=args.format)
+    picks = pick_file(args.scores, args.output, config, format=args.format, overwrite=args.overwrite,
+                      label=args.label)
     _say(args, f"wrote {args.output}: {len(picks)} {'particles' if args.mode == 'blob' else args.mode + ' points'}")
 
 
@@ -117,7 +125,7 @@ def _export(args: argparse.Namespace) -> None:
     from tomoseg.workflows.particles import export_file
 
     picks = export_file(args.input, args.output, format=args.format, tomogram=args.tomogram,
-                        input_format=args.input_format)
+                        input_format=args.input_format, overwrite=args.overwrite)
     _say(args, f"wrote {args.output}: {len(picks)} particles")
 
 
@@ -130,8 +138,8 @@ def _extract(args: argparse.Namespace) -> None:
     except ValueError as err:
         raise TomosegError(str(err)) from None
     with progress_bar("extract", unit="particle", quiet=args.quiet) as bar:
-        n = extract_file(args.tomogram, args.particles, args.output, config, files=args.files, force=args.force,
-                         progress=bar)
+        n = extract_file(args.tomogram, args.particles, args.output, config, files=args.files,
+                         overwrite=args.overwrite, progress=bar)
     _say(args, f"wrote {n} subtomograms of {args.box}^3 and {args.output}/particles.star")
 
 
@@ -145,7 +153,7 @@ def _classify2d(args: argparse.Namespace) -> None:
         raise TomosegError(str(err)) from None
     with progress_bar("classify2d", unit="round", quiet=args.quiet) as bar:
         result, kept = classify_file(args.particles, args.output, config, keep=args.keep, thickness=args.thickness,
-                                     force=args.force, progress=bar)
+                                     overwrite=args.overwrite, progress=bar)
     sizes = ", ".join(f"{k}: {c}" for k, c in enumerate(result.counts))
     _say(args, f"wrote {args.output}/classes.png, classes.csv and kept.star ({kept} kept); class sizes {sizes}")
 
@@ -163,7 +171,7 @@ def _average(args: argparse.Namespace) -> None:
         raise TomosegError(str(err)) from None
     with torch_threads(args.threads), progress_bar("average", unit="step", quiet=args.quiet) as bar:
         summary = average_file(args.particles, args.output, config, reference=args.reference,
-                               selection=args.selection, force=args.force, progress=bar,
+                               selection=args.selection, overwrite=args.overwrite, progress=bar,
                                use_angles=args.use_angles, device=args.device)
     _say(args, f"wrote {args.output}/average.mrc: {summary['particles']} particles, "
                f"{summary['resolution_fsc_0143']:.1f} A at FSC 0.143 ({summary['seconds']:.0f} s)")
@@ -184,7 +192,8 @@ def _batch(args: argparse.Namespace) -> None:
             raise TomosegError(f"--pick {item}: {err}") from None
     try:
         config = BatchConfig(preprocess=args.preprocess, voxel_size=args.voxel_size, threshold=args.threshold,
-                             picks=tuple(picks), particle_format=args.format, force=args.force, device=args.device)
+                             picks=tuple(picks), particle_format=args.format, force=args.force,
+                             overwrite=args.overwrite, device=args.device)
     except ValueError as err:
         raise TomosegError(str(err)) from None
     jobs = plan_batch(args.tomograms, args.models, args.output, config)
@@ -214,7 +223,7 @@ def _demo(args: argparse.Namespace) -> None:
     from tomoseg.workflows.demo import run_demo
 
     with progress_bar("demo", quiet=args.quiet) as bar:
-        summary = run_demo(args.output, seed=args.seed, progress=bar)
+        summary = run_demo(args.output, seed=args.seed, progress=bar, overwrite=args.overwrite)
     _say(args, summary)
 
 
@@ -231,15 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tomoseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str, func) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+    def command(name: str, help: str, func, examples: Sequence[str], overwrite: str | None = OVERWRITE,
+                usage: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, usage=usage,
+                           epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(func=func)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+        if overwrite:
+            p.add_argument("--overwrite", action="store_true", help=overwrite)
         return p
 
-    p = command("preprocess", "Band-pass (Gaussian, in A), normalise and clamp a tomogram.", _preprocess)
+    p = command("preprocess", "Band-pass (Gaussian, in A), normalise and clamp a tomogram.", _preprocess,
+                ["tomoseg preprocess raw.mrc -o pre.mrc",
+                 "tomoseg preprocess raw_2.7A.mrc -o pre.mrc --bin 3 --resample 10 --invert"])
     p.add_argument("input", help="raw tomogram (MRC, or a TIFF stack with ImageJ metadata)")
-    p.add_argument("-o", "--output", required=True, help="preprocessed tomogram (MRC)")
+    p.add_argument("-o", "--output", required=True, help=f"preprocessed tomogram ({VOLUME_OUTPUTS})")
     p.add_argument("--lowpass", type=float, default=20.0, help="low-pass cutoff in A (0: none; default 20)")
     p.add_argument("--highpass", type=float, default=4000.0, help="high-pass cutoff in A (0: none; default 4000)")
     p.add_argument("--bin", type=int, default=1, help="bin by this integer factor first (default 1)")
@@ -250,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "apply a model trained at another voxel size")
     p.add_argument("--voxel-size", type=float, help="voxel size in A, if the header's is missing or wrong")
 
-    p = command("trainset", "Cut 64x64 training tiles and masks at boxes from a label or mask volume.", _trainset)
+    p = command("trainset", "Cut 64x64 training tiles and masks at boxes from a label or mask volume.", _trainset,
+                ["tomoseg trainset pre.mrc --boxes boxes.csv --labels labels.mrc --value 1 --name membrane -o membrane.set",
+                 "tomoseg trainset pre.mrc --boxes boxes.csv --masks membrane_mask.mrc -o membrane.set"])
     p.add_argument("tomogram", help="preprocessed tomogram (MRC)")
     p.add_argument("--boxes", required=True, help="CSV with header x,y,z,kind (positive|negative), voxels")
     p.add_argument("--labels", help="label volume (MRC) on the tomogram's grid")
@@ -259,12 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="feature name (default: label<V> or the mask file's name)")
     p.add_argument("-o", "--output", required=True, help="training-set file")
 
-    p = command("train", "Train one feature's network on a training set.", _train)
+    p = command("train", "Train one feature's network on a training set.", _train,
+                ["tomoseg train membrane.set -o membrane.model",
+                 "tomoseg train membrane.set -o membrane.model --recipe fast --threads 1"])
     p.add_argument("trainset", help="training-set file (from 'tomoseg trainset')")
     p.add_argument("-o", "--output", required=True, help="model file")
     p.add_argument("--recipe", default="default", choices=list(RECIPES),
-                   help="training recipe: tomoseg's measured default, a one-minute version of it, the paper exactly, "
-                        "or later EMAN2")
+                   help=f"training recipe (default: default): {_recipes_help()}; the options below change one "
+                        "setting of it")
     p.add_argument("--epochs", type=int, help="passes over the training set")
     p.add_argument("--batch", type=int, help="minibatch size")
     p.add_argument("--lr", type=float, help="learning rate of the first epoch")
@@ -283,35 +303,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--name", help="feature name (default: the training set's)")
     p.add_argument("--colour", help="display colour, e.g. '#ffcc00'")
-    p.add_argument("--device", default="auto", help="auto (a CUDA GPU if present), cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
 
-    p = command("apply", "Apply a model to a preprocessed tomogram: a normalised score map.", _apply)
-    p.add_argument("inputs", nargs="+", metavar="MODEL [MODEL ...] TOMOGRAM",
-                   help="one or more model files, then the preprocessed tomogram (MRC)")
+    p = command("apply", "Apply a model to a preprocessed tomogram: a normalised score map.", _apply,
+                ["tomoseg apply membrane.model pre.mrc -o membrane.mrc",
+                 "tomoseg apply membrane.model ribosome.model pre.mrc -o scores   # scores/pre_membrane.mrc ..."],
+                usage="tomoseg apply [options] MODEL [MODEL ...] TOMOGRAM -o OUTPUT")
+    p.add_argument("inputs", nargs="+", metavar="MODEL ... TOMOGRAM",
+                   help="one or more model files, then one preprocessed tomogram (MRC or TIFF)")
     p.add_argument("-o", "--output", required=True,
-                   help="score map (MRC, float32, same grid); with several models a folder that receives "
-                        "TOMOGRAM_MODEL.mrc per model")
+                   help=f"score map ({VOLUME_OUTPUTS}; float32, same grid); with several models a folder that "
+                        "receives TOMOGRAM_MODEL.mrc per model")
     p.add_argument("--engine", default="fft", choices=["fft", "direct", "fft-slice"],
                    help="fft: overlap-save FFT tiles (default); direct: conv2d (slow reference); "
                         "fft-slice: whole-slice FFTs")
-    p.add_argument("--device", default="auto", help="auto (a CUDA GPU if present), cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--slices", type=int,
                    help="slices read and scored at a time (default: about 16 M voxels, at most 16)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run with the same inputs, skipping finished slabs")
     p.add_argument("--voxel-size", type=float,
                    help="voxel size in A of the tomogram, if its header's is missing or wrong (written to the outputs)")
-    p.add_argument("--force", action="store_true", help="apply despite a voxel-size or preprocessing mismatch")
+    p.add_argument("--force", action="store_true",
+                   help="apply despite a voxel-size or preprocessing mismatch (warns about each one)")
 
-    p = command("merge", "Merge score maps into one label map (k = the k-th input, 0 = none).", _merge)
-    p.add_argument("scores", nargs="+", help="score maps (MRC) from 'tomoseg apply'")
-    p.add_argument("-o", "--output", required=True, help="label map (MRC)")
+    p = command("merge", "Merge score maps into one label map (k = the k-th input, 0 = none).", _merge,
+                ["tomoseg merge membrane.mrc ribosome.mrc -o labels.mrc",
+                 "tomoseg merge membrane.mrc ribosome.mrc -o labels.mrc --threshold 1.2"])
+    p.add_argument("scores", nargs="+", help="score maps from 'tomoseg apply'")
+    p.add_argument("-o", "--output", required=True, help=f"label map ({VOLUME_OUTPUTS})")
     p.add_argument("--threshold", type=float, default=1.0, help="minimum score for a label (default 1)")
 
     p = command("consensus", "Consensus (mean) of several annotators' score maps for one feature, with their "
-                             "spread and disagreement.", _consensus)
+                             "spread and disagreement.", _consensus,
+                ["tomoseg consensus alice.mrc bob.mrc carol.mrc -o mean.mrc",
+                 "tomoseg consensus alice.mrc bob.mrc -o mean.mrc --spread sd.mrc --disagreement disagree.mrc"])
     p.add_argument("scores", nargs="+", help="two or more score maps (MRC) of one feature on one tomogram, from "
                                              "networks trained by different annotators")
     p.add_argument("-o", "--output", required=True, help="consensus score map (MRC): the mean, on-feature ~1")
@@ -320,8 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
                                           "0 unanimous, 1 half the annotators each way")
     p.add_argument("--threshold", type=float, default=1.0, help="threshold of the disagreement (default 1)")
 
-    p = command("pick", "Pick particles from a score map: blobs, points along filaments, or on membranes.", _pick)
-    p.add_argument("scores", help="score map (MRC)")
+    p = command("pick", "Pick particles from a score map: blobs, points along filaments, or on membranes.", _pick,
+                ["tomoseg pick ribosome.mrc -o ribosomes.star --diameter 250",
+                 "tomoseg pick labels.mrc --label 2 -o ribosomes.csv      # label 2 of a merged label map",
+                 "tomoseg pick microtubule.mrc -o mt.star --mode filament --spacing 80"])
+    p.add_argument("scores", help="score map from 'tomoseg apply' (or a label map from merge, with --label)")
+    p.add_argument("--label", type=int, metavar="N",
+                   help="pick the voxels of label N of a label map (from 'tomoseg merge'; its header lists them); "
+                        "a label map is refused without it")
     p.add_argument("-o", "--output", required=True,
                    help="particle list: .csv, .star (RELION 5), .tbl (Dynamo), .mod (IMOD), .json (EMAN2)")
     p.add_argument("--mode", default="blob", choices=["blob", "filament", "membrane"],
@@ -340,16 +374,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action=argparse.BooleanOptionalAction, default=None,
                    help="blob: split touching particles (components with peaks >= min-distance apart) by a "
                         "watershed (default); --no-split: one particle per component, the paper's rule")
-    p.add_argument("--edge", type=float, default=0.0, help="drop picks closer than this to the border, in A")
+    p.add_argument("--edge", type=float, default=0.0,
+                   help="drop picks closer than this to the border, in A (default 0: keep all)")
 
-    p = command("export", "Convert a particle list to another program's format.", _export)
+    p = command("export", "Convert a particle list to another program's format.", _export,
+                ["tomoseg export ribosomes.csv -o ribosomes.star --tomogram pre.mrc",
+                 "tomoseg export ribosomes.star -o ribosomes.tbl     # Dynamo"])
     p.add_argument("input", help="particle list (.csv, .star, .tbl, .mod, .json)")
     p.add_argument("-o", "--output", required=True, help="output particle list")
     p.add_argument("--format", choices=FORMATS, help="output format (default: from the extension; .star = RELION 5)")
     p.add_argument("--input-format", choices=FORMATS, help="input format (default: from the extension)")
     p.add_argument("--tomogram", help="the tomogram (MRC) the particles belong to: name, size and voxel size")
 
-    p = command("extract", "Cut cubic subtomograms at particle positions.", _extract)
+    p = command("extract", "Cut cubic subtomograms at particle positions.", _extract,
+                ["tomoseg extract pre.mrc ribosomes.star -o sub --box 40 --invert",
+                 "tomoseg extract raw.mrc ribosomes.star -o sub --box 32 --bin 2 --files"])
     p.add_argument("tomogram", help="tomogram (MRC) to cut from")
     p.add_argument("particles", help="particle list on that tomogram's grid")
     p.add_argument("-o", "--output", required=True,
@@ -359,10 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--invert", action="store_true", help="invert the contrast (protein dark -> bright)")
     p.add_argument("--no-normalise", action="store_true", help="keep intensities (default: mean 0, sd 1 per box)")
     p.add_argument("--files", action="store_true", help="one MRC file per subtomogram instead of one stack")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
 
     p = command("classify2d", "2D classification of subtomograms' Z-projections (rotationally aligned).",
-                _classify2d)
+                _classify2d, ["tomoseg classify2d sub/particles.star -o cls --classes 4",
+                              "tomoseg classify2d sub/particles.star -o cls --keep 0 2 --overwrite   # keep two classes"])
     p.add_argument("particles", help="particles.star from 'tomoseg extract'")
     p.add_argument("-o", "--output", required=True,
                    help="output folder: classes.png, classes.csv (edit its keep column), kept.star, averages.mrcs")
@@ -371,10 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, nargs="+", help="classes to keep (default: all)")
     p.add_argument("--thickness", type=int, help="project only this many central slices (default: all)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
 
     p = command("average", "Align and average subtomograms (missing-wedge compensated, gold-standard FSC).",
-                _average)
+                _average, ["tomoseg average sub/particles.star -o avg",
+                           "tomoseg average sub/particles.star -o avg --selection cls/classes.csv --tilt-range -50 60"])
     p.add_argument("particles", help="particles.star from 'tomoseg extract' (or kept.star from classify2d)")
     p.add_argument("-o", "--output", required=True,
                    help="output folder: average.mrc, half1/2.mrc, fsc.csv, fsc.png, slices.png, particles.star")
@@ -384,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=6, help="refinement rounds (default 6)")
     p.add_argument("--global-iterations", type=int, default=2,
                    help="first rounds that search all orientations (default 2)")
-    p.add_argument("--global-step", type=float, default=24.0, help="angular step of global searches, degrees")
+    p.add_argument("--global-step", type=float, default=24.0,
+                   help="angular step of global searches, degrees (default 24)")
     p.add_argument("--initial-resolution", type=float, default=60.0, help="starting low-pass in A (default 60)")
     p.add_argument("--max-shift", type=float, help="largest shift from the pick in A (default: a quarter box)")
     p.add_argument("--tilt-range", type=float, nargs=2, default=[-60.0, 60.0], metavar=("MIN", "MAX"),
@@ -393,12 +433,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from the particles' angles (filament axes, membrane normals, an earlier run) "
                         "and search only locally around them")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="auto", help="auto (a CUDA GPU if present), cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
 
     p = command("batch", "Apply models to many tomograms on Dask (local processes or a cluster): score maps, "
-                         "merged labels and picks per tomogram.", _batch)
+                         "merged labels and picks per tomogram.", _batch,
+                ["tomoseg batch raw/*.mrc -m membrane.model ribosome.model -o out --preprocess --pick ribosome",
+                 "tomoseg batch pre/*.mrc -o out -m mt.model --pick mt:filament --workers 2"],
+                overwrite="start every tomogram over, replacing earlier outputs (default: skip tomograms finished "
+                          "with the same inputs and options, resume interrupted ones)")
     p.add_argument("tomograms", nargs="+", help="tomograms (MRC, or TIFF with --preprocess): preprocessed like the "
                                                 "models' training tomogram, or raw with --preprocess")
     p.add_argument("-m", "--models", nargs="+", required=True, help="model files to apply to every tomogram")
@@ -424,13 +467,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask distributed cluster instead, e.g. tcp://host:8786 (pip install "
                         "'tomoseg[cluster]'; every worker must see the same paths)")
-    p.add_argument("--device", default="auto", help="auto (a CUDA GPU if present), cpu, cuda or cuda:N")
-    p.add_argument("--force", action="store_true", help="apply despite a voxel-size or preprocessing mismatch")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--force", action="store_true",
+                   help="apply despite a voxel-size or preprocessing mismatch (warns about each one)")
 
-    p = command("demo", "Run the whole pipeline on a generated tomogram and draw a picture.", _demo)
+    p = command("demo", "Run the whole pipeline on a generated tomogram and draw a picture.", _demo,
+                ["tomoseg demo -o tomoseg-demo", "tomoseg demo -o tomoseg-demo --seed 1 --overwrite"])
     p.add_argument("-o", "--output", default="tomoseg-demo", help="output folder (default ./tomoseg-demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     return parser
+
+
+OVERWRITE = "replace existing outputs (default: refuse to)"
+THREADS_HELP = ("CPU threads (default: the cores this process may use: its CPU affinity and container quota; "
+                "fewer leave cores to other jobs)")
+DEVICE_HELP = "auto (the default: a CUDA GPU if present, else the CPU), cpu, cuda or cuda:N"
+VOLUME_OUTPUTS = "MRC .mrc/.rec/.map, or TIFF .tif/.tiff"
+
+
+def _recipes_help() -> str:
+    what = {"default": "tomoseg's measured default", "fast": "about a minute on 2 cores",
+            "paper": "Chen et al. 2017 exactly", "reference": "later EMAN2"}
+    parts = []
+    for name, r in RECIPES.items():
+        momentum = f" momentum {r.momentum:g}," if r.momentum else ""
+        parts.append(f"{name} ({what.get(name, r.recipe)}: {r.epochs} epochs, batch {r.batch_size}, "
+                     f"{r.optimizer} lr {r.learning_rate:g},{momentum} x{r.lr_decay:g} per epoch)")
+    return ", ".join(parts)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -441,6 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
+    share_cores_politely()  # before torch is loaded: waiting threads sleep, so jobs side by side share cores
     try:
         args.func(args)
     except KeyboardInterrupt:
@@ -449,6 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Cancelled as err:
         print(f"tomoseg: {err}", file=sys.stderr)
         return 130
+    except OutputExists as err:
+        print(f"tomoseg: error: {err}; add --overwrite to replace it", file=sys.stderr)
+        return 2
     except TomosegError as err:
         print(f"tomoseg: error: {err}", file=sys.stderr)
         return 2

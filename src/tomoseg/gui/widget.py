@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.gui.jobs import Job
 from tomoseg.gui.project import Project
+from tomoseg.nn.threads import share_cores_politely
 from tomoseg.steps.recipes import RECIPES
 from tomoseg.steps.trainset import TILE_SIZE
 
@@ -63,6 +64,7 @@ class TomosegWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
+        share_cores_politely()  # before the first job loads torch: napari and a batch beside it keep their cores
         self.viewer = napari_viewer
         self.project: Project | None = None
         self.mode = "off"
@@ -328,7 +330,8 @@ class TomosegWidget(QWidget):
             out = project.folder / "preprocessed.mrc"
 
             def work(progress):
-                preprocess_file(project.tomogram, out, voxel_size=project.voxel_size_given, progress=progress)
+                preprocess_file(project.tomogram, out, voxel_size=project.voxel_size_given, progress=progress,
+                                overwrite=True)
                 return out
 
             def done(path):
@@ -574,7 +577,7 @@ class TomosegWidget(QWidget):
 
             def work(progress):
                 return train_file(set_path, model_path, config, name=name, colour=colour, progress=progress,
-                                  device="auto", on_epoch=lambda _e, loss: self.losses.append(loss))
+                                  device="auto", on_epoch=lambda _e, loss: self.losses.append(loss), overwrite=True)
 
             def done(model):
                 self._draw_losses()
@@ -620,7 +623,7 @@ class TomosegWidget(QWidget):
 
             def work(progress):
                 apply_file(model_path, project.tomogram, out, force=True, progress=progress, resume=True,
-                           voxel_size=project.voxel_size_given)
+                           voxel_size=project.voxel_size_given, overwrite=True)
                 return out
             self._start(f"applying {name}", work, lambda path: self._show_scores(name, path))
         return self._guard(act)
@@ -655,7 +658,8 @@ class TomosegWidget(QWidget):
             if not names:
                 raise TomosegError("no feature has a score map yet: Apply first")
             out = project.path("merged")
-            merge_files([project.path("scores", n) for n in names], out, threshold=self.threshold.value())
+            merge_files([project.path("scores", n) for n in names], out, threshold=self.threshold.value(),
+                        overwrite=True)
             merged = np.asarray(read_volume(out).data).view(np.uint8)
             colours = {0: np.zeros(4), None: np.zeros(4)}
             colours.update({k: _rgba(project.features[n].colour) for k, n in enumerate(names, start=1)})

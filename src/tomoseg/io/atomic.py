@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tomoseg.errors import TomosegError
+from tomoseg.errors import OutputExists, TomosegError
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once (os.umask can only be read by setting it), at import, before any threads
@@ -20,10 +20,16 @@ def _usual_mode(path: Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_UMASK)
 
 
-def check_writable(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+def check_writable(
+    path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = (), overwrite: bool = True
+) -> Path:
     """Fail early (before long work) if ``path`` cannot be written.
 
-    Also refuses to overwrite any of ``inputs``. Returns ``path`` as a Path.
+    Refuses to overwrite any of ``inputs`` (always), and an existing ``path`` unless
+    ``overwrite`` (:class:`~tomoseg.errors.OutputExists`). The workflows pass their own
+    ``overwrite`` (default False: every command refuses to replace an output unless asked);
+    the default True here serves the inner writers, which run after that check. Returns
+    ``path`` as a Path.
     """
     out = Path(path)
     for inp in inputs:
@@ -31,6 +37,8 @@ def check_writable(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...
             raise TomosegError(f"{out}: refusing to overwrite an input file")
     if out.is_dir():
         raise TomosegError(f"{out}: is a directory, expected a file path")
+    if not overwrite and (out.exists() or out.is_symlink()):
+        raise OutputExists(f"{out}: exists already")
     _check_parent(out)
     return out
 
@@ -65,7 +73,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def check_folder(path: str | os.PathLike, force: bool = False, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+def check_folder(
+    path: str | os.PathLike, overwrite: bool = False, inputs: tuple[str | os.PathLike, ...] = ()
+) -> Path:
     """Fail early (before long work) if ``path`` cannot become an output folder; see :func:`atomic_directory`."""
     out = Path(path)
     for inp in inputs:
@@ -73,26 +83,26 @@ def check_folder(path: str | os.PathLike, force: bool = False, inputs: tuple[str
             raise TomosegError(f"{out}: the output folder holds the input {inp}; choose another folder")
     if out.exists() and not out.is_dir():
         raise TomosegError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise TomosegError(f"{out}: folder exists and is not empty (use --force to replace it)")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExists(f"{out}: folder exists and is not empty")
     _check_parent(out)
     return out
 
 
 @contextlib.contextmanager
 def atomic_directory(
-    path: str | os.PathLike, force: bool = False, inputs: tuple[str | os.PathLike, ...] = ()
+    path: str | os.PathLike, overwrite: bool = False, inputs: tuple[str | os.PathLike, ...] = ()
 ) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it becomes ``path`` on success.
 
-    An existing non-empty ``path`` is an error unless ``force`` (then it is
+    An existing non-empty ``path`` is an error unless ``overwrite`` (then it is
     replaced only once the new folder is complete). ``inputs`` inside ``path``
     are refused (replacing the folder would delete them). On any exception the
     temporary folder is removed and ``path`` is left untouched.
     """
     import shutil
 
-    out = check_folder(path, force, inputs)
+    out = check_folder(path, overwrite, inputs)
     parent = out.parent if str(out.parent) else Path(".")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=parent))
     try:

@@ -1,6 +1,9 @@
-"""Reading and writing MRC volumes, keeping voxel size and origin.
+"""Reading and writing volumes, keeping voxel size, origin and tomoseg's header labels.
 
-Reading is permissive (files from SerialEM-era tools lack the map ID) but
+The format follows the file's extension: MRC (``.mrc``, ``.rec``, ``.map``, ``.mrcs``) or
+a TIFF stack with ImageJ metadata (``.tif``, ``.tiff``; :mod:`tomoseg.io.tiff`); any other
+output extension is refused (:func:`volume_format`) rather than written in the wrong format.
+Reading MRC is permissive (files from SerialEM-era tools lack the map ID) but
 every problem that makes the data unusable is one clear
 :class:`~tomoseg.errors.TomosegError` naming the file.
 """
@@ -10,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +23,24 @@ import numpy as np
 from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.io.atomic import atomic_output
 from tomoseg.io.pages import release_pages
-from tomoseg.io.tiff import is_tiff, read_tiff
+from tomoseg.io.tiff import SUFFIXES as TIFF_SUFFIXES
+from tomoseg.io.tiff import create_tiff, is_tiff, open_tiff, read_tiff
 
 LABEL_PREFIX = "tomoseg "
+MRC_SUFFIXES = (".mrc", ".rec", ".map", ".mrcs")
+
+
+def volume_format(path: str | os.PathLike) -> str:
+    """"mrc" or "tiff", from an output path's extension; any other extension is a TomosegError
+    (a volume is never written in a format its name does not say)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in MRC_SUFFIXES:
+        return "mrc"
+    if suffix in TIFF_SUFFIXES:
+        return "tiff"
+    said = f"extension {suffix!r}" if suffix else "no extension"
+    raise TomosegError(f"{path}: {said}: a volume is written as MRC ({', '.join(MRC_SUFFIXES)}) or "
+                       f"TIFF ({', '.join(TIFF_SUFFIXES)}); name the output with one of these")
 
 
 @dataclass(frozen=True)
@@ -161,6 +179,40 @@ def finish_header(mrc: mrcfile.mrcfile.MrcFile, voxel_size: float, origin, label
         mrc.add_label(text[:80])
 
 
+@dataclass
+class VolumeFile:
+    """A volume file open for writing: ``data`` is its writable (z, y, x) memory map; ``finish``
+    completes the header once the data are written (MRC statistics); ``close`` releases it."""
+
+    data: np.ndarray
+    finish: Callable[[], None]
+    close: Callable[[], None]
+
+
+def new_volume_file(path: Path, format: str, shape, dtype, voxel_size: float, origin, labels) -> VolumeFile:
+    """Create a volume file of ``format`` ("mrc" or "tiff") at ``path`` (any name: a temporary one)."""
+    if format == "tiff":
+        data = create_tiff(path, shape, dtype, voxel_size, origin, labels)
+        return VolumeFile(data, data.flush, lambda: None)
+    mrc = mrcfile.new_mmap(path, shape=tuple(shape), mrc_mode=mrc_mode(np.dtype(dtype)), overwrite=True)
+    return VolumeFile(mrc.data, lambda: finish_header(mrc, voxel_size, origin, labels), mrc.close)
+
+
+def reopen_volume_file(path: Path, format: str, voxel_size: float, origin, labels) -> VolumeFile | None:
+    """Open a volume file made by :func:`new_volume_file` again for writing (None if unreadable)."""
+    if format == "tiff":
+        data = open_tiff(path)
+        return None if data is None else VolumeFile(data, data.flush, lambda: None)
+    try:
+        mrc = mrcfile.mmap(path, mode="r+", permissive=True)
+    except (ValueError, OSError, EOFError):
+        return None
+    if mrc.data is None:
+        mrc.close()
+        return None
+    return VolumeFile(mrc.data, lambda: finish_header(mrc, voxel_size, origin, labels), mrc.close)
+
+
 @contextlib.contextmanager
 def create_volume(
     path: str | os.PathLike,
@@ -170,19 +222,21 @@ def create_volume(
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
     labels: tuple[str, ...] = (),
 ) -> Iterator[np.ndarray]:
-    """Write an MRC volume incrementally: yields a writable (z, y, x) memory map.
+    """Write a volume incrementally (MRC or TIFF, by ``path``'s extension): yields a writable
+    (z, y, x) memory map.
 
     The file is created under a temporary name and renamed to ``path`` when the
     block ends without error (header statistics then updated); on error it is
     removed. Labels are ``tomoseg KEY: value`` strings (at most 9).
     """
+    format = volume_format(path)
     with atomic_output(path) as tmp:
-        mrc = mrcfile.new_mmap(tmp, shape=tuple(shape), mrc_mode=mrc_mode(np.dtype(dtype)), overwrite=True)
+        out = new_volume_file(tmp, format, shape, dtype, voxel_size, origin, labels)
         try:
-            yield mrc.data
-            finish_header(mrc, voxel_size, origin, labels)
+            yield out.data
+            out.finish()
         finally:
-            mrc.close()
+            out.close()
 
 
 def write_volume(

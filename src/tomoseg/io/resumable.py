@@ -1,4 +1,4 @@
-"""An MRC volume written slab by slab that survives an interruption.
+"""A volume (MRC or TIFF) written slab by slab that survives an interruption.
 
 The volume is written under a hidden partial name beside the output
 (``.NAME.partial``) with a journal (``.NAME.partial.json``) that records what
@@ -17,12 +17,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 
 from tomoseg.errors import Cancelled, TomosegError
 from tomoseg.io.atomic import check_writable
-from tomoseg.io.mrc import finish_header, mrc_mode
+from tomoseg.io.mrc import VolumeFile, new_volume_file, reopen_volume_file, volume_format
 from tomoseg.io.pages import release_pages
 
 
@@ -40,14 +39,14 @@ class ResumableVolume:
     it, releases its pages (memory stays flat) and records it as done.
     """
 
-    def __init__(self, mrc: mrcfile.mrcfile.MrcFile, journal: Path, state: dict) -> None:
-        self._mrc = mrc
+    def __init__(self, file: VolumeFile, journal: Path, state: dict) -> None:
+        self._file = file
         self._journal = journal
         self._state = state
 
     @property
     def data(self) -> np.ndarray:
-        return self._mrc.data
+        return self._file.data
 
     @property
     def done(self) -> frozenset[int]:
@@ -55,7 +54,7 @@ class ResumableVolume:
         return frozenset(self._state["done"])
 
     def write(self, z0: int, slab: np.ndarray) -> None:
-        view = self._mrc.data[z0 : z0 + slab.shape[0]]
+        view = self._file.data[z0 : z0 + slab.shape[0]]
         view[...] = slab
         release_pages(view)
         self._state["done"].append(int(z0))
@@ -73,7 +72,8 @@ def _remove(*paths: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _open_partial(data_path: Path, journal: Path, shape, fingerprint: dict) -> tuple[mrcfile.mrcfile.MrcFile, dict] | None:
+def _open_partial(data_path: Path, journal: Path, shape, fingerprint: dict, format: str,
+                  geometry: tuple) -> tuple[VolumeFile, dict] | None:
     """The partial volume and its state if it can be resumed, else None."""
     if not (data_path.exists() and journal.exists()):
         return None
@@ -83,11 +83,13 @@ def _open_partial(data_path: Path, journal: Path, shape, fingerprint: dict) -> t
         return None
     if state.get("fingerprint") != fingerprint:
         return None
-    mrc = mrcfile.mmap(data_path, mode="r+", permissive=True)
-    if mrc.data is None or mrc.data.shape != tuple(shape):
-        mrc.close()
+    file = reopen_volume_file(data_path, format, *geometry)
+    if file is None:
         return None
-    return mrc, state
+    if file.data.shape != tuple(shape):
+        file.close()
+        return None
+    return file, state
 
 
 @contextlib.contextmanager
@@ -109,11 +111,13 @@ def resumable_volume(
     TomosegError rather than mixing them.
     """
     out = check_writable(path)
+    format = volume_format(out)
+    geometry = (voxel_size, origin, labels)
     data_path, journal = partial_paths(out)
     fingerprint = json.loads(json.dumps(fingerprint or {}))
     opened = None
     if resume:
-        opened = _open_partial(data_path, journal, shape, fingerprint)
+        opened = _open_partial(data_path, journal, shape, fingerprint, format, geometry)
         if opened is None and journal.exists():
             raise TomosegError(
                 f"{out}: the interrupted run left a partial result made with other inputs or settings; "
@@ -121,22 +125,22 @@ def resumable_volume(
             )
     if opened is None:
         _remove(data_path, journal)
-        mrc = mrcfile.new_mmap(data_path, shape=tuple(shape), mrc_mode=mrc_mode(np.dtype(dtype)), overwrite=True)
+        file = new_volume_file(data_path, format, shape, dtype, *geometry)
         state = {"fingerprint": fingerprint, "done": []}
         _write_json(journal, state)
     else:
-        mrc, state = opened
-    volume = ResumableVolume(mrc, journal, state)
+        file, state = opened
+    volume = ResumableVolume(file, journal, state)
     try:
         yield volume
-        finish_header(mrc, voxel_size, origin, labels)
-        mrc.close()
+        file.finish()
+        file.close()
         os.replace(data_path, out)
         _remove(journal)
     except (KeyboardInterrupt, Cancelled):
-        mrc.close()  # keep the partial result for --resume
+        file.close()  # keep the partial result for --resume
         raise
     except BaseException:
-        mrc.close()
+        file.close()
         _remove(data_path, journal)
         raise

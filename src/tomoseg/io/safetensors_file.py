@@ -23,6 +23,15 @@ def save(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> 
         save_file(contiguous, str(tmp), metadata={META_KEY: json.dumps(meta)})
 
 
+def kind_of(path: str | os.PathLike) -> str | None:
+    """The ``kind`` a tomoseg safetensors file records ("model", "trainset"), or None for any other file."""
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            return json.loads((fh.metadata() or {})[META_KEY]).get("kind")
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def load(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray], dict]:
     """Read a file written by :func:`save`; ``kind`` must match ``meta["kind"]``."""
     path = Path(path)
@@ -32,8 +41,8 @@ def load(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray], dic
         with safe_open(str(path), framework="numpy") as fh:
             raw = (fh.metadata() or {}).get(META_KEY)
         arrays = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise TomosegError(f"{path}: not a tomoseg {kind} file ({err})") from None
+    except (SafetensorError, OSError, ValueError):  # safetensors' own words ("header too large") help no one
+        raise TomosegError(f"{path}: not a tomoseg {kind} file (not a safetensors file, or a truncated one)") from None
     if raw is None:
         raise TomosegError(f"{path}: not a tomoseg {kind} file (no tomoseg metadata)")
     try:

@@ -1,9 +1,16 @@
 """Reading TIFF stacks as volumes (ImageJ/Fiji, cylindra, tifffile), voxel size included.
 
-A 3D stack (z, y, x) is read into memory. The voxel size comes from the ImageJ
+A 3D stack (z, y, x) is memory-mapped where its pixels lie in one block (as tomoseg
+and ImageJ write them), else read into memory. The voxel size comes from the ImageJ
 metadata: the X and Y resolution tags (pixels per ``unit``) and ``spacing`` (z
 step), with ``unit`` nm, micron / um or A. A stack without them needs the voxel
-size given explicitly. TIFF has no origin: it is (0, 0, 0). Outputs stay MRC.
+size given explicitly. The origin comes from ImageJ's ``xorigin``, ``yorigin`` and
+``zorigin`` (in voxels, ImageJ's sign: position = (index - origin) x voxel size), else
+it is (0, 0, 0); tomoseg's header labels travel in ImageJ's ``Info`` text.
+
+Volumes are written as ImageJ hyperstacks (what Fiji, napari and cylindra read): voxel
+size in nm in the resolution tags and ``spacing``, the origin and labels as above.
+ImageJ has no signed 8-bit type: int8 label maps are written as uint8.
 """
 
 from __future__ import annotations
@@ -29,6 +36,46 @@ UNIT_ANGSTROM = {
 
 def is_tiff(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in SUFFIXES
+
+
+def _imagej_metadata(voxel_size: float, origin, labels) -> dict:
+    """imwrite's keywords for a (z, y, x) stack with this geometry and these header labels."""
+    nm = float(voxel_size) / UNIT_ANGSTROM["nm"]
+    meta = {"axes": "ZYX", "unit": "nm", "spacing": nm}
+    for axis, value in zip("xyz", origin):
+        if value:
+            meta[f"{axis}origin"] = -float(value) / float(voxel_size)
+    if labels:
+        meta["Info"] = "\n".join(labels)
+    return {"imagej": True, "resolution": (1.0 / nm, 1.0 / nm), "metadata": meta}
+
+
+def create_tiff(path: str | os.PathLike, shape, dtype, voxel_size: float, origin=(0.0, 0.0, 0.0),
+                labels: tuple[str, ...] = ()) -> np.memmap:
+    """Create an ImageJ TIFF stack at ``path`` and return its pixels as a writable memory map."""
+    dtype = np.dtype(np.uint8) if np.dtype(dtype) == np.int8 else np.dtype(dtype)
+    return tifffile.memmap(path, shape=tuple(shape), dtype=dtype, **_imagej_metadata(voxel_size, origin, labels))
+
+
+def open_tiff(path: str | os.PathLike, mode: str = "r+") -> np.memmap | None:
+    """A TIFF stack's pixels as a memory map, or None where they cannot be mapped (compressed,
+    tiled or scattered pixels)."""
+    try:
+        data = tifffile.memmap(path, mode=mode)
+    except (ValueError, OSError, tifffile.TiffFileError):
+        return None
+    return data if data.ndim == 3 else None
+
+
+def _origin_and_labels(meta: dict, voxel_size: float) -> tuple[tuple[float, float, float], tuple[str, ...]]:
+    """Origin (x, y, z) in A and tomoseg's header labels from ImageJ metadata."""
+    try:
+        origin = tuple(-float(meta.get(f"{axis}origin", 0.0)) * voxel_size for axis in "xyz")
+    except (TypeError, ValueError):
+        origin = (0.0, 0.0, 0.0)
+    info = meta.get("Info")
+    labels = tuple(line for line in str(info).splitlines() if line.startswith("tomoseg ")) if info else ()
+    return origin, labels
 
 
 def _resolution(page: tifffile.TiffPage, name: str) -> float | None:
@@ -63,7 +110,7 @@ def tiff_voxel_size(path: Path, tif: tifffile.TiffFile) -> float | None:
 
 
 def read_tiff(path: str | os.PathLike, ndim: int = 3, voxel_size: float | None = None, header_only: bool = False):
-    """A TIFF stack as a :class:`~tomoseg.io.mrc.Volume` (in memory; origin 0).
+    """A TIFF stack as a :class:`~tomoseg.io.mrc.Volume` (memory-mapped where it can be).
 
     ``voxel_size`` overrides the metadata's. Raises TomosegError for missing,
     unreadable, non-3D or non-real files and for a missing voxel size.
@@ -86,8 +133,10 @@ def read_tiff(path: str | os.PathLike, ndim: int = 3, voxel_size: float | None =
             if header_only:
                 data = np.broadcast_to(np.zeros((), series.dtype), tuple(n for n in series.shape if n != 1))
             else:
-                data = np.squeeze(series.asarray())
+                data = open_tiff(path, mode="r")
+                data = np.squeeze(series.asarray()) if data is None else data
             size = tiff_voxel_size(path, tif) if voxel_size is None else None
+            imagej = tif.imagej_metadata or {}
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as err:
         raise TomosegError(f"{path}: not a readable TIFF file ({err})") from None
     if ndim == 3 and data.ndim != 3:
@@ -102,4 +151,5 @@ def read_tiff(path: str | os.PathLike, ndim: int = 3, voxel_size: float | None =
         size = float(voxel_size)
     if size is None:
         raise VoxelSizeMissing(f"{path}: the TIFF metadata give no voxel size in nm, um or A; give it with --voxel-size")
-    return Volume(data=data, voxel_size=size)
+    origin, labels = _origin_and_labels(imagej, size)
+    return Volume(data=data, voxel_size=size, origin=origin, labels=labels)

@@ -86,6 +86,21 @@ class PreprocessConfig:
             return replace(self, bin=factor, resample=None)
         return replace(self, bin=max(1, int(np.floor(ratio))), resample=float(target))
 
+    def ineffective_filters(self, voxel_size: float) -> list[str]:
+        """What in this band-pass the data at ``voxel_size`` A (before binning) cannot show: a
+        low-pass or high-pass cutoff finer than the Nyquist limit (2 voxels after binning) has
+        (almost) no effect, or leaves nothing. One sentence each; empty when all is well."""
+        nyquist = 2.0 * float(voxel_size) * self.bin
+        where = f"the Nyquist limit ({nyquist:g} A at {voxel_size * self.bin:g} A per voxel)"
+        found = []
+        if self.lowpass is not None and self.lowpass < nyquist:
+            found.append(f"the low-pass cutoff {self.lowpass:g} A is finer than {where}: it filters almost "
+                         f"nothing; choose a cutoff above {nyquist:g} A, or none")
+        if self.highpass is not None and self.highpass <= nyquist:
+            found.append(f"the high-pass cutoff {self.highpass:g} A is finer than {where}: it removes all "
+                         "detail")
+        return found
+
     def same_filters(self, other: PreprocessConfig) -> bool:
         """Whether two tomograms preprocessed with these look alike to a network: the same
         band-pass and clamp. Binning and resampling only set the voxel size, which is

@@ -49,6 +49,7 @@ from tomoseg.io.mrc import read_volume
 from tomoseg.io.particles import FORMATS, extension_of
 from tomoseg.io.resumable import partial_paths
 from tomoseg.nn.allocator import keep_freed_memory
+from tomoseg.nn.threads import available_cores
 from tomoseg.progress import Progress, report, scaled
 from tomoseg.steps.preprocess import PreprocessConfig
 from tomoseg.workflows.particles import PickMode, pick_file
@@ -79,8 +80,11 @@ class BatchConfig:
     was. voxel_size: A/voxel of the raw tomograms, where their headers are wrong
     (with ``preprocess`` only). threshold: of the merge. picks: (feature name, picking
     configuration) pairs. particle_format: one of ``io.particles.FORMATS``. force:
-    apply despite a voxel-size or preprocessing mismatch. device, engine: as
-    ``tomoseg apply``.
+    apply despite a voxel-size or preprocessing mismatch (each one forced is warned about).
+    overwrite: start every tomogram over, replacing what an earlier batch (or anyone) left
+    where its outputs go; without it the output folder is the batch's own workspace: a
+    re-run skips, resumes or redoes only what its changed inputs and options require.
+    device, engine: as ``tomoseg apply``.
     """
 
     preprocess: bool = False
@@ -89,6 +93,7 @@ class BatchConfig:
     picks: tuple[tuple[str, PickMode], ...] = ()
     particle_format: str = "relion5"
     force: bool = False
+    overwrite: bool = False
     device: str = "auto"
     engine: str = "fft"
 
@@ -175,11 +180,11 @@ def plan_batch(
                 warnings.warn(f"{path}: its {vol.voxel_size:g} A voxels are resampled to the models' finer "
                               f"{target:g} A, which adds no detail; a model trained at {vol.voxel_size:g} A would "
                               "fit these data better")
-        elif not config.force:
+        else:
             for model, model_path in zip(models, model_paths):
-                check_compatible(model, model_path, vol, path)
+                check_compatible(model, model_path, vol, path, force=config.force)
         job = TomogramJob(path, out / path.stem, tuple(model_paths), pre, features)
-        found = unrecorded_outputs(job, config)
+        found = [] if config.overwrite else unrecorded_outputs(job, config)
         if found:
             raise TomosegError(f"{job.folder}: holds {found[0].name}, which no batch recorded making (an older "
                                "tomoseg's, or another program's); remove it or choose another output folder")
@@ -282,6 +287,9 @@ def _start(job: TomogramJob, config: BatchConfig) -> None:
     job.folder.mkdir(parents=True, exist_ok=True)
     old, new = _read_state(job), _fingerprints(job, config)
     files = old.get("files") if isinstance(old.get("files"), dict) else {}
+    if config.overwrite:  # start over: nothing is reused, whoever made it
+        files = {level: list(files.get(level, [])) + names for level, names in _outputs(job, config).items()}
+        old = {}
     if old.get("maps") != new["maps"]:
         maps = list(files.get("maps", []))
         _remove(job, maps + [n for f in maps if isinstance(f, str) for n in (p.name for p in partial_paths(f))])
@@ -295,6 +303,8 @@ def _start(job: TomogramJob, config: BatchConfig) -> None:
 
 def is_done(job: TomogramJob, config: BatchConfig = BatchConfig()) -> bool:
     """Whether an earlier run finished this tomogram with these inputs and options (and its outputs are there)."""
+    if config.overwrite:
+        return False
     state, now = _read_state(job), _fingerprints(job, config)
     if state.get("maps") != now["maps"] or state.get("post") != now["post"]:
         return False
@@ -338,26 +348,27 @@ def _run_tomogram(job: TomogramJob, config: BatchConfig, progress: Progress | No
         import torch  # its thread count is this tomogram's share of the cores (run_batch's threads)
 
         preprocess_file(job.tomogram, job.scored, job.preprocessing, voxel_size=config.voxel_size,
-                        workers=torch.get_num_threads())
+                        workers=torch.get_num_threads(), overwrite=True)
     scores = job.score_maps()
     todo = [i for i, s in enumerate(scores) if not s.exists()]
     if todo:
         apply_files([job.models[i] for i in todo], job.scored, job.folder, engine=config.engine,
-                    force=True, device=config.device, resume=True,
+                    force=True, device=config.device, resume=True, overwrite=True,
                     progress=scaled(progress, 10, 80, 100, "applying"), outputs=[scores[i] for i in todo])
     summary: dict = {"tomogram": str(job.tomogram), "scored": str(job.scored), "status": "done",
                      "score_maps": [str(s) for s in scores]}
     if len(scores) > 1:
         if not job.labels().exists():
             report(progress, 90, 100, "merging")
-            merge_files(scores, job.labels(), config.threshold)
+            merge_files(scores, job.labels(), config.threshold, overwrite=True)
         summary["labels"] = str(job.labels())
     vol = read_volume(scores[0])
     summary.update(voxel_size=float(vol.voxel_size), shape=[int(n) for n in vol.data.shape])
     for feature, pick in config.picks:
         report(progress, 95, 100, f"picking {feature}")
         path = job.picks(feature, config.particle_format)
-        picks = pick_file(scores[job.features.index(feature)], path, pick, config.particle_format, name=job.stem)
+        picks = pick_file(scores[job.features.index(feature)], path, pick, config.particle_format, name=job.stem,
+                          overwrite=True)
         summary.setdefault("picks", {})[feature] = {"file": str(path), "count": len(picks)}
     summary["seconds"] = round(time.perf_counter() - start, 2)
     with atomic_output(job.folder / "summary.json") as tmp:
@@ -415,14 +426,6 @@ def _failed(job: TomogramJob, message: str) -> dict:
     return {"tomogram": str(job.tomogram), "status": "failed", "error": message}
 
 
-def _cores() -> int:
-    """CPU cores this process may use (CPU affinity, e.g. a Slurm allocation)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def _dask_worker_threads() -> int | None:
     """On a Dask distributed worker: torch threads for a task, the node's cores shared among
     the worker's task threads; None elsewhere.
@@ -440,7 +443,7 @@ def _dask_worker_threads() -> int | None:
     except (ImportError, ValueError):
         return None
     keep_freed_memory()
-    return max(1, _cores() // max(1, worker.state.nthreads))
+    return max(1, available_cores() // max(1, worker.state.nthreads))
 
 
 def _read_summary(job: TomogramJob) -> dict | None:
@@ -492,7 +495,7 @@ def run_batch(
     import dask
 
     if scheduler is None:  # share this machine's cores out; on a cluster each node's are used
-        threads = threads or max(1, _cores() // workers)
+        threads = threads or max(1, available_cores() // workers)
     count = [0]
 
     def done(job_index: int, summary: dict) -> None:

@@ -21,6 +21,7 @@ from tomoseg.steps.continuous import FilamentConfig, MembraneConfig, pick_filame
 from tomoseg.steps.extract import ExtractConfig, box_start, extract_subtomograms
 from tomoseg.steps.pick import PickConfig, pick_particles
 from tomoseg.types import Picks, TomogramInfo
+from tomoseg.workflows.maps import label_scores, require_score_map
 
 Path_ = str | os.PathLike
 
@@ -75,15 +76,26 @@ def pick_file(
     config: PickMode = PickConfig(),
     format: str | None = None,
     name: str | None = None,
+    overwrite: bool = False,
+    label: int | None = None,
 ) -> Picks:
     """Pick blobs (PickConfig), filament points or membrane points from a score map and write them.
 
     The format follows ``format`` or the extension (.csv, .star = RELION 5, .tbl, .mod, .json).
     ``name``: the tomogram's name in the particle file (default: the score map's file name).
+    ``label``: pick the voxels of this label of a label map (from merge) instead; a label map
+    without it, or a tomogram, is refused (:func:`~tomoseg.workflows.maps.require_score_map`).
     """
-    check_writable(output_path, inputs=(scores_path,))
+    check_writable(output_path, inputs=(scores_path,), overwrite=overwrite)
     vol = read_volume(scores_path)
-    scores = np.asarray(vol.data, dtype=np.float32)
+    if label is None:
+        require_score_map(scores_path, vol, hint="choose the label to pick with --label N")
+        scores = np.asarray(vol.data, dtype=np.float32)
+    else:
+        if config.threshold > 1:
+            raise TomosegError(f"{scores_path}: a label's voxels score 1, so threshold {config.threshold:g} would "
+                               "pick nothing; keep threshold 1 when picking a label")
+        scores = label_scores(scores_path, vol, label)
     check_finite(scores_path, scores)
     picks = pick_scores(scores, vol.voxel_size, config)
     info = tomogram_info(scores_path, vol)
@@ -92,9 +104,9 @@ def pick_file(
 
 
 def export_file(input_path: Path_, output_path: Path_, format: str | None = None,
-                tomogram: Path_ | None = None, input_format: str | None = None) -> Picks:
+                tomogram: Path_ | None = None, input_format: str | None = None, overwrite: bool = False) -> Picks:
     """Convert a particle list between formats; ``tomogram`` supplies size/voxel size/name where needed."""
-    check_writable(output_path, inputs=(input_path,))
+    check_writable(output_path, inputs=(input_path,), overwrite=overwrite)
     info = tomogram_info(tomogram) if tomogram is not None else None
     picks, meta = read_particles(input_path, input_format, info=info)
     if info is None:
@@ -108,17 +120,17 @@ def export_file(input_path: Path_, output_path: Path_, format: str | None = None
 
 
 def extract_file(tomogram_path: Path_, particles_path: Path_, output_dir: Path_,
-                 config: ExtractConfig = ExtractConfig(), files: bool = False, force: bool = False,
+                 config: ExtractConfig = ExtractConfig(), files: bool = False, overwrite: bool = False,
                  progress: Progress | None = None) -> int:
     """Cut subtomograms at the particles of a list and write them with ``particles.star``; returns the count."""
-    check_folder(output_dir, force, (tomogram_path, particles_path))
+    check_folder(output_dir, overwrite, (tomogram_path, particles_path))
     vol = read_volume(tomogram_path)
     info = tomogram_info(tomogram_path, vol)
     picks, _ = read_particles(particles_path, info=info)
     if len(picks) == 0:
         raise TomosegError(f"{particles_path}: lists no particles")
     stack, inside = extract_subtomograms(vol.data, picks.xyz, config, progress)
-    with atomic_directory(output_dir, force=force, inputs=(tomogram_path, particles_path)) as tmp:
+    with atomic_directory(output_dir, overwrite=overwrite, inputs=(tomogram_path, particles_path)) as tmp:
         write_subtomograms(tmp, stack, picks, info, bin=config.bin, inside=inside, files=files)
         (tmp / "extract.json").write_text(json.dumps({"tomogram": str(tomogram_path), "particles":
                                                       str(particles_path), **config.to_dict()}, indent=1))
@@ -145,7 +157,7 @@ def _subset_star(source: Path, table: pd.DataFrame, keep: np.ndarray, output: Pa
 
 
 def classify_file(star_path: Path_, output_dir: Path_, config=None, keep: list[int] | None = None,
-                  thickness: int | None = None, force: bool = False, progress: Progress | None = None):
+                  thickness: int | None = None, overwrite: bool = False, progress: Progress | None = None):
     """2D classification of Z-projections: ``classes.png``, ``classes.csv`` (editable ``keep`` column),
     ``kept.star`` (the kept particles), ``averages.mrcs``."""
     from tomoseg.steps.classify2d import Classify2DConfig, classify2d, z_projections
@@ -155,7 +167,7 @@ def classify_file(star_path: Path_, output_dir: Path_, config=None, keep: list[i
     star_path = Path(star_path)
     stack, table, voxel = read_subtomograms(star_path)
     sources = image_files(star_path, table)
-    check_folder(output_dir, force, (star_path, *sources))
+    check_folder(output_dir, overwrite, (star_path, *sources))
     try:
         images = z_projections(stack, thickness)
         result = classify2d(images, config, progress)
@@ -167,7 +179,7 @@ def classify_file(star_path: Path_, output_dir: Path_, config=None, keep: list[i
             raise TomosegError(f"--keep: no class {bad[0]} (classes are 0..{len(result.counts) - 1})")
     kept = np.ones(len(table), bool) if keep is None else np.isin(result.labels, keep)
     out = Path(output_dir)
-    with atomic_directory(out, force=force, inputs=(star_path, *sources)) as tmp:
+    with atomic_directory(out, overwrite=overwrite, inputs=(star_path, *sources)) as tmp:
         class_montage(tmp / "classes.png", result.averages, result.counts,
                       title=f"{len(table)} particles, {len(result.counts)} classes")
         pd.DataFrame({"particle": np.arange(1, len(table) + 1), "image": table["rlnImageName"],
@@ -190,7 +202,7 @@ def read_selection(path: Path_, n: int) -> np.ndarray:
 
 
 def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Path_ | None = None,
-                 selection: Path_ | None = None, force: bool = False, progress: Progress | None = None,
+                 selection: Path_ | None = None, overwrite: bool = False, progress: Progress | None = None,
                  use_angles: bool = False, device: str = "auto") -> dict:
     """Refine and average subtomograms: average.mrc, half1/2.mrc, fsc.csv, fsc.png, slices.png,
     particles.star (refined positions and angles in the source tomogram), summary.json.
@@ -210,7 +222,7 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
     star_path = Path(star_path)
     stack, table, voxel = read_subtomograms(star_path)
     inputs = (star_path, *image_files(star_path, table), *(p for p in (reference, selection) if p is not None))
-    check_folder(output_dir, force, inputs)
+    check_folder(output_dir, overwrite, inputs)
     if selection is not None:
         keep = read_selection(selection, len(table))
         stack, table = stack[keep], table[keep].reset_index(drop=True)
@@ -244,7 +256,7 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
     summary = {"particles": len(table), "box": n, "voxel_size": voxel, "resolution_fsc_0143": result.resolution,
                "seconds": seconds, "device": str(torch_device), "history": result.history,
                "config": config.to_dict(), "use_angles": use_angles}
-    with atomic_directory(output_dir, force=force, inputs=inputs) as tmp:
+    with atomic_directory(output_dir, overwrite=overwrite, inputs=inputs) as tmp:
         write_volume(tmp / "average.mrc", result.average, voxel)
         write_volume(tmp / "half1.mrc", result.halves[0], voxel)
         write_volume(tmp / "half2.mrc", result.halves[1], voxel)

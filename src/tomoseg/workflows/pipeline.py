@@ -17,15 +17,17 @@ import numpy as np
 
 from tomoseg.errors import TomosegError
 from tomoseg.io.atomic import check_writable
+from tomoseg.io import safetensors_file
 from tomoseg.io.boxes import read_boxes
 from tomoseg.io.model_file import load_model, save_model
-from tomoseg.io.mrc import Volume, check_finite, create_volume, header_label, read_volume, write_volume
+from tomoseg.io.mrc import Volume, check_finite, create_volume, header_label, read_volume, volume_format, write_volume
 from tomoseg.io.pages import read_slab, release_pages
 from tomoseg.io.resumable import resumable_volume
 from tomoseg.io.trainset_file import load_trainset, save_trainset
 from tomoseg.nn.device import resolve_device
 from tomoseg.nn.engines import get_engine
 from tomoseg.nn.model import Model
+from tomoseg.nn.threads import available_cores
 from tomoseg.ops.binning import binned_origin
 from tomoseg.progress import Progress, report
 from tomoseg.steps.consensus import consensus_scores
@@ -35,6 +37,7 @@ from tomoseg.steps.segment import score_slabs, slab_slices
 from tomoseg.steps.recipes import TrainConfig
 from tomoseg.steps.train import train
 from tomoseg.steps.trainset import make_trainset
+from tomoseg.workflows.maps import require_score_map
 
 VOXEL_SIZE_TOLERANCE = 0.01
 """Relative voxel-size difference above which a model refuses a tomogram."""
@@ -49,11 +52,16 @@ def preprocess_file(
     voxel_size: float | None = None,
     progress: Progress | None = None,
     workers: int = -1,
+    overwrite: bool = False,
 ) -> Volume:
     """Preprocess an MRC tomogram into a new MRC file; returns the output's geometry.
-    ``workers``: threads of the Fourier filter (-1: all cores)."""
-    check_writable(output_path, inputs=(input_path,))
+    ``workers``: threads of the Fourier filter (-1: all cores). ``overwrite``: replace an
+    existing output (else :class:`~tomoseg.errors.OutputExists`), as in every workflow here."""
+    check_writable(output_path, inputs=(input_path,), overwrite=overwrite)
+    volume_format(output_path)
     raw = read_volume(input_path, voxel_size=voxel_size)
+    for problem in config.ineffective_filters(raw.voxel_size):
+        warnings.warn(f"{input_path}: {problem}")
     check_finite(input_path, raw.data)
     report(progress, 0, 2, "filtering")
     try:
@@ -115,13 +123,14 @@ def trainset_file(
     value: int | None = None,
     masks: Path_ | None = None,
     name: str | None = None,
+    overwrite: bool = False,
 ) -> None:
     """Cut a training set from a preprocessed tomogram, a box list and a label or mask volume."""
     if (labels is None) == (masks is None):
         raise TomosegError("give exactly one of --labels (with --value) or --masks")
     if labels is not None and value is None:
         raise TomosegError(f"{labels}: --value is needed to choose the label")
-    check_writable(output_path, inputs=(tomogram, boxes_path, labels or masks))
+    check_writable(output_path, inputs=(tomogram, boxes_path, labels or masks), overwrite=overwrite)
     tomo = read_volume(tomogram)
     boxes = read_boxes(boxes_path)
     pre = preprocessing_of(tomo, tomogram)
@@ -151,9 +160,10 @@ def train_file(
     device: str = "auto",
     threads: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    overwrite: bool = False,
 ) -> Model:
     """Train one network from a training-set file and save the model."""
-    check_writable(output_path, inputs=(trainset_path,))
+    check_writable(output_path, inputs=(trainset_path,), overwrite=overwrite)
     torch_device = _device(device)
     trainset = load_trainset(trainset_path)
     with torch_threads(threads):
@@ -177,26 +187,29 @@ def train_file(
     return model
 
 
-def check_compatible(model: Model, model_path: Path_, tomo: Volume, tomo_path: Path_) -> None:
+def check_compatible(model: Model, model_path: Path_, tomo: Volume, tomo_path: Path_, force: bool = False) -> None:
     """Refuse a tomogram whose voxel size or recorded band-pass and clamp differ from the model's
-    (binning, resampling and inverting may differ: see :meth:`PreprocessConfig.same_filters`)."""
-    rel = abs(tomo.voxel_size - model.voxel_size) / model.voxel_size
-    if rel > VOXEL_SIZE_TOLERANCE:
-        raise TomosegError(
-            f"{tomo_path}: voxel size {tomo.voxel_size:g} A differs from the model's "
-            f"{model.voxel_size:g} A ({model_path}); preprocess it with --resample {model.voxel_size:g} "
-            "(or --bin), or pass --force"
-        )
+    (binning, resampling and inverting may differ: see :meth:`PreprocessConfig.same_filters`).
+
+    ``force``: go on despite a mismatch, but warn once for each mismatch forced (never silently)."""
+    def mismatch(message: str, remedy: str) -> None:
+        if not force:
+            raise TomosegError(f"{message}; {remedy}, or pass --force")
+        warnings.warn(f"--force: {message}; applying anyway")
+
+    ratio = tomo.voxel_size / model.voxel_size
+    if abs(ratio - 1) > VOXEL_SIZE_TOLERANCE:
+        mismatch(f"{tomo_path}: voxel size {tomo.voxel_size:g} A differs from the model's {model.voxel_size:g} A "
+                 f"({ratio:.3g}x; {model_path})",
+                 f"preprocess it with --resample {model.voxel_size:g} (or --bin)")
     pre = preprocessing_of(tomo, tomo_path)
     if pre is None:
         warnings.warn(f"{tomo_path}: not preprocessed by tomoseg; the model expects {_describe(model)}")
     elif model.preprocessing is not None:
         expected = PreprocessConfig.from_dict(model.preprocessing)
         if not pre.same_filters(expected):
-            raise TomosegError(
-                f"{tomo_path}: preprocessed with {pre.describe()}, but the model ({model_path}) "
-                f"expects {_describe(model)}; preprocess it the same way, or pass --force"
-            )
+            mismatch(f"{tomo_path}: preprocessed with {pre.describe()}, but the model ({model_path}) "
+                     f"expects {_describe(model)}", "preprocess it the same way")
         if pre.invert != expected.invert:
             warnings.warn(
                 f"{tomo_path}: preprocessed with invert={str(pre.invert).lower()}, the model's training data with "
@@ -245,6 +258,7 @@ def apply_files(
     progress: Progress | None = None,
     outputs: Sequence[Path_] | None = None,
     voxel_size: float | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Apply one or more models to a preprocessed tomogram, slab by slab, into score maps.
 
@@ -265,16 +279,15 @@ def apply_files(
     outputs = [Path(o) for o in outputs]
     inputs = (tomogram, *model_paths)
     for out in outputs:
-        check_writable(out, inputs=inputs)
+        check_writable(out, inputs=inputs, overwrite=overwrite)
     torch_device = _device(device)
     if slices_per_batch is not None and slices_per_batch < 1:
         raise TomosegError(f"--slices must be >= 1, got {slices_per_batch}")
-    models = [load_model(p) for p in model_paths]
+    models = [_load_model(p, tomogram) for p in model_paths]
     tomo = read_volume(tomogram, voxel_size=voxel_size)
     slices_per_batch = slices_per_batch or slab_slices(tomo.data.shape)
-    if not force:
-        for model, path in zip(models, model_paths):
-            check_compatible(model, path, tomo, tomogram)
+    for model, path in zip(models, model_paths):
+        check_compatible(model, path, tomo, tomogram, force=force)
     settings = {"engine": engine, "slices_per_batch": slices_per_batch, "tomogram": file_fingerprint(tomogram),
                 "voxel_size": tomo.voxel_size}
     with contextlib.ExitStack() as stack:
@@ -299,6 +312,17 @@ def apply_files(
     return outputs
 
 
+def _load_model(path: Path_, tomogram: Path_) -> Model:
+    """The model at ``path``; when it is no model but the tomogram argument is one, say that the two
+    were given the wrong way round."""
+    try:
+        return load_model(path)
+    except TomosegError as err:
+        if Path(tomogram).is_file() and safetensors_file.kind_of(tomogram) == "model":
+            raise TomosegError(f"{err}; {tomogram} is a model: give the models first, then the tomogram") from None
+        raise
+
+
 def apply_file(model_path: Path_, tomogram: Path_, output_path: Path_, **options) -> None:
     """Apply one model to a preprocessed tomogram; see :func:`apply_files`."""
     apply_files([model_path], tomogram, output_path, **options)
@@ -313,14 +337,13 @@ def _device(name: str):
 
 @contextlib.contextmanager
 def torch_threads(threads: int | None):
-    """Use ``threads`` CPU threads in torch inside the block (None: leave as is)."""
+    """Use ``threads`` CPU threads in torch inside the block (None: the cores this process may use,
+    :func:`~tomoseg.nn.threads.available_cores`, which torch's own default ignores)."""
     import torch
 
     if threads is not None and threads < 1:
         raise TomosegError(f"--threads must be >= 1, got {threads}")
-    if threads is None:
-        yield
-        return
+    threads = threads or available_cores()
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -332,6 +355,8 @@ def torch_threads(threads: int | None):
 def _same_grid_maps(score_paths: Sequence[Path_]) -> list[Volume]:
     """The score maps (memory-mapped), checked to share one grid (shape and voxel size)."""
     maps = [read_volume(p) for p in score_paths]
+    for path, vol in zip(score_paths, maps):
+        require_score_map(path, vol)
     first = maps[0]
     for path, vol in zip(score_paths, maps):
         if vol.data.shape != first.data.shape:
@@ -345,12 +370,13 @@ def _same_grid_maps(score_paths: Sequence[Path_]) -> list[Volume]:
 
 
 def merge_files(
-    score_paths: Sequence[Path_], output_path: Path_, threshold: float = 1.0, slices_per_batch: int = 16
+    score_paths: Sequence[Path_], output_path: Path_, threshold: float = 1.0, slices_per_batch: int = 16,
+    overwrite: bool = False,
 ) -> list[str]:
     """Merge score maps into a label map (k = k-th input); returns the feature names."""
     if not score_paths:
         raise TomosegError("merge needs at least one score map")
-    check_writable(output_path, inputs=tuple(score_paths))
+    check_writable(output_path, inputs=tuple(score_paths), overwrite=overwrite)
     maps = _same_grid_maps(score_paths)
     first = maps[0]
     names = [vol.label_value("feature") or Path(p).stem for p, vol in zip(score_paths, maps)]
@@ -373,6 +399,7 @@ def consensus_files(
     threshold: float = 1.0,
     slices_per_batch: int = 16,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> None:
     """Consensus (mean) of several annotators' score maps for one feature, and optionally their
     spread and disagreement (:mod:`tomoseg.steps.consensus`), slab by slab, on the maps' grid
@@ -384,7 +411,7 @@ def consensus_files(
     if len({Path(p).resolve() for p in outputs}) != len(outputs):
         raise TomosegError("the consensus, spread and disagreement outputs must be different files")
     for out in outputs:
-        check_writable(out, inputs=tuple(score_paths))
+        check_writable(out, inputs=tuple(score_paths), overwrite=overwrite)
     maps = _same_grid_maps(score_paths)
     first = maps[0]
     names = sorted({vol.label_value("feature") for vol in maps} - {None})
