@@ -16,7 +16,7 @@ from tomoseg.steps.recipes import recipe
 from tomoseg.steps.trainset import choose_boxes
 from tomoseg.testing import make_tomogram
 from tomoseg.testing.metrics import dice, match_points
-from tomoseg.workflows.figures import annotation_figure
+from tomoseg.workflows.figures import annotation_figure, sphere_sections
 from tomoseg.workflows.particles import pick_file
 from tomoseg.workflows.pipeline import (
     apply_file,
@@ -31,6 +31,11 @@ DEMO_FEATURES = {"membrane": 1, "particle": 3}
 PICK = PickConfig(diameter=220.0)
 DEMO_TRAINING = {"negative_copies": 4, "epochs": 10}
 """Fewer rotated copies and epochs than the default recipe, so the demo runs in minutes."""
+
+
+def _xz_row(particles_xyz: np.ndarray, ny: int, diameter: float) -> int:
+    """The y of the picture's XZ view: the one cutting the most true particles, the nearest the middle among equals."""
+    return max(range(ny), key=lambda y: (len(sphere_sections(particles_xyz, 1, y, diameter)[0]), -abs(y - ny // 2)))
 
 
 def run_demo(output: str | os.PathLike = "tomoseg-demo", seed: int = 0, progress: Progress | None = None) -> str:
@@ -69,14 +74,19 @@ def run_demo(output: str | os.PathLike = "tomoseg-demo", seed: int = 0, progress
     picks = pick_file(out / "particle_scores.mrc", out / "particles.csv", PICK)
     pre = read_volume(out / "preprocessed.mrc", mmap=False).data
     merged = read_volume(out / "merged_labels.mrc", mmap=False).data
+    scores = {name: dice(merged == k, sim.labels == value) for k, (name, value) in enumerate(DEMO_FEATURES.items(), 1)}
+    diameter = PICK.diameter / sim.voxel_size
+    _, _, found = match_points(picks.xyz, sim.particles, radius=diameter / 2)
     annotation_figure(out / "demo.png", pre, merged, names, picks.xyz,
-                      title="tomoseg demo: merged annotation (threshold 1) and particle picks")
+                      title="tomoseg demo: merged annotation (threshold 1) and particle picks on a synthetic tomogram",
+                      voxel_size=sim.voxel_size, truth=sim.labels, truth_names=sim.classes, truth_xyz=sim.particles,
+                      particle_diameter=PICK.diameter, dice=scores, pick_counts=(len(picks), found, len(sim.particles)),
+                      y_slice=_xz_row(sim.particles, sim.labels.shape[1], diameter))
     report(progress, int(units), int(units), "done")
 
     lines = [f"tomoseg demo: outputs in {out}/"]
-    for k, (name, value) in enumerate(DEMO_FEATURES.items(), start=1):
-        lines.append(f"  {name:9s} Dice vs truth after merge: {dice(merged == k, sim.labels == value):.2f}")
-    _, _, found = match_points(picks.xyz, sim.particles, radius=PICK.diameter / 2 / sim.voxel_size)
+    for name, score in scores.items():
+        lines.append(f"  {name:9s} Dice vs truth after merge: {score:.2f}")
     lines.append(f"  particles: {len(picks)} picked, {found} of {len(sim.particles)} true particles found")
     lines.append(f"  picture: {out / 'demo.png'}")
     lines.append("  files: tomogram.mrc, preprocessed.mrc, *_boxes.csv, *.trainset, *.model, "
