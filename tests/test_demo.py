@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from tomoseg.errors import OutputExists
 from tomoseg.io.mrc import read_volume
 from tomoseg.testing import make_tomogram
 from tomoseg.workflows import demo
@@ -24,6 +25,8 @@ def test_demo_writes_every_output_and_a_picture(tmp_path, monkeypatch):
     merged = read_volume(out / "merged_labels.mrc")
     assert set(np.unique(merged.data)) <= {0, 1, 2} and (merged.data == 1).any() and (merged.data == 2).any()
     assert "outputs in" in summary and "demo.png" in summary
+    with pytest.raises(OutputExists, match="not empty"):  # the demo follows every command's rule: --overwrite
+        demo.run_demo(out, seed=2)
 
 
 def test_picks_are_drawn_as_sphere_sections_on_nearby_slices():

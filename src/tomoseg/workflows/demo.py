@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from tomoseg.errors import TomosegError
+from tomoseg.io.atomic import check_folder
 from tomoseg.io.boxes import write_boxes
 from tomoseg.io.mrc import read_volume, write_volume
 from tomoseg.progress import Progress, report, scaled
@@ -38,12 +38,14 @@ def _xz_row(particles_xyz: np.ndarray, ny: int, diameter: float) -> int:
     return max(range(ny), key=lambda y: (len(sphere_sections(particles_xyz, 1, y, diameter)[0]), -abs(y - ny // 2)))
 
 
-def run_demo(output: str | os.PathLike = "tomoseg-demo", seed: int = 0, progress: Progress | None = None) -> str:
+def run_demo(output: str | os.PathLike = "tomoseg-demo", seed: int = 0, progress: Progress | None = None,
+             overwrite: bool = False) -> str:
     """Generate a tomogram, train membrane and particle networks, apply, merge, pick, draw.
 
-    Writes every intermediate file into ``output`` and returns a summary text.
+    Writes every intermediate file into ``output`` and returns a summary text. An existing
+    non-empty ``output`` is refused unless ``overwrite`` (its files are then replaced).
     """
-    out = Path(output)
+    out = check_folder(output, overwrite)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -53,7 +55,7 @@ def run_demo(output: str | os.PathLike = "tomoseg-demo", seed: int = 0, progress
     sim = make_tomogram(DEMO_SHAPE, voxel_size=10.0, seed=seed)
     write_volume(out / "tomogram.mrc", sim.volume, sim.voxel_size)
     write_volume(out / "truth_labels.mrc", sim.labels.astype(np.int8), sim.voxel_size)
-    preprocess_file(out / "tomogram.mrc", out / "preprocessed.mrc")
+    preprocess_file(out / "tomogram.mrc", out / "preprocessed.mrc", overwrite=True)
     report(progress, 4, int(units), "preprocessed")
 
     score_paths = []
@@ -63,15 +65,16 @@ def run_demo(output: str | os.PathLike = "tomoseg-demo", seed: int = 0, progress
         boxes = choose_boxes(sim.labels, value, n_positive=10, n_negative=100, seed=seed + value)
         write_boxes(out / f"{name}_boxes.csv", boxes)
         trainset_file(out / "preprocessed.mrc", out / f"{name}_boxes.csv", out / f"{name}.trainset",
-                      labels=out / "truth_labels.mrc", value=value, name=name)
+                      labels=out / "truth_labels.mrc", value=value, name=name, overwrite=True)
         train_file(out / f"{name}.trainset", out / f"{name}.model", recipe("default", seed=seed, **DEMO_TRAINING), name=name,
-                   progress=scaled(progress, start, 0.8 * per_feature, units, f"training {name}"))
+                   progress=scaled(progress, start, 0.8 * per_feature, units, f"training {name}"), overwrite=True)
         apply_file(out / f"{name}.model", out / "preprocessed.mrc", out / f"{name}_scores.mrc",
-                   progress=scaled(progress, start + 0.8 * per_feature, 0.2 * per_feature, units, f"applying {name}"))
+                   progress=scaled(progress, start + 0.8 * per_feature, 0.2 * per_feature, units, f"applying {name}"),
+                   overwrite=True)
         score_paths.append(out / f"{name}_scores.mrc")
 
-    names = merge_files(score_paths, out / "merged_labels.mrc")
-    picks = pick_file(out / "particle_scores.mrc", out / "particles.csv", PICK)
+    names = merge_files(score_paths, out / "merged_labels.mrc", overwrite=True)
+    picks = pick_file(out / "particle_scores.mrc", out / "particles.csv", PICK, overwrite=True)
     pre = read_volume(out / "preprocessed.mrc", mmap=False).data
     merged = read_volume(out / "merged_labels.mrc", mmap=False).data
     scores = {name: dice(merged == k, sim.labels == value) for k, (name, value) in enumerate(DEMO_FEATURES.items(), 1)}
