@@ -234,6 +234,7 @@ def _dies_on_b(job, config, threads):
     return {"tomogram": str(job.tomogram), "status": "done"}
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_fails_only_its_own_tomogram(batch_dir, tmp_path):
     import dask
 

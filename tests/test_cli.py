@@ -49,6 +49,7 @@ def test_every_command_has_help():
         assert exc.value.code == 0
 
 
+@pytest.mark.slow
 def test_pipeline_through_the_console_script(workdir, small_tomo):
     d = workdir
     r = run_cli("preprocess", d / "raw.mrc", "-o", d / "pre.mrc")
@@ -87,6 +88,7 @@ def test_pipeline_through_the_console_script(workdir, small_tomo):
     assert (dist.min(axis=1) <= 6).mean() >= 0.6  # most picks are real
 
 
+@pytest.mark.slow
 def test_apply_refuses_another_voxel_size_unless_forced(workdir, tmp_path):
     d = workdir
     if not (d / "particle.model").exists():
@@ -130,6 +132,7 @@ def test_apply_refuses_another_voxel_size_unless_forced(workdir, tmp_path):
     assert r.returncode == 0 and "warning" in r.stderr and "invert=true" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_one_line_and_write_nothing(workdir, tmp_path):
     d = workdir
     (tmp_path / "junk.mrc").write_bytes(b"not an mrc file at all" * 100)
@@ -280,6 +283,7 @@ def apply_inputs(tmp_path_factory, small_pre, particle_model):
 
 # --- No silent wrong results (issue 16) -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_volumes_are_written_in_the_format_their_extension_names(apply_inputs, tmp_path):
     import tifffile
 
@@ -310,6 +314,7 @@ def test_volumes_are_written_in_the_format_their_extension_names(apply_inputs, t
     assert not list(tmp_path.glob(".*"))
 
 
+@pytest.mark.slow
 def test_pick_refuses_a_label_map_unless_told_which_label(apply_inputs, tmp_path):
     d = apply_inputs
     assert main(["apply", str(d / "particle.model"), str(d / "pre.mrc"), "-o", str(tmp_path / "s.mrc"), "-q"]) == 0

@@ -170,6 +170,7 @@ def _tomoseg(*args):
     return subprocess.run([sys.executable, "-m", "tomoseg", *map(str, args)], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_cli_extract_classify_average_export(tmp_path):
     tomo, xyz = _planted_tomogram(tmp_path)
     r = _tomoseg("extract", tomo, tmp_path / "picks.csv", "-o", tmp_path / "sub", "--box", 24, "-q")
@@ -206,6 +207,7 @@ def test_cli_extract_classify_average_export(tmp_path):
         assert np.allclose(back.xyz, refined.xyz, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_cli_particle_errors_are_one_line_and_leave_nothing(tmp_path):
     tomo, _ = _planted_tomogram(tmp_path, count=3)
     (tmp_path / "empty.csv").write_text("x,y,z\n")
