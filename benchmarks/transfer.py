@@ -1,0 +1,178 @@
+"""Transfer: train on one simulated tomogram, measure on every other (issue #17, "Measure first").
+
+For each training tomogram (``--train``: tomo_s11, tomo_s31, tomo_s41 by default: three imaging
+conditions), class (membrane 1, microtubule 2, actin 3, ribosome 4), tile choice (``--variants``),
+seed and recipe: choose 10 positive + 100 negative 64 x 64 tiles from the training tomogram's labels,
+train one network, apply it to every other tomogram (tomo_s12 shares tomo_s11's conditions), and
+record Dice at threshold 1 and the best Dice over thresholds with its threshold (detection against
+calibration), and the training time. Tile choices:
+
+- ``spread``: positives on random voxels of the class spread over the volume (``choose_boxes``, as
+  today's accuracy figures);
+- ``lazy``: a "lazy annotator" who put every positive tile on the 3 largest connected pieces of the class.
+
+Results go to a JSON file after every run, so an interrupted run continues where it stopped (runs
+already there are skipped): run it in pieces. ``--report`` prints the markdown tables of what is there.
+
+    python benchmarks/transfer.py [--train tomo_s11 tomo_s31 tomo_s41] [--classes 1 2 3 4] \\
+        [--variants spread lazy] [--seeds 0 1 2] [--recipes default paper] [--results FILE] [--report]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from tomoseg.io.mrc import read_volume
+from tomoseg.steps.preprocess import PreprocessConfig, preprocess
+from tomoseg.steps.recipes import recipe
+from tomoseg.steps.segment import score_volume
+from tomoseg.steps.train import train
+from tomoseg.steps.trainset import choose_boxes, make_trainset
+from tomoseg.types import Box
+
+CLASSES = {1: "membrane", 2: "microtubule", 3: "actin", 4: "ribosome"}
+TOMOGRAMS = ("tomo_s11", "tomo_s12", "tomo_s31", "tomo_s41")
+THRESHOLDS = np.round(np.arange(0.05, 3.001, 0.05), 2)
+LAZY_PIECES = 3
+
+
+def dice_curve(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> np.ndarray:
+    """Dice of ``scores >= t`` against ``truth`` for every threshold t, from two histograms."""
+    edges = np.concatenate([[-np.inf], thresholds, [np.inf]])
+    inside = np.histogram(scores[truth], bins=edges)[0]
+    outside = np.histogram(scores[~truth], bins=edges)[0]
+    # voxels >= thresholds[k]: the bins from k + 1 on
+    tp = np.cumsum(inside[::-1])[::-1][1:]
+    fp = np.cumsum(outside[::-1])[::-1][1:]
+    n_true = int(truth.sum())
+    return 2 * tp / np.maximum(2 * tp + fp + (n_true - tp), 1)
+
+
+def lazy_boxes(labels: np.ndarray, value: int, seed: int, pieces: int = LAZY_PIECES) -> list[Box]:
+    """10 positive tiles on the ``pieces`` largest connected pieces of the class only, 100 negatives
+    as usual (``choose_boxes``)."""
+    mask = labels == value
+    regions, n = ndimage.label(mask)
+    sizes = np.bincount(regions.ravel())[1:]
+    keep = np.argsort(-sizes)[:pieces] + 1
+    narrowed = np.where(np.isin(regions, keep), labels, 0).astype(labels.dtype)
+    positives = [b for b in choose_boxes(narrowed, value, 10, 1, seed=seed) if b.positive]
+    negatives = [b for b in choose_boxes(labels, value, 1, 100, seed=seed) if not b.positive]
+    return positives + negatives
+
+
+def load(data: Path, names, config: PreprocessConfig) -> dict:
+    out = {}
+    for name in names:
+        tomo = read_volume(data / f"{name}_tomo.mrc", mmap=False)
+        labels = read_volume(data / f"{name}_labels.mrc", mmap=False).data.view(np.uint8)
+        out[name] = (preprocess(tomo.data, tomo.voxel_size, config), labels, tomo.voxel_size)
+    return out
+
+
+def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, recipe_name: str) -> dict:
+    vol, labels, voxel = volumes[train_on]
+    boxes = (choose_boxes(labels, value, 10, 100, seed=seed + value) if variant == "spread"
+             else lazy_boxes(labels, value, seed=seed + value))
+    ts = make_trainset(vol, boxes, lambda z: labels[z] == value, CLASSES[value], voxel)
+    t0 = time.perf_counter()
+    result = train(ts, recipe(recipe_name, seed=seed))
+    seconds = time.perf_counter() - t0
+    tests = {}
+    for name, (test_vol, test_labels, _) in volumes.items():
+        if name == train_on:
+            continue
+        scores = score_volume(result.net, result.amplitude, test_vol)
+        curve = dice_curve(scores, test_labels == value)
+        best = int(np.argmax(curve))
+        at_one = float(curve[np.flatnonzero(THRESHOLDS == 1.0)[0]])
+        tests[name] = {"dice_at_1": at_one, "best_dice": float(curve[best]), "best_threshold": float(THRESHOLDS[best]),
+                       "voxels_at_1": int((scores >= 1).sum()), "true_voxels": int((test_labels == value).sum())}
+    return {"train": train_on, "class": CLASSES[value], "variant": variant, "seed": seed, "recipe": recipe_name,
+            "train_seconds": seconds, "amplitude": float(result.amplitude), "tests": tests}
+
+
+def key(r: dict) -> str:
+    return f"{r['recipe']}/{r['variant']}/{r['train']}/{r['class']}/{r['seed']}"
+
+
+def report(results: list[dict]) -> str:
+    """One table per recipe and tile choice: rows = class, columns = train -> test; cells = mean Dice at
+    threshold 1 over seeds (mean best Dice @ its mean threshold), n seeds."""
+    lines = []
+    groups = sorted({(r["recipe"], r["variant"]) for r in results})
+    for recipe_name, variant in groups:
+        rows = [r for r in results if r["recipe"] == recipe_name and r["variant"] == variant]
+        pairs = sorted({(r["train"], t) for r in rows for t in r["tests"]})
+        lines += [f"### recipe {recipe_name}, {variant} tiles", "",
+                  "| class | " + " | ".join(f"{a[5:]} -> {b[5:]}" for a, b in pairs) + " | training s |",
+                  "|---" * (len(pairs) + 2) + "|"]
+        for cls in CLASSES.values():
+            mine = [r for r in rows if r["class"] == cls]
+            if not mine:
+                continue
+            cells = []
+            for a, b in pairs:
+                got = [r["tests"][b] for r in mine if r["train"] == a and b in r["tests"]]
+                if not got:
+                    cells.append("")
+                    continue
+                d1 = np.mean([g["dice_at_1"] for g in got])
+                best = np.mean([g["best_dice"] for g in got])
+                at = np.mean([g["best_threshold"] for g in got])
+                cells.append(f"{d1:.2f} ({best:.2f} @ {at:.2f}), n={len(got)}")
+            secs = np.mean([r["train_seconds"] for r in mine])
+            lines.append(f"| {cls} | " + " | ".join(cells) + f" | {secs:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sim"))
+    parser.add_argument("--train", nargs="+", default=["tomo_s11", "tomo_s31", "tomo_s41"])
+    parser.add_argument("--classes", nargs="+", type=int, default=list(CLASSES))
+    parser.add_argument("--variants", nargs="+", default=["spread", "lazy"], choices=["spread", "lazy"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--recipes", nargs="+", default=["default", "paper"])
+    parser.add_argument("--results", default="benchmarks/out/transfer.json")
+    parser.add_argument("--report", action="store_true", help="print the tables of the results so far and stop")
+    args = parser.parse_args(argv)
+
+    path = Path(args.results)
+    results = json.loads(path.read_text()) if path.exists() else []
+    if args.report:
+        print(report(results))
+        return
+    done = {key(r) for r in results}
+    print(f"# {platform.machine()}, {time.strftime('%Y-%m-%d %H:%M')}; {len(done)} runs already in {path}", flush=True)
+    volumes = load(Path(args.data), TOMOGRAMS, PreprocessConfig())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for recipe_name in args.recipes:
+        for seed in args.seeds:
+            for variant in args.variants:
+                for train_on in args.train:
+                    for value in args.classes:
+                        k = f"{recipe_name}/{variant}/{train_on}/{CLASSES[value]}/{seed}"
+                        if k in done:
+                            continue
+                        r = run_one(volumes, train_on, value, variant, seed, recipe_name)
+                        results.append(r)
+                        tmp = path.with_suffix(".tmp")
+                        tmp.write_text(json.dumps(results, indent=1))
+                        tmp.replace(path)
+                        summary = ", ".join(f"{t[5:]} {v['dice_at_1']:.2f}/{v['best_dice']:.2f}"
+                                            for t, v in r["tests"].items())
+                        print(f"{k}: {r['train_seconds']:.0f} s; Dice at 1 / best: {summary}", flush=True)
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
