@@ -258,3 +258,18 @@ def test_a_worker_that_dies_fails_only_its_own_tomogram(batch_dir, tmp_path):
         assert batch._on_processes(task, [i], jobs, 1, results.__setitem__) == ([], [])
     assert [results[i]["status"] for i in range(3)] == ["done", "failed", "done"]
     assert "b.mrc: its worker process died" in results[1]["error"]
+
+
+def test_batch_force_warns_once_per_mismatch_and_overwrite_starts_over(batch_dir, tmp_path, capsys):
+    d, out = batch_dir, tmp_path / "out"
+    args = ["batch", str(d / "b.mrc"), "-m", str(d / "particle.model"), "-o", str(out), "-q"]
+    assert main(args) == 2  # b is at 5 A, the model at 10 A, and no --preprocess
+    assert "--force" in capsys.readouterr().err
+    assert main(args + ["--force"]) == 0
+    warned = [l for l in capsys.readouterr().err.splitlines() if "--force" in l]
+    assert len(warned) == 1 and "voxel size 5 A" in warned[0] and "0.5x" in warned[0], warned
+    score_map = out / "b" / "b_particle.mrc"
+    first = score_map.stat().st_mtime_ns
+    assert main(args + ["--force"]) == 0 and score_map.stat().st_mtime_ns == first  # done: skipped
+    assert main(args + ["--force", "--overwrite"]) == 0 and score_map.stat().st_mtime_ns != first  # redone
+    assert list(pd.read_csv(out / "batch.csv")["status"]) == ["done"]

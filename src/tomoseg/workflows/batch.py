@@ -353,7 +353,7 @@ def _run_tomogram(job: TomogramJob, config: BatchConfig, progress: Progress | No
     todo = [i for i, s in enumerate(scores) if not s.exists()]
     if todo:
         apply_files([job.models[i] for i in todo], job.scored, job.folder, engine=config.engine,
-                    force=True, device=config.device, resume=True, overwrite=True,
+                    check_models=False, device=config.device, resume=True, overwrite=True,
                     progress=scaled(progress, 10, 80, 100, "applying"), outputs=[scores[i] for i in todo])
     summary: dict = {"tomogram": str(job.tomogram), "scored": str(job.scored), "status": "done",
                      "score_maps": [str(s) for s in scores]}

@@ -259,6 +259,7 @@ def apply_files(
     outputs: Sequence[Path_] | None = None,
     voxel_size: float | None = None,
     overwrite: bool = False,
+    check_models: bool = True,
 ) -> list[Path]:
     """Apply one or more models to a preprocessed tomogram, slab by slab, into score maps.
 
@@ -266,9 +267,12 @@ def apply_files(
     written incrementally and appear complete (renamed) at the end; an
     interrupted run (Ctrl-C, cancel) leaves a partial result that ``resume=True``
     continues, giving the same file as an uninterrupted run. ``threads``: CPU
-    threads for torch (default: torch's, i.e. all cores). ``outputs``: one path per
+    threads for torch (default: the cores this process may use). ``outputs``: one path per
     model instead of those :func:`apply_outputs` derives from ``output``. ``voxel_size``: A per
-    voxel, overriding the tomogram's header (for files that record none). Returns the output paths.
+    voxel, overriding the tomogram's header (for files that record none). ``force``: apply despite
+    a voxel-size or preprocessing mismatch, warning about each (:func:`check_compatible`);
+    ``check_models=False`` skips that check (a caller that made it already, e.g. batch's plan).
+    Returns the output paths.
     """
     if not model_paths:
         raise TomosegError("apply needs at least one model")
@@ -286,8 +290,9 @@ def apply_files(
     models = [_load_model(p, tomogram) for p in model_paths]
     tomo = read_volume(tomogram, voxel_size=voxel_size)
     slices_per_batch = slices_per_batch or slab_slices(tomo.data.shape)
-    for model, path in zip(models, model_paths):
-        check_compatible(model, path, tomo, tomogram, force=force)
+    if check_models:
+        for model, path in zip(models, model_paths):
+            check_compatible(model, path, tomo, tomogram, force=force)
     settings = {"engine": engine, "slices_per_batch": slices_per_batch, "tomogram": file_fingerprint(tomogram),
                 "voxel_size": tomo.voxel_size}
     with contextlib.ExitStack() as stack:
