@@ -11,6 +11,11 @@ calibration), and the training time. Tile choices:
   today's accuracy figures);
 - ``lazy``: a "lazy annotator" who put every positive tile on the 3 largest connected pieces of the class.
 
+Each result also keeps the whole Dice curve over thresholds and high quantiles of every map (the
+training tomogram's too), so a calibration rule that moves the threshold per tomogram can be judged
+from the file without training again: ``quantile_rule`` below rescales a map so that its 99.9th
+percentile matches the training tomogram's map.
+
 Results go to a JSON file after every run, so an interrupted run continues where it stopped (runs
 already there are skipped): run it in pieces. ``--report`` prints the markdown tables of what is there.
 
@@ -41,6 +46,19 @@ CLASSES = {1: "membrane", 2: "microtubule", 3: "actin", 4: "ribosome"}
 TOMOGRAMS = ("tomo_s11", "tomo_s12", "tomo_s31", "tomo_s41")
 THRESHOLDS = np.round(np.arange(0.05, 3.001, 0.05), 2)
 LAZY_PIECES = 3
+QUANTILES = (0.9, 0.99, 0.995, 0.999)
+
+
+def quantiles(scores: np.ndarray) -> dict:
+    return {str(q): float(v) for q, v in zip(QUANTILES, np.quantile(scores, QUANTILES))}
+
+
+def quantile_rule(run: dict, test: str, q: str = "0.999") -> float:
+    """Dice at the threshold that puts the test map's ``q`` quantile where the training map's is
+    (threshold 1 scaled by their ratio), read off the stored Dice curve."""
+    t = run["tests"][test]
+    threshold = t["quantiles"][q] / max(run["train_quantiles"][q], 1e-9)
+    return float(np.interp(threshold, THRESHOLDS, t["curve"]))
 
 
 def dice_curve(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> np.ndarray:
@@ -85,18 +103,21 @@ def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, r
     t0 = time.perf_counter()
     result = train(ts, recipe(recipe_name, seed=seed))
     seconds = time.perf_counter() - t0
-    tests = {}
+    tests, train_quantiles = {}, None
     for name, (test_vol, test_labels, _) in volumes.items():
-        if name == train_on:
-            continue
         scores = score_volume(result.net, result.amplitude, test_vol)
+        if name == train_on:
+            train_quantiles = quantiles(scores)
+            continue
         curve = dice_curve(scores, test_labels == value)
         best = int(np.argmax(curve))
         at_one = float(curve[np.flatnonzero(THRESHOLDS == 1.0)[0]])
         tests[name] = {"dice_at_1": at_one, "best_dice": float(curve[best]), "best_threshold": float(THRESHOLDS[best]),
-                       "voxels_at_1": int((scores >= 1).sum()), "true_voxels": int((test_labels == value).sum())}
+                       "voxels_at_1": int((scores >= 1).sum()), "true_voxels": int((test_labels == value).sum()),
+                       "curve": [round(float(c), 4) for c in curve], "quantiles": quantiles(scores)}
     return {"train": train_on, "class": CLASSES[value], "variant": variant, "seed": seed, "recipe": recipe_name,
-            "train_seconds": seconds, "amplitude": float(result.amplitude), "tests": tests}
+            "train_seconds": seconds, "amplitude": float(result.amplitude), "train_quantiles": train_quantiles,
+            "tests": tests}
 
 
 def key(r: dict) -> str:
@@ -105,7 +126,8 @@ def key(r: dict) -> str:
 
 def report(results: list[dict]) -> str:
     """One table per recipe and tile choice: rows = class, columns = train -> test; cells = mean Dice at
-    threshold 1 over seeds (mean best Dice @ its mean threshold), n seeds."""
+    threshold 1 over seeds (mean best Dice @ its mean threshold; mean Dice after :func:`quantile_rule`),
+    n seeds."""
     lines = []
     groups = sorted({(r["recipe"], r["variant"]) for r in results})
     for recipe_name, variant in groups:
@@ -127,7 +149,8 @@ def report(results: list[dict]) -> str:
                 d1 = np.mean([g["dice_at_1"] for g in got])
                 best = np.mean([g["best_dice"] for g in got])
                 at = np.mean([g["best_threshold"] for g in got])
-                cells.append(f"{d1:.2f} ({best:.2f} @ {at:.2f}), n={len(got)}")
+                rule = np.mean([quantile_rule(r, b) for r in mine if r["train"] == a and b in r["tests"]])
+                cells.append(f"{d1:.2f} ({best:.2f} @ {at:.2f}; q {rule:.2f}), n={len(got)}")
             secs = np.mean([r["train_seconds"] for r in mine])
             lines.append(f"| {cls} | " + " | ".join(cells) + f" | {secs:.0f} |")
         lines.append("")

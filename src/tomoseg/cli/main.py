@@ -350,8 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("pick", "Pick particles from a score map: blobs, points along filaments, or on membranes.", _pick,
                 ["tomoseg pick ribosome.mrc -o ribosomes.star --diameter 250",
-                 "tomoseg pick labels.mrc --label 2 -o ribosomes.csv      # label 2 of a merged label map",
-                 "tomoseg pick microtubule.mrc -o mt.star --mode filament --spacing 80"])
+                 "tomoseg pick labels.mrc --label 2 -o ribosomes.csv      # label 2 of a merged label map"])
     p.add_argument("scores", help="score map from 'tomoseg apply' (or a label map from merge, with --label)")
     p.add_argument("--label", type=int, metavar="N",
                    help="pick the voxels of label N of a label map (from 'tomoseg merge'; its header lists them); "
@@ -490,9 +489,12 @@ def _recipes_help() -> str:
             "paper": "Chen et al. 2017 exactly", "reference": "later EMAN2"}
     parts = []
     for name, r in RECIPES.items():
-        momentum = f" momentum {r.momentum:g}," if r.momentum else ""
+        extra = [f"momentum {r.momentum:g}"] if r.momentum else []
+        extra += [f"x{r.lr_decay:g} per epoch"]
+        extra += [f"feature pixels weighted {r.positive_weight:g}"] if r.positive_weight != 1 else []
+        extra += ["new rotations and flips each epoch"] if r.resample else []
         parts.append(f"{name} ({what.get(name, r.recipe)}: {r.epochs} epochs, batch {r.batch_size}, "
-                     f"{r.optimizer} lr {r.learning_rate:g},{momentum} x{r.lr_decay:g} per epoch)")
+                     f"{r.optimizer} lr {r.learning_rate:g}, {', '.join(extra)})")
     return ", ".join(parts)
 
 
