@@ -95,13 +95,14 @@ def load(data: Path, names, config: PreprocessConfig) -> dict:
     return out
 
 
-def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, recipe_name: str) -> dict:
+def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, recipe_name: str,
+            overrides: dict | None = None) -> dict:
     vol, labels, voxel = volumes[train_on]
     boxes = (choose_boxes(labels, value, 10, 100, seed=seed + value) if variant == "spread"
              else lazy_boxes(labels, value, seed=seed + value))
     ts = make_trainset(vol, boxes, lambda z: labels[z] == value, CLASSES[value], voxel)
     t0 = time.perf_counter()
-    result = train(ts, recipe(recipe_name, seed=seed))
+    result = train(ts, recipe(recipe_name, seed=seed, **(overrides or {})))
     seconds = time.perf_counter() - t0
     tests, train_quantiles = {}, None
     for name, (test_vol, test_labels, _) in volumes.items():
@@ -115,7 +116,8 @@ def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, r
         tests[name] = {"dice_at_1": at_one, "best_dice": float(curve[best]), "best_threshold": float(THRESHOLDS[best]),
                        "voxels_at_1": int((scores >= 1).sum()), "true_voxels": int((test_labels == value).sum()),
                        "curve": [round(float(c), 4) for c in curve], "quantiles": quantiles(scores)}
-    return {"train": train_on, "class": CLASSES[value], "variant": variant, "seed": seed, "recipe": recipe_name,
+    label = recipe_name + "".join(f"+{k}={v}" for k, v in sorted((overrides or {}).items()))
+    return {"train": train_on, "class": CLASSES[value], "variant": variant, "seed": seed, "recipe": label,
             "train_seconds": seconds, "amplitude": float(result.amplitude), "train_quantiles": train_quantiles,
             "tests": tests}
 
@@ -165,6 +167,8 @@ def main(argv=None) -> None:
     parser.add_argument("--variants", nargs="+", default=["spread", "lazy"], choices=["spread", "lazy"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--recipes", nargs="+", default=["default", "paper"])
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="recipe fields to change, e.g. imaging_jitter=1 (the results name them: default+imaging_jitter=1)")
     parser.add_argument("--results", default="benchmarks/out/transfer.json")
     parser.add_argument("--report", action="store_true", help="print the tables of the results so far and stop")
     args = parser.parse_args(argv)
@@ -176,6 +180,8 @@ def main(argv=None) -> None:
         return
     done = {key(r) for r in results}
     print(f"# {platform.machine()}, {time.strftime('%Y-%m-%d %H:%M')}; {len(done)} runs already in {path}", flush=True)
+    overrides = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.set)}
+    suffix = "".join(f"+{k}={v}" for k, v in sorted(overrides.items()))
     volumes = load(Path(args.data), TOMOGRAMS, PreprocessConfig())
     path.parent.mkdir(parents=True, exist_ok=True)
     for recipe_name in args.recipes:
@@ -183,10 +189,10 @@ def main(argv=None) -> None:
             for variant in args.variants:
                 for train_on in args.train:
                     for value in args.classes:
-                        k = f"{recipe_name}/{variant}/{train_on}/{CLASSES[value]}/{seed}"
+                        k = f"{recipe_name}{suffix}/{variant}/{train_on}/{CLASSES[value]}/{seed}"
                         if k in done:
                             continue
-                        r = run_one(volumes, train_on, value, variant, seed, recipe_name)
+                        r = run_one(volumes, train_on, value, variant, seed, recipe_name, overrides)
                         results.append(r)
                         tmp = path.with_suffix(".tmp")
                         tmp.write_text(json.dumps(results, indent=1))

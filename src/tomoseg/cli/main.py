@@ -59,6 +59,7 @@ def _train(args: argparse.Namespace) -> None:
             seed=args.seed, l1=args.l1, negative_copies=args.copies, optimizer=args.optimizer,
             momentum=args.momentum, positive_weight=args.positive_weight, warmup=args.warmup,
             clip_negatives=args.clip_negatives, lr_decay=args.lr_decay, clip_norm=args.clip_norm,
+            imaging_jitter=args.imaging_jitter,
         )
     except ValueError as err:
         raise TomosegError(str(err)) from None
@@ -297,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up (the paper: 0)")
     p.add_argument("--clip-norm", type=float,
                    help="largest gradient norm per step, larger ones are scaled down; 0: off (the paper: off)")
+    p.add_argument("--imaging-jitter", type=float, metavar="S",
+                   help="augment each sample as if imaged otherwise (contrast, blur or sharpening, noise, offset; "
+                        "strength S, e.g. 1; 0: off, the paper's); for networks meant for tomograms taken under "
+                        "other conditions (docs/accuracy.md, transfer)")
     p.add_argument("--clip-negatives", action=argparse.BooleanOptionalAction, default=None,
                    help="clip the output at 1 on background pixels too, as the paper does "
                         "(--no-clip-negatives: only on the feature)")

@@ -29,6 +29,9 @@ class TrainConfig:
     epoch instead of fixing the copies once. flips: also mirror at random.
     warmup: epochs of linear learning-rate ramp. clip_norm: gradients with a larger
     norm (all parameters together) are scaled down to it before each step; 0: off.
+    imaging_jitter: strength of the augmentation that imitates other imaging conditions (contrast,
+    blur or sharpening, noise, offset per sample; :mod:`tomoseg.ops.augment`); 0: off (the paper
+    only rotates).
     """
 
     recipe: str = "custom"
@@ -46,6 +49,7 @@ class TrainConfig:
     clip_negatives: bool = True
     warmup: float = 0.0
     clip_norm: float = 0.0
+    imaging_jitter: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -56,6 +60,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.clip_norm < 0:
             raise ValueError(f"clip_norm must be >= 0, got {self.clip_norm}")
+        if self.imaging_jitter < 0:
+            raise ValueError(f"imaging_jitter must be >= 0, got {self.imaging_jitter}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if not self.learning_rate > 0:

@@ -16,6 +16,7 @@ from tomoseg.errors import TomosegError
 from tomoseg.nn.allocator import keep_freed_memory
 from tomoseg.nn.network import INPUT_SCALE, NetworkConfig, SegNet, init_weights
 from tomoseg.nn.spectral import spectral_forward
+from tomoseg.ops.augment import imaging_jitter
 from tomoseg.ops.tiles import flip_pairs, reduce_masks, rotate_pairs
 from tomoseg.progress import Progress, report
 from tomoseg.steps.recipes import RECIPES, TrainConfig, recipe
@@ -76,7 +77,8 @@ def copies_per_tile(n_positive: int, n_negative: int, negative_copies: int) -> t
 def augmented_samples(
     trainset: TrainingSet, config: TrainConfig, rng: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotated (and optionally mirrored) copies of every tile with its mask.
+    """Rotated (and optionally mirrored, and imaged otherwise: ``config.imaging_jitter``) copies of every
+    tile with its mask.
 
     Returns inputs (M, 1, S, S) scaled by 1/3 and labels (M, 1, S/2, S/2)
     (masks reduced 2 x 2 by block mean).
@@ -91,6 +93,8 @@ def augmented_samples(
     tiles, masks = rotate_pairs(tiles, masks, rng.uniform(0.0, 360.0, size=len(index)))
     if config.flips:
         tiles, masks = flip_pairs(tiles, masks, rng.random(len(index)) < 0.5)
+    if config.imaging_jitter > 0:
+        tiles = imaging_jitter(tiles, config.imaging_jitter, rng, unit=INPUT_SCALE)
     return tiles.contiguous(), reduce_masks(masks).contiguous()
 
 
