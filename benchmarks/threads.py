@@ -8,7 +8,9 @@ the slowdown of the pair against the lone run. Policies:
   does for a while by default): each process takes every core;
 - ``before``: the environment as it was, no OMP_WAIT_POLICY (libgomp's default: spin, then sleep);
 - ``tomoseg``: what tomoseg's front ends now set (``tomoseg.nn.threads.share_cores_politely``:
-  OMP_WAIT_POLICY=PASSIVE) and its default thread count (``available_cores()``).
+  OMP_WAIT_POLICY=PASSIVE).
+
+Every run uses tomoseg's default thread count, ``available_cores()``.
 
     python benchmarks/threads.py [--epochs 2] [--policies spin before tomoseg]
 

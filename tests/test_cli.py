@@ -191,9 +191,7 @@ OUTPUT_COMMANDS = {
 def test_every_command_refuses_to_replace_an_output_unless_overwrite(command, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args, kind = OUTPUT_COMMANDS[command]
-    out = tmp_path / ("out" if kind == "folder" else "out.mrc" if command != "pick" else "out.csv")
-    if command in ("export",):
-        out = tmp_path / "out.csv"
+    out = tmp_path / ("out" if kind == "folder" else "out.csv" if command in ("pick", "export") else "out.mrc")
     if kind == "folder":
         out.mkdir()
         (out / "keep.txt").write_text("mine")
