@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from tomoseg.io.model_file import save_model
 from tomoseg.io.mrc import read_volume
+from tomoseg.nn.model import Model
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.recipes import recipe
 from tomoseg.steps.segment import score_volume
@@ -96,7 +98,7 @@ def load(data: Path, names, config: PreprocessConfig) -> dict:
 
 
 def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, recipe_name: str,
-            overrides: dict | None = None) -> dict:
+            overrides: dict | None = None, keep: Path | None = None) -> dict:
     vol, labels, voxel = volumes[train_on]
     boxes = (choose_boxes(labels, value, 10, 100, seed=seed + value) if variant == "spread"
              else lazy_boxes(labels, value, seed=seed + value))
@@ -104,9 +106,17 @@ def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, r
     t0 = time.perf_counter()
     result = train(ts, recipe(recipe_name, seed=seed, **(overrides or {})))
     seconds = time.perf_counter() - t0
+    label = recipe_name + "".join(f"+{k}={v}" for k, v in sorted((overrides or {}).items()))
+    stem = f"{label}_{variant}_{train_on}_{CLASSES[value]}_{seed}"
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        save_model(keep / f"{stem}.model", Model(result.net, result.amplitude, CLASSES[value], voxel,
+                                                 PreprocessConfig().to_dict()))
     tests, train_quantiles = {}, None
     for name, (test_vol, test_labels, _) in volumes.items():
         scores = score_volume(result.net, result.amplitude, test_vol)
+        if keep is not None:
+            np.save(keep / f"{stem}_on_{name}.npy", scores.astype(np.float16))
         if name == train_on:
             train_quantiles = quantiles(scores)
             continue
@@ -116,7 +126,6 @@ def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, r
         tests[name] = {"dice_at_1": at_one, "best_dice": float(curve[best]), "best_threshold": float(THRESHOLDS[best]),
                        "voxels_at_1": int((scores >= 1).sum()), "true_voxels": int((test_labels == value).sum()),
                        "curve": [round(float(c), 4) for c in curve], "quantiles": quantiles(scores)}
-    label = recipe_name + "".join(f"+{k}={v}" for k, v in sorted((overrides or {}).items()))
     return {"train": train_on, "class": CLASSES[value], "variant": variant, "seed": seed, "recipe": label,
             "train_seconds": seconds, "amplitude": float(result.amplitude), "train_quantiles": train_quantiles,
             "tests": tests}
@@ -178,6 +187,9 @@ def main(argv=None) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="recipe fields to change, e.g. imaging_jitter=1 (the results name them: default+imaging_jitter=1)")
     parser.add_argument("--results", default="benchmarks/out/transfer.json")
+    parser.add_argument("--keep", default=None, metavar="DIR",
+                        help="also save each network (.model) and its maps on every tomogram (float16 .npy) in DIR, "
+                             "to study calibration rules or test-time augmentation without training again")
     parser.add_argument("--report", action="store_true", help="print the tables of the results so far and stop")
     args = parser.parse_args(argv)
 
@@ -200,7 +212,8 @@ def main(argv=None) -> None:
                         k = f"{recipe_name}{suffix}/{variant}/{train_on}/{CLASSES[value]}/{seed}"
                         if k in done:
                             continue
-                        r = run_one(volumes, train_on, value, variant, seed, recipe_name, overrides)
+                        r = run_one(volumes, train_on, value, variant, seed, recipe_name, overrides,
+                                    Path(args.keep) if args.keep else None)
                         results.append(r)
                         tmp = path.with_suffix(".tmp")
                         tmp.write_text(json.dumps(results, indent=1))

@@ -215,3 +215,17 @@ def test_an_unreadable_preprocessing_record_is_one_line_naming_the_file(apply_di
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(f"tomoseg: error: {tmp_path / 'odd.mrc'}: unreadable tomoseg preprocessing")
     assert len(err.splitlines()) == 1 and not (tmp_path / "s.mrc").exists()
+
+
+def test_apply_tta_records_it_and_refuses_bad_values(apply_dir, tmp_path):
+    apply_file(apply_dir / "particle.model", apply_dir / "pre.mrc", tmp_path / "t.mrc", tta=4, slices_per_batch=8)
+    vol = read_volume(tmp_path / "t.mrc")
+    assert vol.label_value("tta") == "4"
+    plain = tmp_path / "p.mrc"
+    apply_file(apply_dir / "particle.model", apply_dir / "pre.mrc", plain, slices_per_batch=8)
+    assert read_volume(plain).label_value("tta") is None
+    assert not np.array_equal(np.asarray(vol.data), np.asarray(read_volume(plain).data))
+    for bad in (0, 9):
+        with pytest.raises(TomosegError, match="tta must be 1 to 8"):
+            apply_file(apply_dir / "particle.model", apply_dir / "pre.mrc", tmp_path / "b.mrc", tta=bad)
+    assert not (tmp_path / "b.mrc").exists()

@@ -82,7 +82,7 @@ def _apply(args: argparse.Namespace) -> None:
             outputs = apply_files(models, tomogram, args.output, engine=args.engine, force=args.force,
                                   device=args.device, threads=args.threads, slices_per_batch=args.slices,
                                   resume=args.resume, progress=bar, voxel_size=args.voxel_size,
-                                  overwrite=args.overwrite)
+                                  overwrite=args.overwrite, tta=args.tta)
     except KeyboardInterrupt:
         raise Cancelled("interrupted; the finished slabs are kept in a hidden partial file beside the output: "
                         "the same command with --resume continues from them") from None
@@ -194,7 +194,7 @@ def _batch(args: argparse.Namespace) -> None:
     try:
         config = BatchConfig(preprocess=args.preprocess, voxel_size=args.voxel_size, threshold=args.threshold,
                              picks=tuple(picks), particle_format=args.format, force=args.force,
-                             overwrite=args.overwrite, device=args.device)
+                             overwrite=args.overwrite, device=args.device, tta=args.tta)
     except ValueError as err:
         raise TomosegError(str(err)) from None
     jobs = plan_batch(args.tomograms, args.models, args.output, config)
@@ -327,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--slices", type=int,
                    help="slices read and scored at a time (default: about 16 M voxels, at most 16)")
+    p.add_argument("--tta", type=int, default=1,
+                   help="test-time augmentation: average the map over N of the 8 rotations by 90 degrees and "
+                        "flips of each slice (2: add the mirror image; 8: all); costs N times the time (default: 1, none)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run with the same inputs, skipping finished slabs")
     p.add_argument("--voxel-size", type=float,
@@ -472,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run on a Dask distributed cluster instead, e.g. tcp://host:8786 (pip install "
                         "'tomoseg[cluster]'; every worker must see the same paths)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--tta", type=int, default=1, help="test-time augmentation, as in tomoseg apply (default: 1, none)")
     p.add_argument("--force", action="store_true",
                    help="apply despite a voxel-size or preprocessing mismatch (warns about each one)")
 

@@ -12,6 +12,7 @@ from tomoseg.io.pages import read_slab
 from tomoseg.nn.allocator import keep_freed_memory
 from tomoseg.nn.engines import Engine, OverlapSaveEngine
 from tomoseg.nn.network import INPUT_SCALE, SegNet
+from tomoseg.ops import dihedral
 from tomoseg.progress import Progress, report
 
 
@@ -28,13 +29,29 @@ def prepare_slices(slices: np.ndarray, device: torch.device | str = "cpu") -> to
     return F.pad(x, (0, nx % 2, 0, ny % 2)) if (nx % 2 or ny % 2) else x
 
 
+def check_tta(tta: int) -> None:
+    """``tta`` must be 1 to 8 (:mod:`tomoseg.ops.dihedral`); else ValueError naming it."""
+    if not (isinstance(tta, int) and 1 <= tta <= dihedral.COUNT):
+        raise ValueError(f"tta must be 1 to {dihedral.COUNT} (rotations by 90 degrees and flips), got {tta}")
+
+
 @torch.no_grad()
 def score_prepared(
-    net: SegNet, amplitude: float, x: torch.Tensor, shape: tuple[int, int], engine: Engine
+    net: SegNet, amplitude: float, x: torch.Tensor, shape: tuple[int, int], engine: Engine, tta: int = 1
 ) -> np.ndarray:
     """Scores of prepared slices ``x``: ReLU, divided by ``amplitude``, upsampled x2
-    (bilinear) and cropped to ``shape`` (y, x). Returns float32 (z, y, x)."""
-    y = torch.relu_(engine(net, x)).div_(amplitude)
+    (bilinear) and cropped to ``shape`` (y, x). Returns float32 (z, y, x).
+
+    ``tta``: the mean over the first ``tta`` of the 8 symmetries of the slice grid
+    (:mod:`tomoseg.ops.dihedral`), each undone after scoring; 1 is the plain map. ``x`` has even
+    sizes (:func:`prepare_slices`), so the network's 2 x 2 pooling grid maps onto itself under
+    every symmetry and each term is the same network on a turned slice, exactly.
+    """
+    check_tta(tta)
+    y = torch.relu_(engine(net, x))
+    for i in range(1, tta):
+        y += dihedral.undo(torch.relu_(engine(net, dihedral.transform(x, i).contiguous())), i)
+    y.div_(amplitude * tta)
     y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
     return np.ascontiguousarray(y[:, 0, : shape[0], : shape[1]].cpu().numpy(), dtype=np.float32)
 
@@ -45,6 +62,7 @@ def score_slices(
     slices: np.ndarray,
     engine: Engine | None = None,
     device: torch.device | str = "cpu",
+    tta: int = 1,
 ) -> np.ndarray:
     """Normalised score of every pixel of a stack of slices.
 
@@ -56,7 +74,7 @@ def score_slices(
     keep_freed_memory()  # the engines' arrays are reused, not mapped afresh (tomoseg.nn.allocator)
     net = net.to(device).eval()
     x = prepare_slices(slices, device)
-    return score_prepared(net, amplitude, x, slices.shape[1:], engine or OverlapSaveEngine())
+    return score_prepared(net, amplitude, x, slices.shape[1:], engine or OverlapSaveEngine(), tta)
 
 
 SLAB_VOXELS = 1 << 24
@@ -76,6 +94,7 @@ def score_slabs(
     slices_per_batch: int | None = None,
     skip: Collection[int] = (),
     progress: Progress | None = None,
+    tta: int = 1,
 ) -> Iterator[tuple[int, list[np.ndarray]]]:
     """Score a (z, y, x) volume slab by slab with several (network, amplitude) pairs.
 
@@ -83,9 +102,11 @@ def score_slabs(
     reading, so memory does not grow with the volume) and scored by every
     model. Yields ``(z0, [scores of each model])``; slabs starting at a z0 in
     ``skip`` are neither read nor scored. ``slices_per_batch``: slab thickness
-    (default :func:`slab_slices`). Reports progress per slab (cancellable).
+    (default :func:`slab_slices`). ``tta``: test-time augmentation, see :func:`score_prepared`.
+    Reports progress per slab (cancellable).
     Raises ValueError naming the slices if they hold NaN or infinity.
     """
+    check_tta(tta)
     keep_freed_memory()  # the engines' arrays are reused, not mapped afresh (tomoseg.nn.allocator)
     engine = engine or OverlapSaveEngine()
     slices_per_batch = slices_per_batch or slab_slices(volume.shape)
@@ -99,7 +120,7 @@ def score_slabs(
                 x = prepare_slices(slab, device)
             except ValueError as err:
                 raise ValueError(f"slices {z0}-{z1 - 1}: {err}") from None
-            yield z0, [score_prepared(net, amp, x, slab.shape[1:], engine) for net, amp in nets]
+            yield z0, [score_prepared(net, amp, x, slab.shape[1:], engine, tta) for net, amp in nets]
         report(progress, z1, nz, "slices")
 
 
@@ -112,12 +133,13 @@ def score_volume(
     slices_per_batch: int | None = None,
     progress: Progress | None = None,
     out: np.ndarray | None = None,
+    tta: int = 1,
 ) -> np.ndarray:
     """Score a whole (z, y, x) volume with one network; see :func:`score_slabs`.
 
     ``out`` (float32, same shape) receives the scores; a new array is made if it is None.
     """
     out = np.empty(volume.shape, dtype=np.float32) if out is None else out
-    for z0, (scores,) in score_slabs([(net, amplitude)], volume, engine, device, slices_per_batch, (), progress):
+    for z0, (scores,) in score_slabs([(net, amplitude)], volume, engine, device, slices_per_batch, (), progress, tta):
         out[z0 : z0 + scores.shape[0]] = scores
     return out

@@ -52,6 +52,7 @@ from tomoseg.nn.allocator import keep_freed_memory
 from tomoseg.nn.threads import available_cores
 from tomoseg.progress import Progress, report, scaled
 from tomoseg.steps.preprocess import PreprocessConfig
+from tomoseg.steps.segment import check_tta
 from tomoseg.workflows.particles import PickMode, pick_file
 from tomoseg.workflows.pipeline import (
     VOXEL_SIZE_TOLERANCE,
@@ -84,7 +85,7 @@ class BatchConfig:
     overwrite: start every tomogram over, replacing what an earlier batch (or anyone) left
     where its outputs go; without it the output folder is the batch's own workspace: a
     re-run skips, resumes or redoes only what its changed inputs and options require.
-    device, engine: as ``tomoseg apply``.
+    device, engine, tta: as ``tomoseg apply``.
     """
 
     preprocess: bool = False
@@ -96,8 +97,10 @@ class BatchConfig:
     overwrite: bool = False
     device: str = "auto"
     engine: str = "fft"
+    tta: int = 1
 
     def __post_init__(self) -> None:
+        check_tta(self.tta)
         if self.particle_format not in FORMATS:
             raise ValueError(f"unknown particle format {self.particle_format!r}; choose one of {', '.join(FORMATS)}")
         if self.voxel_size is not None and not self.preprocess:
@@ -235,7 +238,8 @@ def _fingerprints(job: TomogramJob, config: BatchConfig) -> dict:
     """What the score maps, and what the labels and picks, are made from."""
     maps = {"tomogram": file_fingerprint(job.tomogram), "models": [file_fingerprint(m) for m in job.models],
             "preprocessing": None if job.preprocessing is None else job.preprocessing.to_dict(),
-            "voxel_size": config.voxel_size, "engine": config.engine}
+            "voxel_size": config.voxel_size, "engine": config.engine,
+            **({"tta": config.tta} if config.tta > 1 else {})}
     post = {"threshold": config.threshold, "format": config.particle_format,
             "picks": [[feature, type(pick).__name__, asdict(pick)] for feature, pick in config.picks]}
     return json.loads(json.dumps({"maps": maps, "post": post}))
@@ -353,7 +357,7 @@ def _run_tomogram(job: TomogramJob, config: BatchConfig, progress: Progress | No
     todo = [i for i, s in enumerate(scores) if not s.exists()]
     if todo:
         apply_files([job.models[i] for i in todo], job.scored, job.folder, engine=config.engine,
-                    check_models=False, device=config.device, resume=True, overwrite=True,
+                    check_models=False, device=config.device, resume=True, overwrite=True, tta=config.tta,
                     progress=scaled(progress, 10, 80, 100, "applying"), outputs=[scores[i] for i in todo])
     summary: dict = {"tomogram": str(job.tomogram), "scored": str(job.scored), "status": "done",
                      "score_maps": [str(s) for s in scores]}

@@ -33,7 +33,7 @@ from tomoseg.progress import Progress, report
 from tomoseg.steps.consensus import consensus_scores
 from tomoseg.steps.merge import label_dtype, merge_scores
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
-from tomoseg.steps.segment import score_slabs, slab_slices
+from tomoseg.steps.segment import check_tta, score_slabs, slab_slices
 from tomoseg.steps.recipes import TrainConfig
 from tomoseg.steps.train import train
 from tomoseg.steps.trainset import make_trainset
@@ -260,6 +260,7 @@ def apply_files(
     voxel_size: float | None = None,
     overwrite: bool = False,
     check_models: bool = True,
+    tta: int = 1,
 ) -> list[Path]:
     """Apply one or more models to a preprocessed tomogram, slab by slab, into score maps.
 
@@ -272,6 +273,9 @@ def apply_files(
     voxel, overriding the tomogram's header (for files that record none). ``force``: apply despite
     a voxel-size or preprocessing mismatch, warning about each (:func:`check_compatible`);
     ``check_models=False`` skips that check (a caller that made it already, e.g. batch's plan).
+    ``tta``: test-time augmentation, the mean map over the first ``tta`` of the 8 rotations by 90
+    degrees and flips of each slice (:mod:`tomoseg.ops.dihedral`; 1: none; costs ``tta`` times the
+    time); recorded in the outputs' header.
     Returns the output paths.
     """
     if not model_paths:
@@ -287,6 +291,10 @@ def apply_files(
     torch_device = _device(device)
     if slices_per_batch is not None and slices_per_batch < 1:
         raise TomosegError(f"--slices must be >= 1, got {slices_per_batch}")
+    try:
+        check_tta(tta)
+    except ValueError as err:
+        raise TomosegError(str(err)) from None
     models = [_load_model(p, tomogram) for p in model_paths]
     tomo = read_volume(tomogram, voxel_size=voxel_size)
     slices_per_batch = slices_per_batch or slab_slices(tomo.data.shape)
@@ -294,7 +302,7 @@ def apply_files(
         for model, path in zip(models, model_paths):
             check_compatible(model, path, tomo, tomogram, force=force)
     settings = {"engine": engine, "slices_per_batch": slices_per_batch, "tomogram": file_fingerprint(tomogram),
-                "voxel_size": tomo.voxel_size}
+                "voxel_size": tomo.voxel_size, **({"tta": tta} if tta > 1 else {})}
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch_threads(threads))
         outs = []
@@ -302,13 +310,15 @@ def apply_files(
             labels = (header_label("feature", model.name),)
             if model.colour:
                 labels += (header_label("colour", model.colour),)
+            if tta > 1:
+                labels += (header_label("tta", str(tta)),)
             fingerprint = {**settings, "model": file_fingerprint(path)}
             outs.append(stack.enter_context(resumable_volume(
                 out, tomo.data.shape, np.float32, tomo.voxel_size, tomo.origin, labels, fingerprint, resume)))
         done = frozenset.intersection(*(o.done for o in outs))
         try:
             slabs = score_slabs([(m.net, m.amplitude) for m in models], tomo.data, get_engine(engine),
-                                torch_device, slices_per_batch, skip=done, progress=progress)
+                                torch_device, slices_per_batch, skip=done, progress=progress, tta=tta)
             for z0, scores in slabs:
                 for o, s in zip(outs, scores):
                     o.write(z0, s)
