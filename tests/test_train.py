@@ -141,3 +141,48 @@ def test_recipes_are_still_importable_from_train():  # scripts written before to
     from tomoseg.steps.train import RECIPES as old_recipes, recipe as old_recipe
 
     assert old_recipe is recipes.recipe and old_recipes is recipes.RECIPES
+
+
+def test_several_training_sets_train_one_network_and_the_model_records_each(particle_trainset, tmp_path):
+    from tomoseg.io.model_file import load_model
+    from tomoseg.io.trainset_file import save_trainset
+    from tomoseg.steps.preprocess import PreprocessConfig
+    from tomoseg.workflows import train_file
+
+    first = replace(particle_trainset, preprocessing=PreprocessConfig().to_dict(), source="tomo_a.mrc")
+    half = slice(0, len(first.tiles) // 2)
+    second = replace(first, tiles=first.tiles[half], masks=first.masks[half], positive=first.positive[half],
+                     boxes=first.boxes[half], source="tomo_b.mrc")
+    save_trainset(tmp_path / "a.set", first)
+    save_trainset(tmp_path / "b.set", second)
+    model = train_file([tmp_path / "a.set", tmp_path / "b.set"], tmp_path / "m.model", recipe("default", epochs=1))
+    record = load_model(tmp_path / "m.model").training["trainset"]
+    assert record["path"] == [str(tmp_path / "a.set"), str(tmp_path / "b.set")]
+    assert record["source"] == "tomo_a.mrc; tomo_b.mrc"
+    assert record["n_positive"] == first.n_positive + second.n_positive
+    assert [s["n_negative"] for s in record["sets"]] == [first.n_negative, second.n_negative]
+    assert model.name == first.name
+
+    # one set alone: the record is as it always was
+    train_file(tmp_path / "a.set", tmp_path / "one.model", recipe("default", epochs=1))
+    assert load_model(tmp_path / "one.model").training["trainset"]["path"] == str(tmp_path / "a.set")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"name": "membrane"}, "feature 'membrane'"),
+    ({"voxel_size": 14.0}, "14 A per voxel"),
+    ({"preprocessing": {"lowpass": 40.0, "highpass": 4000.0, "clamp": 3.0}}, "preprocessed otherwise"),
+])
+def test_training_sets_that_cannot_train_one_network_are_refused_in_one_line(particle_trainset, tmp_path, change,
+                                                                             message, capsys):
+    from tomoseg.cli.main import main
+    from tomoseg.io.trainset_file import save_trainset
+    from tomoseg.steps.preprocess import PreprocessConfig
+
+    first = replace(particle_trainset, preprocessing=PreprocessConfig().to_dict())
+    save_trainset(tmp_path / "a.set", first)
+    save_trainset(tmp_path / "b.set", replace(first, **change))
+    assert main(["train", str(tmp_path / "a.set"), str(tmp_path / "b.set"), "-o", str(tmp_path / "m.model")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "training set 2" in err and "a.set" in err
+    assert not (tmp_path / "m.model").exists()

@@ -64,7 +64,7 @@ def _train(args: argparse.Namespace) -> None:
     except ValueError as err:
         raise TomosegError(str(err)) from None
     with progress_bar("train", unit="batch", quiet=args.quiet) as bar:
-        model = train_file(args.trainset, args.output, config, name=args.name, colour=args.colour, progress=bar,
+        model = train_file(args.trainsets, args.output, config, name=args.name, colour=args.colour, progress=bar,
                            device=args.device, threads=args.threads, overwrite=args.overwrite)
     losses = model.training["losses"]
     _say(args, f"wrote {args.output}: feature {model.name!r}, loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
@@ -280,8 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("train", "Train one feature's network on a training set.", _train,
                 ["tomoseg train membrane.set -o membrane.model",
-                 "tomoseg train membrane.set -o membrane.model --recipe fast --threads 1"])
-    p.add_argument("trainset", help="training-set file (from 'tomoseg trainset')")
+                 "tomoseg train membrane.set -o membrane.model --recipe fast --threads 1",
+                 "tomoseg train tomo1_membrane.set tomo2_membrane.set -o membrane.model   # one network, two tomograms"])
+    p.add_argument("trainsets", nargs="+", metavar="TRAINSET",
+                   help="training-set file(s) (from 'tomoseg trainset'); several (other tomograms or annotators, "
+                        "same feature, voxel size and preprocessing) train one network on all their tiles")
     p.add_argument("-o", "--output", required=True, help="model file")
     p.add_argument("--recipe", default="default", choices=list(RECIPES),
                    help=f"training recipe (default: default): {_recipes_help()}; the options below change one "

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from tomoseg.ops.tiles import cut_tile
+from tomoseg.steps.preprocess import PreprocessConfig
 from tomoseg.types import Box, TrainingSet
 
 TILE_SIZE = 64
@@ -64,6 +65,48 @@ def make_trainset(
         voxel_size=float(voxel_size),
         preprocessing=preprocessing,
         source=source,
+    )
+
+
+def combine_trainsets(sets: Sequence[TrainingSet], tolerance: float = 0.01) -> TrainingSet:
+    """One training set from several of the same feature (several tomograms, or annotators), to
+    train one network on all of them: tiles in the given order, sources joined by ``"; "``.
+
+    Refuses (ValueError naming the set, 1-based) a set of another feature name, tile size, voxel
+    size (beyond ``tolerance``, relative) or preprocessing (band-pass, clamp, contrast): a network
+    sees every tile on one scale. Sets of unknown preprocessing combine only with each other.
+    """
+    if not sets:
+        raise ValueError("no training set to combine")
+    first = sets[0]
+    if len(sets) == 1:
+        return first
+    base = None if first.preprocessing is None else PreprocessConfig.from_dict(first.preprocessing)
+    for i, other in enumerate(sets[1:], start=2):
+        where = f"training set {i} ({other.source or other.name})"
+        if other.name != first.name:
+            raise ValueError(f"{where} is of feature {other.name!r}, set 1 of {first.name!r}: one network learns one "
+                             "feature")
+        if other.tile_size != first.tile_size:
+            raise ValueError(f"{where} has {other.tile_size}-pixel tiles, set 1 {first.tile_size}")
+        if abs(other.voxel_size - first.voxel_size) > tolerance * first.voxel_size:
+            raise ValueError(f"{where} is at {other.voxel_size:g} A per voxel, set 1 at {first.voxel_size:g} A: "
+                             "preprocess both tomograms to one voxel size")
+        pre = None if other.preprocessing is None else PreprocessConfig.from_dict(other.preprocessing)
+        if (pre is None) != (base is None) or (
+                pre is not None and (not pre.same_filters(base) or pre.invert != base.invert)):
+            raise ValueError(f"{where} comes from a tomogram preprocessed otherwise than set 1's (band-pass, clamp "
+                             f"or contrast: {pre.describe() if pre else 'unknown'} against "
+                             f"{base.describe() if base else 'unknown'})")
+    return TrainingSet(
+        tiles=np.concatenate([s.tiles for s in sets]),
+        masks=np.concatenate([s.masks for s in sets]),
+        positive=np.concatenate([s.positive for s in sets]),
+        boxes=np.concatenate([s.boxes for s in sets]),
+        name=first.name,
+        voxel_size=first.voxel_size,
+        preprocessing=first.preprocessing,
+        source="; ".join(s.source or s.name for s in sets),
     )
 
 

@@ -36,7 +36,7 @@ from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.segment import check_tta, score_slabs, slab_slices
 from tomoseg.steps.recipes import TrainConfig
 from tomoseg.steps.train import train
-from tomoseg.steps.trainset import make_trainset
+from tomoseg.steps.trainset import combine_trainsets, make_trainset
 from tomoseg.workflows.maps import require_score_map
 
 VOXEL_SIZE_TOLERANCE = 0.01
@@ -151,7 +151,7 @@ def trainset_file(
 
 
 def train_file(
-    trainset_path: Path_,
+    trainset_path: Path_ | Sequence[Path_],
     output_path: Path_,
     config: TrainConfig,
     name: str | None = None,
@@ -162,12 +162,23 @@ def train_file(
     on_epoch: Callable[[int, float], None] | None = None,
     overwrite: bool = False,
 ) -> Model:
-    """Train one network from a training-set file and save the model."""
-    check_writable(output_path, inputs=(trainset_path,), overwrite=overwrite)
+    """Train one network from a training-set file, or from several of the same feature (several
+    tomograms or annotators: :func:`~tomoseg.steps.trainset.combine_trainsets`), and save the model.
+    The model records each set's path, source and tile counts."""
+    paths = [trainset_path] if isinstance(trainset_path, (str, os.PathLike)) else list(trainset_path)
+    if not paths:
+        raise TomosegError("train needs at least one training set")
+    check_writable(output_path, inputs=paths, overwrite=overwrite)
     torch_device = _device(device)
-    trainset = load_trainset(trainset_path)
+    sets = [load_trainset(p) for p in paths]
+    try:
+        trainset = combine_trainsets(sets)
+    except ValueError as err:
+        raise TomosegError(f"{paths[0]} and the other sets cannot train one network: {err}") from None
     with torch_threads(threads):
         result = train(trainset, config, progress=progress, device=torch_device, on_epoch=on_epoch)
+    records = [{"path": str(p), "source": t.source, "n_positive": t.n_positive, "n_negative": t.n_negative}
+               for p, t in zip(paths, sets)]
     model = Model(
         net=result.net,
         amplitude=result.amplitude,
@@ -177,8 +188,9 @@ def train_file(
         training={
             "config": config.to_dict(),
             "losses": result.losses,
-            "trainset": {"path": str(trainset_path), "source": trainset.source,
-                         "n_positive": trainset.n_positive, "n_negative": trainset.n_negative},
+            "trainset": records[0] if len(records) == 1 else
+            {"path": [r["path"] for r in records], "source": trainset.source, "n_positive": trainset.n_positive,
+             "n_negative": trainset.n_negative, "sets": records},
         },
         examples=result.examples,
         colour=colour,
