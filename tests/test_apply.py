@@ -41,6 +41,26 @@ def test_overlap_save_equals_conv2d_for_any_tile_size(fft, layer1, size):
     assert float((out - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
 
 
+@pytest.mark.parametrize("context", [1, 2])
+@pytest.mark.parametrize(("fft", "layer1", "size"), [(29, 16, (30, 30)), (64, 40, (64, 46)), (100, 256, (130, 202))])
+def test_overlap_save_equals_conv2d_with_slab_context(context, fft, layer1, size):
+    from tomoseg.nn.network import NetworkConfig
+
+    net = init_weights(SegNet(NetworkConfig(context=context)), 5)
+    with torch.no_grad():
+        for conv in (net.conv1, net.conv3, net.conv4):
+            conv.bias.normal_(0, 0.05, generator=torch.Generator().manual_seed(4))
+    x = torch.randn(2, 2 * context + 1, *size, generator=torch.Generator().manual_seed(6)).clamp(-3, 3) / 3
+    with torch.no_grad():
+        ref = net(x)
+        prep = PreparedNet(net, TilePlan(fft=fft, layer1_fft=layer1, tiles_per_batch=3))
+        out = overlap_save_forward(prep, x)
+        with pytest.raises(ValueError, match=f"{2 * context + 1} input slice"):
+            overlap_save_forward(prep, x[:, :1])
+    assert out.shape == ref.shape
+    assert float((out - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
+
+
 @pytest.mark.parametrize("band_bytes", [1, 45056])
 def test_overlap_save_bands_odd_channels_small_kernels(band_bytes):
     """Bands of one tile row (tiny band memory) or of two (5 tile rows: a partial last band), an odd

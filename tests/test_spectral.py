@@ -25,6 +25,8 @@ def _outputs_and_grads(net: SegNet, forward, x: torch.Tensor, labels: torch.Tens
         (NetworkConfig(), (3, 1, 64, 64)),  # the paper's network on training tiles
         (NetworkConfig(channels=5, kernel=5), (2, 1, 22, 18)),  # odd channel count (one unpaired map)
         (NetworkConfig(channels=4, kernel=7, pool=3), (2, 1, 31, 35)),  # odd sizes, pooling 3, floor
+        (NetworkConfig(context=1), (3, 3, 64, 64)),  # slab context: 3 input slices
+        (NetworkConfig(channels=5, kernel=5, context=2), (2, 5, 22, 18)),  # 5 slices, odd channel count
     ],
 )
 def test_spectral_forward_and_gradients_equal_conv2d(config, shape):

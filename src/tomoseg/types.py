@@ -24,8 +24,9 @@ class Box:
 class TrainingSet:
     """Tiles and masks of one feature, with where they came from.
 
-    tiles: float32 (N, S, S), preprocessed intensities (not yet scaled by 1/3).
-    masks: float32 (N, S, S) in {0, 1}; all zero for negative tiles.
+    tiles: float32 (N, S, S), preprocessed intensities (not yet scaled by 1/3); with slab context
+    K (:mod:`tomoseg.ops.context`) (N, 2K + 1, S, S), the tile's slice in the middle.
+    masks: float32 (N, S, S) in {0, 1}, of the middle slice; all zero for negative tiles.
     positive: bool (N,). boxes: int64 (N, 3) tile centres as x, y, z voxels.
     voxel_size: A/voxel of the tomogram; preprocessing: its PreprocessConfig as
     a dict (None if unknown); source: the tomogram's path or name.
@@ -44,8 +45,9 @@ class TrainingSet:
         n = len(self.tiles)
         if not (len(self.masks) == len(self.positive) == len(self.boxes) == n):
             raise ValueError("tiles, masks, positive and boxes must have the same length")
-        if self.tiles.shape != self.masks.shape or self.tiles.ndim != 3:
-            raise ValueError("tiles and masks must both be (N, S, S)")
+        if self.masks.ndim != 3 or self.tiles.shape[-2:] != self.masks.shape[-2:] or not (
+                self.tiles.ndim == 3 or (self.tiles.ndim == 4 and self.tiles.shape[1] % 2 == 1)):
+            raise ValueError("tiles must be (N, S, S), or (N, 2K + 1, S, S) with slab context, and masks (N, S, S)")
 
     @property
     def n_positive(self) -> int:
@@ -58,6 +60,21 @@ class TrainingSet:
     @property
     def tile_size(self) -> int:
         return int(self.tiles.shape[-1])
+
+    @property
+    def context(self) -> int:
+        """Slices of context on each side of a tile's slice (0: plain 2D tiles)."""
+        return 0 if self.tiles.ndim == 3 else (self.tiles.shape[1] - 1) // 2
+
+    def inputs(self, index=slice(None)) -> np.ndarray:
+        """The tiles at ``index`` as the network's input channels: (n, 2K + 1, S, S) float32."""
+        tiles = self.tiles[index]
+        return tiles[:, None] if tiles.ndim == 3 else tiles
+
+    def middle(self, index=slice(None)) -> np.ndarray:
+        """The tiles' own slices (without context): (n, S, S)."""
+        tiles = self.tiles[index]
+        return tiles if tiles.ndim == 3 else tiles[:, self.context]
 
 
 @dataclass(frozen=True)

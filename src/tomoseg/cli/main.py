@@ -46,7 +46,7 @@ def _trainset(args: argparse.Namespace) -> None:
     from tomoseg.workflows import trainset_file
 
     trainset_file(args.tomogram, args.boxes, args.output, labels=args.labels, value=args.value,
-                  masks=args.masks, name=args.name, overwrite=args.overwrite)
+                  masks=args.masks, name=args.name, overwrite=args.overwrite, context=args.context)
     _say(args, f"wrote {args.output}")
 
 
@@ -276,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--value", type=int, help="the feature's value in --labels")
     p.add_argument("--masks", help="binary mask volume (MRC) on the tomogram's grid")
     p.add_argument("--name", help="feature name (default: label<V> or the mask file's name)")
+    p.add_argument("--context", type=int, default=0, metavar="K",
+                   help="slab context (2.5D): tiles of 2K+1 slices, the box's slice in the middle; the network "
+                        "trained on them sees K slices above and below each slice it annotates (default: 0, "
+                        "one slice, as the paper)")
     p.add_argument("-o", "--output", required=True, help="training-set file")
 
     p = command("train", "Train one feature's network on a training set.", _train,

@@ -598,13 +598,14 @@ class TomosegWidget(QWidget):
     def preview(self) -> bool:
         """Score the current slice with the active feature's network (immediate, one slice)."""
         def act():
-            from tomoseg.steps.segment import score_slices
+            from tomoseg.steps.segment import score_slices, slices_with_context
 
             name = self._need_feature()
             model = self._model(name)
             z = int(self.viewer.dims.current_step[0])
             data = self.project.volume.data
-            scores = score_slices(model.net, model.amplitude, np.asarray(data[z : z + 1]))
+            scores = score_slices(model.net, model.amplitude,
+                                  slices_with_context(data, z, z + 1, model.net.config.context))
             # a one-slice layer placed at z (no tomogram-sized array for one slice)
             self._add_score_layer(f"tomoseg preview: {name}", scores, name, first_slice=z)
             self.say(f"preview of {name} on slice {z}: {np.count_nonzero(scores >= 1)} pixels score >= 1")

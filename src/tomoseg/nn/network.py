@@ -1,7 +1,7 @@
 """The fixed 4-layer network of Chen et al. 2017 (METHOD.md section 3).
 
 | layer | operation |
-| 1 | conv 1 -> 40, 15 x 15, zero "same" padding, + bias, ReLU |
+| 1 | conv 1 -> 40, 15 x 15, zero "same" padding, + bias, ReLU (2K + 1 -> 40 with slab context K) |
 | 2 | 2 x 2 max pooling, stride 2 |
 | 3 | conv 40 -> 40, 15 x 15, "same", + bias, ReLU |
 | 4 | conv 40 -> 1, 15 x 15, "same", + bias (linear) |
@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tomoseg.ops.context import check_context
+
 ConvFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 INPUT_SCALE = 1.0 / 3.0
@@ -40,13 +42,26 @@ class NetworkConfig:
     channels: int = 40
     kernel: int = 15
     pool: int = 2
+    context: int = 0
+    """Slab context (2.5D, :mod:`tomoseg.ops.context`): layer 1 sees ``2 context + 1`` slices as
+    input channels. 0 is the paper's network."""
 
     def __post_init__(self) -> None:
         if self.kernel % 2 == 0:
             raise ValueError(f"kernel size must be odd, got {self.kernel}")
+        check_context(self.context)
+
+    @property
+    def inputs(self) -> int:
+        """Input channels of layer 1: ``2 context + 1`` slices."""
+        return 2 * self.context + 1
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields; ``context`` only when set, so a paper network's record is as it always was."""
+        data = asdict(self)
+        if not self.context:
+            del data["context"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> NetworkConfig:
@@ -54,13 +69,13 @@ class NetworkConfig:
 
 
 class SegNet(nn.Module):
-    """One feature's network. Input (B, 1, H, W), output (B, 1, H/2, W/2)."""
+    """One feature's network. Input (B, 2 context + 1, H, W) (context 0: one slice), output (B, 1, H/2, W/2)."""
 
     def __init__(self, config: NetworkConfig = NetworkConfig()) -> None:
         super().__init__()
         self.config = config
         c, k = config.channels, config.kernel
-        self.conv1 = nn.Conv2d(1, c, k, padding=k // 2)
+        self.conv1 = nn.Conv2d(config.inputs, c, k, padding=k // 2)
         self.conv3 = nn.Conv2d(c, c, k, padding=k // 2)
         self.conv4 = nn.Conv2d(c, 1, k, padding=k // 2)
 

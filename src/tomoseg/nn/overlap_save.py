@@ -18,7 +18,7 @@ Two ideas make it fast on a CPU:
   (C x C/2) matrix whose columns give the *output* pairs ``Y_2k + i Y_2k+1``:
   their inverse FFT is again a pair of real maps. Layer 4 (one output) needs
   only ``2 Re(ifft(sum_j P_j U_j))`` with ``U_j = (K_2j - i K_2j+1)/2``.
-- **Decoupled layer 1.** Layer 1 (full resolution, 1 -> C channels, followed by
+- **Decoupled layer 1.** Layer 1 (full resolution, 1 (or 2K + 1) -> C channels, followed by
   2 x 2 max pooling, bias and ReLU) runs on its own tiles with only a
   (k - 1)-pixel halo and writes a band of half-resolution activations; layers
   3 and 4 then run on square tiles of that band. Bands of whole tile rows keep
@@ -130,8 +130,10 @@ class PreparedNet:
         c2 = c + c % 2
         self.pairs = c2 // 2
         with torch.no_grad():
-            w1 = _pad_channels(net.conv1.weight.detach(), c2, dims=(0,)).flip(-2, -1)[:, 0]  # (C, k, k)
-            self._w1 = torch.complex(w1[0::2], w1[1::2])  # (C/2, k, k): kernels of the output pairs
+            w1 = _pad_channels(net.conv1.weight.detach(), c2, dims=(0,)).flip(-2, -1)  # (C, Cin, k, k)
+            self.inputs = w1.shape[1]
+            w1 = w1[:, 0] if self.inputs == 1 else w1  # one slice: (C, k, k)
+            self._w1 = torch.complex(w1[0::2], w1[1::2])  # (C/2, [Cin,] k, k): kernels of the output pairs
             self._g1: dict[tuple[int, int], torch.Tensor] = {}
             b1 = _pad_channels(net.conv1.bias.detach(), c2, dims=(0,))
             self._b1c = torch.complex(b1[0::2], b1[1::2])  # (C/2,)
@@ -158,7 +160,8 @@ class PreparedNet:
             self.mirror = (neg.view(-1, 1) * n + neg.view(1, -1)).reshape(-1).to(w1.device)  # flat index of -f
 
     def g1(self, shape: tuple[int, int]) -> torch.Tensor:
-        """Layer-1 spectra of the output pairs at FFT size ``shape``: (C/2, Ly, Lx)."""
+        """Layer-1 spectra of the output pairs at FFT size ``shape``: (C/2, Ly, Lx), or (C/2, Cin, Ly, Lx)
+        for several input slices (slab context)."""
         if shape not in self._g1:
             if len(self._g1) >= 8:
                 self._g1.pop(next(iter(self._g1)))
@@ -173,15 +176,17 @@ class PreparedNet:
 def _spectrum(kernels: torch.Tensor, shape: tuple[int, int], channels_last: bool = False) -> torch.Tensor:
     """Zero-padded 2D DFT of small complex kernels, as matrix products with DFT matrices.
 
-    ``kernels``: (C, k, k), or (k, k, C) when ``channels_last``. Returns (C, Ly, Lx) or
+    ``kernels``: (..., k, k), or (k, k, C) when ``channels_last``. Returns (..., Ly, Lx) or
     (Ly, Lx, C), contiguous. Faster than ``fft2(..., s=shape)`` followed by a permute
     for 15 x 15 kernels, and gives the frequency-major layout directly.
     """
-    k = kernels.shape[1]
+    k = kernels.shape[0] if channels_last else kernels.shape[-1]
     device = str(kernels.device)
     ey, ex = dft_matrix(shape[0], k, device=device), dft_matrix(shape[1], k, device=device)
     if not channels_last:
-        return torch.matmul(torch.matmul(ey, kernels), ex.T).contiguous()
+        lead = kernels.shape[:-2]
+        flat = kernels.reshape(-1, k, k)  # one batch dimension: matmul's broadcasting of 2D @ 4D fails here
+        return torch.matmul(torch.matmul(ey, flat), ex.T).reshape(*lead, *shape).contiguous()
     c = kernels.shape[2]
     t = torch.matmul(ex, kernels)  # (k_y, Lx, C): along x for each kernel row
     return torch.matmul(ey, t.reshape(k, -1)).reshape(shape[0], shape[1], c)
@@ -200,7 +205,8 @@ def _layer1_band(prep: PreparedNet, xpad: torch.Tensor, band: torch.Tensor, row0
     """Layer 1 + 2 x 2 max pooling + bias + ReLU into ``band`` (C/2, rows, cols) complex pairs.
 
     Band row ``i`` is half-resolution row ``row0 + i``; band column ``j`` is
-    column ``j - e``. ``xpad`` is the slice padded by ``r`` before and enough after.
+    column ``j - e``. ``xpad`` is the slice (Cin, H', W') padded by ``r`` before and enough after;
+    with several input slices their spectra are summed after the products.
     """
     plan = prep.plan
     e = plan.kernel - 1
@@ -214,15 +220,20 @@ def _layer1_band(prep: PreparedNet, xpad: torch.Tensor, band: torch.Tensor, row0
     real[:, b - row0 :].zero_()
     real[:, :, :e].zero_()
     real[:, :, e + wo :].zero_()
-    prod = torch.empty_like(g)
+    several = prep.inputs > 1
+    prod = torch.empty_like(g[:, 0] if several else g)
+    whole = torch.empty_like(g) if several else None
     for iy in range(ny):
         y0 = 2 * a + iy * sy  # full-resolution row of the tile's first output
         hy = min(sy, 2 * b - y0) // 2
         for ix in range(nx):
             x0 = ix * sx
             hx = min(sx, 2 * wo - x0) // 2
-            spectrum = torch.fft.fft2(xpad[y0 : y0 + ly, x0 : x0 + lx])
-            torch.mul(g, spectrum, out=prod)
+            spectrum = torch.fft.fft2(xpad[:, y0 : y0 + ly, x0 : x0 + lx])  # (Cin, Ly, Lx)
+            if several:
+                torch.sum(torch.mul(g, spectrum, out=whole), dim=1, out=prod)
+            else:
+                torch.mul(g, spectrum[0], out=prod)
             prod[:, 0, 0] += dc  # + bias (max pooling commutes with it)
             h = torch.view_as_real(torch.fft.ifft2(prod))  # (C/2, Ly, Lx, 2)
             h = torch.maximum(h[:, e : e + 2 * hy : 2], h[:, e + 1 : e + 2 * hy : 2])
@@ -264,7 +275,8 @@ def _inside_range(start: int, length: int, limit: int) -> slice:
 
 
 def overlap_save_forward(prep: PreparedNet, x: torch.Tensor) -> torch.Tensor:
-    """The network's linear output for slices ``x`` (B, 1, H, W), H and W even.
+    """The network's linear output for slices ``x`` (B, Cin, H, W), H and W even (Cin: 1, or
+    ``2 context + 1`` slices).
 
     Returns (B, 1, H/2, W/2), equal to ``net(x)`` with conv2d. torch's own
     threads parallelise each operation.
@@ -275,6 +287,8 @@ def overlap_save_forward(prep: PreparedNet, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"the FFT engine computes in float32, got {x.dtype}")
     if height % 2 or width % 2:
         raise ValueError(f"slice size must be even, got {height} x {width}")
+    if x.shape[1] != prep.inputs:
+        raise ValueError(f"the network takes {prep.inputs} input slice(s) per output slice, got {x.shape[1]}")
     ho, wo = height // 2, width // 2
     t, n, e, r = plan.tile, plan.fft, plan.kernel - 1, plan.kernel // 2
     ny, nx = -(-ho // t), -(-wo // t)
@@ -287,7 +301,7 @@ def overlap_save_forward(prep: PreparedNet, x: torch.Tensor) -> torch.Tensor:
     pad = plan.layer1_largest  # room for the last layer-1 patch
     buffer = torch.empty(prep.pairs, rows_per_band * t + 2 * e, cols, dtype=torch.complex64, device=x.device)
     for b in range(batch):
-        xpad = F.pad(x[b, 0], (r, pad, r, pad))
+        xpad = F.pad(x[b], (r, pad, r, pad))  # (Cin, H', W')
         for ty0 in range(0, ny, rows_per_band):
             ty1 = min(ny, ty0 + rows_per_band)
             band = buffer[:, : (ty1 - ty0) * t + 2 * e]

@@ -152,7 +152,8 @@ def _max_of_phases(phases: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class PooledInputConv(torch.autograd.Function):
-    """Layer 1 and pooling: ``max_pool2d(conv2d(x, w), p)`` for one input channel, no bias.
+    """Layer 1 and pooling: ``max_pool2d(conv2d(x, w), p)``, no bias, for one input channel (or
+    several: slab context, whose products are summed over the input channels).
 
     Output channels travel in pairs as complex maps (channel 2j real, 2j+1
     imaginary): one complex inverse FFT makes two output maps and one complex
@@ -173,10 +174,14 @@ class PooledInputConv(torch.autograd.Function):
         shape = (fft_size(height + k - 1), fft_size(width + k - 1))
         if cout % 2:
             weight = torch.cat([weight, weight.new_zeros((1,) + weight.shape[1:])])
-        pairs = torch.complex(weight[0::2], weight[1::2])  # (C/2, 1, k, k)
-        kernels = kernel_spectra(pairs, shape, half=False)[:, :, 0].permute(2, 0, 1)  # (C/2, N, M)
-        spectra = torch.fft.fft2(x.to(kernels.dtype), s=shape)  # (B, 1, N, M)
-        maps = torch.view_as_real(torch.fft.ifft2(spectra * kernels))  # (B, C/2, N, M, 2)
+        pairs = torch.complex(weight[0::2], weight[1::2])  # (C/2, Cin, k, k)
+        kernels = kernel_spectra(pairs, shape, half=False)  # (N, M, Cin, C/2)
+        spectra = torch.fft.fft2(x.to(kernels.dtype), s=shape)  # (B, Cin, N, M)
+        if x.shape[1] == 1:
+            products = spectra * kernels[:, :, 0].permute(2, 0, 1)  # (B, 1, N, M) * (C/2, N, M)
+        else:
+            products = torch.einsum("bcnm,nmco->bonm", spectra, kernels)  # (B, C/2, N, M)
+        maps = torch.view_as_real(torch.fft.ifft2(products))  # (B, C/2, N, M, 2)
         rows, cols = height // p, width // p
         grid = maps[:, :, : rows * p, : cols * p].reshape(b, -1, rows, p, cols, p, 2)
         # (B, C/2, rows, i, cols, j, part) -> (B, C/2, part, i, j, rows, cols): channel 2 c + part
@@ -201,12 +206,16 @@ class PooledInputConv(torch.autograd.Function):
         planar = planar.reshape(b, channels // 2, 2, rows * p, cols * p)
         dmaps_hat = torch.fft.fft2(torch.complex(planar[:, :, 0], planar[:, :, 1]), s=shape)
         # c[s] = sum_b sum_m dy[m] x[m - s]: spectrum sum_b dY conj(X), two channels per map
-        corr = torch.fft.ifft2((dmaps_hat * spectra.conj()).sum(dim=0))  # (C/2, N, M)
+        cin = spectra.shape[1]
+        if cin == 1:
+            corr = torch.fft.ifft2((dmaps_hat * spectra.conj()).sum(dim=0)).unsqueeze(1)  # (C/2, 1, N, M)
+        else:
+            corr = torch.fft.ifft2(torch.einsum("bonm,bcnm->ocnm", dmaps_hat, spectra.conj()))  # (C/2, Cin, N, M)
         r = k // 2
         rows_k = (r - torch.arange(k, device=grad.device)) % shape[0]
         cols_k = (r - torch.arange(k, device=grad.device)) % shape[1]
-        window = torch.view_as_real(corr[:, rows_k][:, :, cols_k])  # (C/2, k, k, 2)
-        dweight = window.permute(0, 3, 1, 2).reshape(channels, 1, k, k)[:cout]
+        window = torch.view_as_real(corr[:, :, rows_k][:, :, :, cols_k])  # (C/2, Cin, k, k, 2)
+        dweight = window.permute(0, 4, 1, 2, 3).reshape(channels, cin, k, k)[:cout]
         return None, dweight, None
 
 
@@ -217,7 +226,7 @@ def _bias(conv: torch.nn.Conv2d) -> torch.Tensor:
 def spectral_forward(net: SegNet, x: torch.Tensor) -> torch.Tensor:
     """``net(x)`` (linear layer-4 output) computed with :class:`SpectralConv`.
 
-    ``x``: (B, 1, H, W), already scaled by ``INPUT_SCALE``; returns
+    ``x``: (B, Cin, H, W) (Cin = ``2 context + 1``), already scaled by ``INPUT_SCALE``; returns
     (B, 1, H / pool, W / pool), with gradients for the network's parameters.
     """
     if x.dtype != torch.float32 or net.conv1.weight.dtype != torch.float32:

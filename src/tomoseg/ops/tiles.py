@@ -38,9 +38,9 @@ def rotate_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotate each tile and its mask together about the tile centre.
 
-    ``tiles``, ``masks``: (N, 1, S, S) float; ``angles_deg``: (N,) in degrees,
-    counter-clockwise in the (x, y) plane. Bilinear interpolation, zero fill
-    outside the original tile (as the reference). Returns two (N, 1, S, S).
+    ``tiles``: (N, C, S, S) float (C slices of slab context, all turned alike); ``masks``: (N, 1, S, S);
+    ``angles_deg``: (N,) in degrees, counter-clockwise in the (x, y) plane. Bilinear interpolation,
+    zero fill outside the original tile (as the reference). Returns (N, C, S, S) and (N, 1, S, S).
     """
     theta = torch.as_tensor(np.deg2rad(np.asarray(angles_deg, dtype=np.float64)), dtype=tiles.dtype)
     cos, sin = torch.cos(theta), torch.sin(theta)
@@ -52,7 +52,7 @@ def rotate_pairs(
     grid = F.affine_grid(matrix, list(tiles.shape), align_corners=False)
     both = torch.cat([tiles, masks], dim=1)
     rotated = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return rotated[:, :1], rotated[:, 1:]
+    return rotated[:, :-1], rotated[:, -1:]
 
 
 def flip_pairs(

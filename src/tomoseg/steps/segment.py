@@ -13,19 +13,22 @@ from tomoseg.nn.allocator import keep_freed_memory
 from tomoseg.nn.engines import Engine, OverlapSaveEngine
 from tomoseg.nn.network import INPUT_SCALE, SegNet
 from tomoseg.ops import dihedral
+from tomoseg.ops.context import with_context
 from tomoseg.progress import Progress, report
 
 
 def prepare_slices(slices: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Preprocessed (z, y, x) slices as the network's input (z, 1, y', x').
+    """Preprocessed (z, y, x) slices, or (z, 2K + 1, y, x) slices with their context
+    (:func:`slices_with_context`), as the network's input (z, 1 or 2K + 1, y', x').
 
     Scaled by 1/3; odd sizes are zero-padded by one pixel (the network's own
     boundary). Raises ValueError if the slices hold NaN or infinity.
     """
     if not np.isfinite(slices).all():
         raise ValueError("the slices contain NaN or infinite values")
-    _, ny, nx = slices.shape
-    x = torch.as_tensor(np.asarray(slices, dtype=np.float32), device=device).unsqueeze(1) * INPUT_SCALE
+    ny, nx = slices.shape[-2:]
+    x = torch.as_tensor(np.asarray(slices, dtype=np.float32), device=device)
+    x = (x.unsqueeze(1) if x.ndim == 3 else x) * INPUT_SCALE
     return F.pad(x, (0, nx % 2, 0, ny % 2)) if (nx % 2 or ny % 2) else x
 
 
@@ -66,7 +69,8 @@ def score_slices(
 ) -> np.ndarray:
     """Normalised score of every pixel of a stack of slices.
 
-    ``slices``: preprocessed (z, y, x) array. Each slice is scaled by 1/3, run
+    ``slices``: preprocessed (z, y, x) array, or (z, 2K + 1, y, x) with each slice's context for a
+    network with slab context K (:func:`slices_with_context`). Each slice is scaled by 1/3, run
     through the network, ReLU'd, divided by ``amplitude`` (so on-feature pixels
     score about 1) and upsampled x2 (bilinear) back to (y, x).
     Returns float32 (z, y, x).
@@ -74,7 +78,20 @@ def score_slices(
     keep_freed_memory()  # the engines' arrays are reused, not mapped afresh (tomoseg.nn.allocator)
     net = net.to(device).eval()
     x = prepare_slices(slices, device)
-    return score_prepared(net, amplitude, x, slices.shape[1:], engine or OverlapSaveEngine(), tta)
+    if x.shape[1] != net.config.inputs:
+        raise ValueError(f"the network takes {net.config.inputs} slice(s) per output slice (slab context "
+                         f"{net.config.context}), got {x.shape[1]}")
+    return score_prepared(net, amplitude, x, slices.shape[-2:], engine or OverlapSaveEngine(), tta)
+
+
+def slices_with_context(volume: np.ndarray, z0: int, z1: int, context: int) -> np.ndarray:
+    """Slices ``z0 .. z1 - 1`` of a (z, y, x) volume as a network with slab context ``context`` takes
+    them: (z, y, x) for 0, else (z, 2 context + 1, y, x) with the nearest slice standing in beyond
+    the volume (:mod:`tomoseg.ops.context`). Reads only the slices needed (memory maps are fine)."""
+    if context == 0:
+        return read_slab(volume, z0, z1)
+    lo, hi = max(0, z0 - context), min(volume.shape[0], z1 + context)
+    return with_context(read_slab(volume, lo, hi), z0, z1, context, first=lo, nz=volume.shape[0])
 
 
 SLAB_VOXELS = 1 << 24
@@ -109,18 +126,25 @@ def score_slabs(
     check_tta(tta)
     keep_freed_memory()  # the engines' arrays are reused, not mapped afresh (tomoseg.nn.allocator)
     engine = engine or OverlapSaveEngine()
-    slices_per_batch = slices_per_batch or slab_slices(volume.shape)
     nets = [(net.to(device).eval(), amp) for net, amp in models]
+    contexts = sorted({net.config.context for net, _ in nets})
+    slices_per_batch = slices_per_batch or slab_slices(volume.shape, SLAB_VOXELS // (2 * contexts[-1] + 1))
     nz = volume.shape[0]
     for z0 in range(0, nz, slices_per_batch):
         z1 = min(nz, z0 + slices_per_batch)
         if z0 not in skip:
-            slab = read_slab(volume, z0, z1)
+            # one read of the slab and its context, then each network's input from it
+            lo, hi = max(0, z0 - contexts[-1]), min(nz, z1 + contexts[-1])
+            slab = read_slab(volume, lo, hi)
+            inputs = {}
             try:
-                x = prepare_slices(slab, device)
+                for k in contexts:
+                    inputs[k] = prepare_slices(with_context(slab, z0, z1, k, first=lo, nz=nz) if k
+                                               else slab[z0 - lo : z1 - lo], device)
             except ValueError as err:
                 raise ValueError(f"slices {z0}-{z1 - 1}: {err}") from None
-            yield z0, [score_prepared(net, amp, x, slab.shape[1:], engine, tta) for net, amp in nets]
+            yield z0, [score_prepared(net, amp, inputs[net.config.context], slab.shape[1:], engine, tta)
+                       for net, amp in nets]
         report(progress, z1, nz, "slices")
 
 

@@ -7,7 +7,7 @@ The recipes (:class:`TrainConfig`, ``RECIPES``, :func:`recipe`) live in
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ def augmented_samples(
     """Rotated (and optionally mirrored, and imaged otherwise: ``config.imaging_jitter``) copies of every
     tile with its mask.
 
-    Returns inputs (M, 1, S, S) scaled by 1/3 and labels (M, 1, S/2, S/2)
+    Returns inputs (M, 2K + 1, S, S) scaled by 1/3 (K: the set's slab context) and labels (M, 1, S/2, S/2)
     (masks reduced 2 x 2 by block mean).
     """
     pos_copies, neg_copies = copies_per_tile(
@@ -88,7 +88,7 @@ def augmented_samples(
     )
     repeats = np.where(trainset.positive, pos_copies, neg_copies)
     index = np.repeat(np.arange(len(repeats)), repeats)
-    tiles = torch.from_numpy(trainset.tiles[index] * INPUT_SCALE).unsqueeze(1)
+    tiles = torch.from_numpy(trainset.inputs(index) * INPUT_SCALE)
     masks = torch.from_numpy(trainset.masks[index]).unsqueeze(1)
     tiles, masks = rotate_pairs(tiles, masks, rng.uniform(0.0, 360.0, size=len(index)))
     if config.flips:
@@ -124,7 +124,7 @@ def network_amplitude(net: SegNet, trainset: TrainingSet) -> float:
     divided by this, so a voxel scoring 1 looks like an average training positive.
     """
     pos = trainset.positive
-    tiles = torch.from_numpy(trainset.tiles[pos] * INPUT_SCALE).unsqueeze(1)
+    tiles = torch.from_numpy(trainset.inputs(pos) * INPUT_SCALE)
     labels = reduce_masks(torch.from_numpy(trainset.masks[pos]).unsqueeze(1))
     output = spectral_forward(net, tiles).clamp(0.0, 1.0)
     return float(output[labels > 0].mean())
@@ -149,6 +149,7 @@ def train(
         raise TomosegError(f"training set {trainset.name!r} has no positive tile")
     if trainset.tile_size % network.pool:
         raise TomosegError(f"tile size {trainset.tile_size} is not divisible by {network.pool}")
+    network = replace(network, context=trainset.context)  # the set's tiles decide the network's input
     keep_freed_memory()  # each step's arrays are reused, not mapped afresh (tomoseg.nn.allocator)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
@@ -198,11 +199,11 @@ def train(
 def _examples(net: SegNet, trainset: TrainingSet, count: int = 4) -> dict[str, np.ndarray]:
     """A few positive (tile, label, output) triplets for a visual check."""
     index = np.flatnonzero(trainset.positive)[:count]
-    tiles = torch.from_numpy(trainset.tiles[index] * INPUT_SCALE).unsqueeze(1)
+    tiles = torch.from_numpy(trainset.inputs(index) * INPUT_SCALE)
     labels = reduce_masks(torch.from_numpy(trainset.masks[index]).unsqueeze(1))
     output = spectral_forward(net, tiles).clamp(max=1.0)
     return {
-        "tiles": trainset.tiles[index].astype(np.float32),
+        "tiles": trainset.middle(index).astype(np.float32),
         "labels": labels[:, 0].numpy().astype(np.float32),
         "outputs": output[:, 0].numpy().astype(np.float32),
     }

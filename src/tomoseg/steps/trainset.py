@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from tomoseg.ops.context import check_context, context_indices
 from tomoseg.ops.tiles import cut_tile
 from tomoseg.steps.preprocess import PreprocessConfig
 from tomoseg.types import Box, TrainingSet
@@ -22,8 +23,12 @@ def make_trainset(
     preprocessing: dict | None = None,
     source: str = "",
     tile_size: int = TILE_SIZE,
+    context: int = 0,
 ) -> TrainingSet:
     """Cut tiles around ``boxes`` from ``volume`` and their masks from ``mask_of``.
+
+    ``context``: slab context K (:mod:`tomoseg.ops.context`): each tile is cut from its slice and the
+    K slices on each side, (2K + 1, S, S), the nearest slice standing in beyond the volume.
 
     ``volume``: preprocessed (z, y, x) array (a memory map is fine: only the
     boxed slices are read). ``mask_of(z)`` returns the binary (y, x) mask of
@@ -31,6 +36,7 @@ def make_trainset(
     empty mask. Raises ValueError naming the box (1-based) that is out of the
     volume or whose positive tile has an empty mask.
     """
+    check_context(context)
     if not boxes:
         raise ValueError("the box list is empty")
     if not any(b.positive for b in boxes):
@@ -44,6 +50,10 @@ def make_trainset(
             raise ValueError(f"box {row} (x={box.x}, y={box.y}, z={box.z}): z is outside 0..{nz - 1}")
         try:
             tile = cut_tile(volume[box.z], box.x, box.y, tile_size)
+            if context:
+                around = context_indices(box.z, box.z + 1, nz, context)[0]
+                tile = np.stack([tile if z == box.z else cut_tile(volume[z], box.x, box.y, tile_size)
+                                 for z in around])
         except ValueError as err:
             raise ValueError(f"box {row}: {err}") from None
         if box.positive:
@@ -72,7 +82,7 @@ def combine_trainsets(sets: Sequence[TrainingSet], tolerance: float = 0.01) -> T
     """One training set from several of the same feature (several tomograms, or annotators), to
     train one network on all of them: tiles in the given order, sources joined by ``"; "``.
 
-    Refuses (ValueError naming the set, 1-based) a set of another feature name, tile size, voxel
+    Refuses (ValueError naming the set, 1-based) a set of another feature name, slab context, tile size, voxel
     size (beyond ``tolerance``, relative) or preprocessing (band-pass, clamp, contrast): a network
     sees every tile on one scale. Sets of unknown preprocessing combine only with each other.
     """
@@ -87,6 +97,9 @@ def combine_trainsets(sets: Sequence[TrainingSet], tolerance: float = 0.01) -> T
         if other.name != first.name:
             raise ValueError(f"{where} is of feature {other.name!r}, set 1 of {first.name!r}: one network learns one "
                              "feature")
+        if other.context != first.context:
+            raise ValueError(f"{where} has slab context {other.context}, set 1 {first.context}: one network takes "
+                             "one number of slices")
         if other.tile_size != first.tile_size:
             raise ValueError(f"{where} has {other.tile_size}-pixel tiles, set 1 {first.tile_size}")
         if abs(other.voxel_size - first.voxel_size) > tolerance * first.voxel_size:

@@ -29,11 +29,12 @@ from tomoseg.nn.engines import get_engine
 from tomoseg.nn.model import Model
 from tomoseg.nn.threads import available_cores
 from tomoseg.ops.binning import binned_origin
+from tomoseg.ops.context import check_context
 from tomoseg.progress import Progress, report
 from tomoseg.steps.consensus import consensus_scores
 from tomoseg.steps.merge import label_dtype, merge_scores
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
-from tomoseg.steps.segment import check_tta, score_slabs, slab_slices
+from tomoseg.steps.segment import SLAB_VOXELS, check_tta, score_slabs, slab_slices
 from tomoseg.steps.recipes import TrainConfig
 from tomoseg.steps.train import train
 from tomoseg.steps.trainset import combine_trainsets, make_trainset
@@ -124,8 +125,14 @@ def trainset_file(
     masks: Path_ | None = None,
     name: str | None = None,
     overwrite: bool = False,
+    context: int = 0,
 ) -> None:
-    """Cut a training set from a preprocessed tomogram, a box list and a label or mask volume."""
+    """Cut a training set from a preprocessed tomogram, a box list and a label or mask volume.
+    ``context``: slab context K, tiles of 2K + 1 slices (:mod:`tomoseg.ops.context`)."""
+    try:
+        check_context(context)
+    except ValueError as err:
+        raise TomosegError(str(err)) from None
     if (labels is None) == (masks is None):
         raise TomosegError("give exactly one of --labels (with --value) or --masks")
     if labels is not None and value is None:
@@ -141,7 +148,7 @@ def trainset_file(
     try:
         trainset = make_trainset(
             tomo.data, boxes, mask_of, name or default_name, tomo.voxel_size,
-            None if pre is None else pre.to_dict(), source=str(tomogram),
+            None if pre is None else pre.to_dict(), source=str(tomogram), context=context,
         )
     except ValueError as err:
         raise TomosegError(f"{boxes_path}: {err}") from None
@@ -309,7 +316,8 @@ def apply_files(
         raise TomosegError(str(err)) from None
     models = [_load_model(p, tomogram) for p in model_paths]
     tomo = read_volume(tomogram, voxel_size=voxel_size)
-    slices_per_batch = slices_per_batch or slab_slices(tomo.data.shape)
+    widest = max(m.net.config.inputs for m in models)  # slab context: each slab is read with it
+    slices_per_batch = slices_per_batch or slab_slices(tomo.data.shape, SLAB_VOXELS // widest)
     if check_models:
         for model, path in zip(models, model_paths):
             check_compatible(model, path, tomo, tomogram, force=force)
