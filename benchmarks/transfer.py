@@ -97,16 +97,23 @@ def load(data: Path, names, config: PreprocessConfig) -> dict:
     return out
 
 
+def run_label(recipe_name: str, overrides: dict | None = None, context: int = 0, tta: int = 1) -> str:
+    """The name a configuration goes by in the results: ``default``, ``default+imaging_jitter=1+context=1``..."""
+    extra = sorted((overrides or {}).items()) + ([("context", context)] if context else []) + (
+        [("tta", tta)] if tta > 1 else [])
+    return recipe_name + "".join(f"+{k}={v}" for k, v in extra)
+
+
 def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, recipe_name: str,
-            overrides: dict | None = None, keep: Path | None = None) -> dict:
+            overrides: dict | None = None, keep: Path | None = None, context: int = 0, tta: int = 1) -> dict:
     vol, labels, voxel = volumes[train_on]
     boxes = (choose_boxes(labels, value, 10, 100, seed=seed + value) if variant == "spread"
              else lazy_boxes(labels, value, seed=seed + value))
-    ts = make_trainset(vol, boxes, lambda z: labels[z] == value, CLASSES[value], voxel)
+    ts = make_trainset(vol, boxes, lambda z: labels[z] == value, CLASSES[value], voxel, context=context)
     t0 = time.perf_counter()
     result = train(ts, recipe(recipe_name, seed=seed, **(overrides or {})))
     seconds = time.perf_counter() - t0
-    label = recipe_name + "".join(f"+{k}={v}" for k, v in sorted((overrides or {}).items()))
+    label = run_label(recipe_name, overrides, context, tta)
     stem = f"{label}_{variant}_{train_on}_{CLASSES[value]}_{seed}"
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
@@ -114,7 +121,9 @@ def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, r
                                                  PreprocessConfig().to_dict()))
     tests, train_quantiles = {}, None
     for name, (test_vol, test_labels, _) in volumes.items():
-        scores = score_volume(result.net, result.amplitude, test_vol)
+        t0 = time.perf_counter()
+        scores = score_volume(result.net, result.amplitude, test_vol, tta=tta)
+        apply_seconds = time.perf_counter() - t0
         if keep is not None:
             np.save(keep / f"{stem}_on_{name}.npy", scores.astype(np.float16))
         if name == train_on:
@@ -125,7 +134,8 @@ def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, r
         at_one = float(curve[np.flatnonzero(THRESHOLDS == 1.0)[0]])
         tests[name] = {"dice_at_1": at_one, "best_dice": float(curve[best]), "best_threshold": float(THRESHOLDS[best]),
                        "voxels_at_1": int((scores >= 1).sum()), "true_voxels": int((test_labels == value).sum()),
-                       "curve": [round(float(c), 4) for c in curve], "quantiles": quantiles(scores)}
+                       "curve": [round(float(c), 4) for c in curve], "quantiles": quantiles(scores),
+                       "apply_seconds": apply_seconds}
     return {"train": train_on, "class": CLASSES[value], "variant": variant, "seed": seed, "recipe": label,
             "train_seconds": seconds, "amplitude": float(result.amplitude), "train_quantiles": train_quantiles,
             "tests": tests}
@@ -172,7 +182,9 @@ def report(results: list[dict]) -> str:
                 lines.append(f"| {cls} | " + " | ".join(cells) + " |")
             lines.append("")
         secs = np.mean([r["train_seconds"] for r in rows])
-        lines += [f"Training: {secs:.0f} s per network on average ({len(rows)} networks).", ""]
+        applied = [t["apply_seconds"] for r in rows for t in r["tests"].values() if "apply_seconds" in t]
+        timing = f"; applying: {np.mean(applied):.1f} s per 80 x 256 x 256 tomogram" if applied else ""
+        lines += [f"Training: {secs:.0f} s per network on average ({len(rows)} networks){timing}.", ""]
     return "\n".join(lines)
 
 
@@ -186,6 +198,8 @@ def main(argv=None) -> None:
     parser.add_argument("--recipes", nargs="+", default=["default", "paper"])
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="recipe fields to change, e.g. imaging_jitter=1 (the results name them: default+imaging_jitter=1)")
+    parser.add_argument("--context", type=int, default=0, help="slab context K of the training tiles (trainset --context)")
+    parser.add_argument("--tta", type=int, default=1, help="test-time augmentation when applying (apply --tta)")
     parser.add_argument("--results", default="benchmarks/out/transfer.json")
     parser.add_argument("--keep", default=None, metavar="DIR",
                         help="also save each network (.model) and its maps on every tomogram (float16 .npy) in DIR, "
@@ -201,7 +215,6 @@ def main(argv=None) -> None:
     done = {key(r) for r in results}
     print(f"# {platform.machine()}, {time.strftime('%Y-%m-%d %H:%M')}; {len(done)} runs already in {path}", flush=True)
     overrides = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.set)}
-    suffix = "".join(f"+{k}={v}" for k, v in sorted(overrides.items()))
     volumes = load(Path(args.data), TOMOGRAMS, PreprocessConfig())
     path.parent.mkdir(parents=True, exist_ok=True)
     for recipe_name in args.recipes:
@@ -209,11 +222,12 @@ def main(argv=None) -> None:
             for variant in args.variants:
                 for train_on in args.train:
                     for value in args.classes:
-                        k = f"{recipe_name}{suffix}/{variant}/{train_on}/{CLASSES[value]}/{seed}"
+                        label = run_label(recipe_name, overrides, args.context, args.tta)
+                        k = f"{label}/{variant}/{train_on}/{CLASSES[value]}/{seed}"
                         if k in done:
                             continue
                         r = run_one(volumes, train_on, value, variant, seed, recipe_name, overrides,
-                                    Path(args.keep) if args.keep else None)
+                                    Path(args.keep) if args.keep else None, args.context, args.tta)
                         results.append(r)
                         tmp = path.with_suffix(".tmp")
                         tmp.write_text(json.dumps(results, indent=1))
