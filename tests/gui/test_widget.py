@@ -80,8 +80,9 @@ def test_train_without_paint_is_a_message(widget):
     assert "holds no painted" in widget.status.text()
 
 
-def test_paint_train_preview_apply_merge_pick(widget, small_tomo):
-    w, viewer = widget, widget.viewer
+def _paint_particles(w, small_tomo) -> int:
+    """A "particle" feature with 6 positive boxes painted through the masks layer and 30 negative ones."""
+    viewer = w.viewer
     w.add_feature("particle")
     value = w.project.features["particle"].value
     labels = small_tomo.labels
@@ -97,6 +98,13 @@ def test_paint_train_preview_apply_merge_pick(widget, small_tomo):
                 masks.paint((b.z, y, x), value, refresh=False)
     masks.refresh()
     assert (w.project.masks == value).sum() > 100  # the layer paints into the project's array
+    return value
+
+
+def test_paint_train_preview_apply_merge_pick(widget, small_tomo):
+    w, viewer = widget, widget.viewer
+    value = _paint_particles(w, small_tomo)
+    labels = small_tomo.labels
     w.epochs.setValue(6)
     assert w.train()
     w.wait()
@@ -248,3 +256,24 @@ def test_pick_filaments_with_axes_then_back_to_blobs(widget):
     w.pick_mode.setCurrentText("blob")  # re-picks live: blobs carry no axes
     assert w.min_size.isEnabled() and not w.spacing.isEnabled()
     assert "tomoseg axes: microtubule" not in viewer.layers and "particles" in w.status.text()
+
+
+def test_the_dock_trains_with_context_and_jitter_and_applies_with_tta(widget, small_tomo):
+    from tomoseg.io.model_file import load_model
+    from tomoseg.io.mrc import read_volume
+
+    w, viewer = widget, widget.viewer
+    _paint_particles(w, small_tomo)
+    w.epochs.setValue(2)
+    w.context.setValue(1)
+    w.jitter.setValue(0.5)
+    w.tta.setValue(2)
+    assert w.train()
+    w.wait()
+    model = load_model(w.project.path("model", "particle"))
+    assert model.net.config.context == 1 and model.training["config"]["imaging_jitter"] == 0.5
+    viewer.dims.set_current_step(0, 0)  # the first slice: its context reaches beyond the volume
+    assert w.preview() and viewer.layers["tomoseg preview: particle"].data.shape == (1, *small_tomo.labels.shape[1:])
+    assert w.apply()
+    w.wait()
+    assert read_volume(w.project.path("scores", "particle")).label_value("tta") == "2"

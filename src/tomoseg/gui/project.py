@@ -272,8 +272,9 @@ class Project:
         return feature
 
     # -- training sets and outputs -------------------------------------------
-    def trainset(self, name: str) -> TrainingSet:
-        """The feature's boxes with their painted masks, as a training set.
+    def trainset(self, name: str, context: int = 0) -> TrainingSet:
+        """The feature's boxes with their painted masks, as a training set (``context``: slab
+        context K, tiles of 2K + 1 slices).
 
         Raises TomosegError when there is no positive box, or a positive box
         holds no painted voxel of the feature.
@@ -294,7 +295,7 @@ class Project:
         return make_trainset(
             self.volume.data, feature.boxes, lambda z: self.masks[z] == feature.value, name,
             self.volume.voxel_size, None if pre is None else pre.to_dict(),
-            source=str(self.tomogram),
+            source=str(self.tomogram), context=context,
         )
 
     def _painted(self, feature: Feature, box: Box) -> bool:

@@ -26,6 +26,7 @@ from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.gui.jobs import Job
 from tomoseg.gui.project import Project
 from tomoseg.nn.threads import share_cores_politely
+from tomoseg.ops.context import MAX_CONTEXT
 from tomoseg.steps.recipes import RECIPES
 from tomoseg.steps.trainset import TILE_SIZE
 
@@ -153,8 +154,26 @@ class TomosegWidget(QWidget):
         self.epochs = QSpinBox()
         self.epochs.setRange(0, 200)
         self.epochs.setSpecialValueText("recipe's")
+        self.context = QSpinBox()
+        self.context.setRange(0, MAX_CONTEXT)
+        self.context.setSpecialValueText("none (2D)")
+        self.context.setToolTip("slab context (2.5D): the network sees this many slices above and below each "
+                                "slice it annotates (trainset --context)")
+        self.jitter = QDoubleSpinBox()
+        self.jitter.setRange(0.0, 3.0)
+        self.jitter.setSingleStep(0.5)
+        self.jitter.setSpecialValueText("none")
+        self.jitter.setToolTip("augmentation imitating other imaging conditions while training (train --imaging-jitter)")
+        self.tta = QSpinBox()
+        self.tta.setRange(1, 8)
+        self.tta.setSpecialValueText("none")
+        self.tta.setToolTip("test-time augmentation: average the map over this many of the 8 rotations by 90 degrees "
+                            "and flips (apply --tta; N times the time)")
         form.addRow("recipe", self.recipe)
         form.addRow("epochs", self.epochs)
+        form.addRow("slab context", self.context)
+        form.addRow("imaging jitter", self.jitter)
+        form.addRow("test-time aug.", self.tta)
         buttons = QHBoxLayout()
         buttons.addWidget(self._button("Train", self.train, "train the active feature's network"))
         buttons.addWidget(self._button("Preview slice", self.preview, "apply the network to the current slice"))
@@ -567,11 +586,12 @@ class TomosegWidget(QWidget):
 
             project = self._need_project()
             name = self._need_feature()
-            trainset = project.trainset(name)
+            trainset = project.trainset(name, context=self.context.value())
             project.save()
             set_path, model_path = project.path("trainset", name), project.path("model", name)
             save_trainset(set_path, trainset)
-            config = recipe(self.recipe.currentText(), epochs=self.epochs.value() or None)
+            config = recipe(self.recipe.currentText(), epochs=self.epochs.value() or None,
+                            imaging_jitter=self.jitter.value() or None)
             colour = project.features[name].colour
             self.losses = []
 
@@ -624,7 +644,7 @@ class TomosegWidget(QWidget):
 
             def work(progress):
                 apply_file(model_path, project.tomogram, out, force=True, progress=progress, resume=True,
-                           voxel_size=project.voxel_size_given, overwrite=True)
+                           voxel_size=project.voxel_size_given, overwrite=True, tta=self.tta.value())
                 return out
             self._start(f"applying {name}", work, lambda path: self._show_scores(name, path))
         return self._guard(act)
