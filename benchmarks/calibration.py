@@ -1,0 +1,94 @@
+"""Calibration rules judged on kept maps: where should the threshold lie on a tomogram the network never saw?
+
+A network's scores are divided by its amplitude on the training positives, so threshold 1 means "as
+strong as an average training positive" on the training tomogram. On a tomogram imaged otherwise the
+whole map can sit higher or lower (docs/accuracy.md). Each rule below picks a threshold per map from
+the map itself (and, for some, the same network's map on its training tomogram, which a user has);
+its Dice is compared with threshold 1 and with the best threshold (an oracle). Reads the networks' maps
+that ``benchmarks/transfer.py --keep DIR`` saved (float16 ``STEM_on_TOMO.npy``) and the labels.
+
+    python benchmarks/calibration.py benchmarks/out/keep [--data ../shared/data/sim] [--configs default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from skimage.filters import threshold_otsu
+
+from tomoseg.io.mrc import read_volume
+
+CLASSES = {"membrane": 1, "microtubule": 2, "actin": 3, "ribosome": 4}
+CONDITION = {"tomo_s11": "a", "tomo_s12": "a", "tomo_s31": "c", "tomo_s41": "d"}
+THRESHOLDS = np.round(np.arange(0.05, 3.001, 0.05), 2)
+
+
+def dice_at(scores: np.ndarray, truth: np.ndarray, t: float) -> float:
+    above = scores >= t
+    return float(2 * (above & truth).sum() / max(above.sum() + truth.sum(), 1))
+
+
+def otsu(scores: np.ndarray) -> float:
+    """Otsu's threshold of the scores above 0.05 (the ReLU leaves most voxels at 0)."""
+    values = scores[scores > 0.05]
+    return float(threshold_otsu(values)) if len(values) > 100 else 1.0
+
+
+def rules(train_map: np.ndarray, test_map: np.ndarray) -> dict[str, float]:
+    q = lambda m, p: float(np.quantile(m, p))  # noqa: E731
+    return {
+        "threshold 1": 1.0,
+        "quantile 0.99 ratio": q(test_map, 0.99) / max(q(train_map, 0.99), 1e-6),
+        "quantile 0.999 ratio": q(test_map, 0.999) / max(q(train_map, 0.999), 1e-6),
+        "Otsu": otsu(test_map),
+        "Otsu ratio": otsu(test_map) / max(otsu(train_map), 1e-6),
+        "mean above 0.05 ratio": float(test_map[test_map > 0.05].mean()) / max(float(train_map[train_map > 0.05].mean()), 1e-6),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("keep")
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sim"))
+    parser.add_argument("--configs", nargs="+", default=["default"])
+    args = parser.parse_args(argv)
+    labels = {t: read_volume(Path(args.data) / f"{t}_labels.mrc", mmap=False).data.view(np.uint8) for t in CONDITION}
+    pattern = re.compile(r"(.+)_(spread|lazy)_(tomo_s\d+)_(\w+?)_(\d+)\.model$")
+    table: dict = defaultdict(list)  # (config, rule, class, same/cross) -> Dice
+    for model in sorted(Path(args.keep).glob("*.model")):
+        m = pattern.match(model.name)
+        if not m or m.group(1) not in args.configs:
+            continue
+        config, _, train_on, cls, _ = m.groups()
+        stem = model.name[: -len(".model")]
+        train_map = np.load(model.parent / f"{stem}_on_{train_on}.npy").astype(np.float32)
+        for test_on in CONDITION:
+            if test_on == train_on or not (model.parent / f"{stem}_on_{test_on}.npy").exists():
+                continue
+            test_map = np.load(model.parent / f"{stem}_on_{test_on}.npy").astype(np.float32)
+            truth = labels[test_on] == CLASSES[cls]
+            kind = "same" if CONDITION[test_on] == CONDITION[train_on] else "cross"
+            for rule, t in rules(train_map, test_map).items():
+                table[(config, rule, cls, kind)].append(dice_at(test_map, truth, t))
+            best = max(dice_at(test_map, truth, t) for t in THRESHOLDS)
+            table[(config, "best threshold (oracle)", cls, kind)].append(best)
+    for config in args.configs:
+        names = sorted({k[1] for k in table if k[0] == config}, key=lambda r: (r != "threshold 1", "oracle" in r, r))
+        print(f"\n**{config}**: mean Dice, same conditions / across conditions (worst across), networks counted\n")
+        print("| rule | " + " | ".join(CLASSES) + " |")
+        print("|---" * (len(CLASSES) + 1) + "|")
+        for rule in names:
+            cells = []
+            for cls in CLASSES:
+                same, cross = table.get((config, rule, cls, "same"), []), table.get((config, rule, cls, "cross"), [])
+                cells.append(f"{np.mean(same) if same else float('nan'):.2f} / {np.mean(cross) if cross else float('nan'):.2f}"
+                             f" ({min(cross) if cross else float('nan'):.2f}) n={len(same)}+{len(cross)}")
+            print(f"| {rule} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
