@@ -21,6 +21,7 @@ import numpy as np
 from skimage.filters import threshold_otsu
 
 from tomoseg.io.mrc import read_volume
+from tomoseg.steps.trainset import TILE_SIZE, choose_boxes
 
 CLASSES = {"membrane": 1, "microtubule": 2, "actin": 3, "ribosome": 4}
 CONDITION = {"tomo_s11": "a", "tomo_s12": "a", "tomo_s31": "c", "tomo_s41": "d"}
@@ -38,9 +39,19 @@ def otsu(scores: np.ndarray) -> float:
     return float(threshold_otsu(values)) if len(values) > 100 else 1.0
 
 
-def rules(train_map: np.ndarray, test_map: np.ndarray) -> dict[str, float]:
+def tile_scores(train_map: np.ndarray, boxes) -> np.ndarray:
+    """The training tomogram's map cut at the training tiles (what ``train`` can see: its tiles)."""
+    h = TILE_SIZE // 2
+    return np.stack([train_map[b.z, b.y - h : b.y + h, b.x - h : b.x + h] for b in boxes])
+
+
+def rules(train_map: np.ndarray, test_map: np.ndarray, tiles: np.ndarray | None = None) -> dict[str, float]:
     q = lambda m, p: float(np.quantile(m, p))  # noqa: E731
-    return {
+    extra = {} if tiles is None else {
+        "Otsu ratio, training tiles": otsu(test_map) / max(otsu(tiles), 1e-6),
+        "quantile 0.999 ratio, training tiles": q(test_map, 0.999) / max(q(tiles, 0.999), 1e-6),
+    }
+    return extra | {
         "threshold 1": 1.0,
         "quantile 0.99 ratio": q(test_map, 0.99) / max(q(train_map, 0.99), 1e-6),
         "quantile 0.999 ratio": q(test_map, 0.999) / max(q(train_map, 0.999), 1e-6),
@@ -66,13 +77,16 @@ def main(argv=None) -> None:
         config, _, train_on, cls, _ = m.groups()
         stem = model.name[: -len(".model")]
         train_map = np.load(model.parent / f"{stem}_on_{train_on}.npy").astype(np.float32)
+        value, seed = CLASSES[cls], int(m.group(5))
+        tiles = (tile_scores(train_map, choose_boxes(labels[train_on], value, 10, 100, seed=seed + value))
+                 if m.group(2) == "spread" else None)
         for test_on in CONDITION:
             if test_on == train_on or not (model.parent / f"{stem}_on_{test_on}.npy").exists():
                 continue
             test_map = np.load(model.parent / f"{stem}_on_{test_on}.npy").astype(np.float32)
             truth = labels[test_on] == CLASSES[cls]
             kind = "same" if CONDITION[test_on] == CONDITION[train_on] else "cross"
-            for rule, t in rules(train_map, test_map).items():
+            for rule, t in rules(train_map, test_map, tiles).items():
                 table[(config, rule, cls, kind)].append(dice_at(test_map, truth, t))
             best = max(dice_at(test_map, truth, t) for t in THRESHOLDS)
             table[(config, "best threshold (oracle)", cls, kind)].append(best)

@@ -59,6 +59,7 @@ def context_model(context_set):
     return train(context_set, recipe("default", epochs=6, negative_copies=3, seed=0))
 
 
+@pytest.mark.slow
 def test_a_context_network_is_trained_applied_exactly_and_finds_the_particles(context_model, small_tomo, small_pre):
     net = context_model.net
     assert net.config.context == 1 and net.conv1.weight.shape[1] == 3
@@ -70,7 +71,8 @@ def test_a_context_network_is_trained_applied_exactly_and_finds_the_particles(co
     assert streamed[truth].mean() > 3 * streamed[~truth].mean()
 
 
-def test_context_through_the_files_and_the_command_line(context_model, small_tomo, small_pre, tmp_path, capsys):
+@pytest.mark.slow
+def test_context_through_the_files_and_the_command_line(small_tomo, small_pre, tmp_path, capsys):
     from tomoseg.cli.main import main
     from tomoseg.io.boxes import write_boxes
 
@@ -81,7 +83,7 @@ def test_context_through_the_files_and_the_command_line(context_model, small_tom
     assert main(["trainset", str(tmp_path / "pre.mrc"), "--boxes", str(tmp_path / "boxes.csv"), "--labels",
                  str(tmp_path / "labels.mrc"), "--value", "3", "--context", "2", "-o", str(tmp_path / "c.set")]) == 0
     assert load_trainset(tmp_path / "c.set").tiles.shape[1] == 5
-    assert main(["train", str(tmp_path / "c.set"), "--epochs", "1", "-o", str(tmp_path / "c.model")]) == 0
+    assert main(["train", str(tmp_path / "c.set"), "--epochs", "2", "--copies", "2", "-o", str(tmp_path / "c.model")]) == 0
     model = load_model(tmp_path / "c.model")
     assert model.net.config.context == 2 and model.net.config.to_dict()["context"] == 2
     assert main(["apply", str(tmp_path / "c.model"), str(tmp_path / "pre.mrc"), "--slices", "7",

@@ -143,6 +143,7 @@ def test_recipes_are_still_importable_from_train():  # scripts written before to
     assert old_recipe is recipes.recipe and old_recipes is recipes.RECIPES
 
 
+@pytest.mark.slow
 def test_several_training_sets_train_one_network_and_the_model_records_each(particle_trainset, tmp_path):
     from tomoseg.io.model_file import load_model
     from tomoseg.io.trainset_file import save_trainset
@@ -155,7 +156,8 @@ def test_several_training_sets_train_one_network_and_the_model_records_each(part
                      boxes=first.boxes[half], source="tomo_b.mrc")
     save_trainset(tmp_path / "a.set", first)
     save_trainset(tmp_path / "b.set", second)
-    model = train_file([tmp_path / "a.set", tmp_path / "b.set"], tmp_path / "m.model", recipe("default", epochs=1))
+    model = train_file([tmp_path / "a.set", tmp_path / "b.set"], tmp_path / "m.model",
+                       recipe("default", epochs=1, negative_copies=1))
     record = load_model(tmp_path / "m.model").training["trainset"]
     assert record["path"] == [str(tmp_path / "a.set"), str(tmp_path / "b.set")]
     assert record["source"] == "tomo_a.mrc; tomo_b.mrc"
@@ -164,7 +166,7 @@ def test_several_training_sets_train_one_network_and_the_model_records_each(part
     assert model.name == first.name
 
     # one set alone: the record is as it always was
-    train_file(tmp_path / "a.set", tmp_path / "one.model", recipe("default", epochs=1))
+    train_file(tmp_path / "a.set", tmp_path / "one.model", recipe("default", epochs=1, negative_copies=1))
     assert load_model(tmp_path / "one.model").training["trainset"]["path"] == str(tmp_path / "a.set")
 
 

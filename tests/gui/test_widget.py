@@ -258,6 +258,7 @@ def test_pick_filaments_with_axes_then_back_to_blobs(widget):
     assert "tomoseg axes: microtubule" not in viewer.layers and "particles" in w.status.text()
 
 
+@pytest.mark.slow
 def test_the_dock_trains_with_context_and_jitter_and_applies_with_tta(widget, small_tomo):
     from tomoseg.io.model_file import load_model
     from tomoseg.io.mrc import read_volume

@@ -177,10 +177,10 @@ class PooledInputConv(torch.autograd.Function):
         pairs = torch.complex(weight[0::2], weight[1::2])  # (C/2, Cin, k, k)
         kernels = kernel_spectra(pairs, shape, half=False)  # (N, M, Cin, C/2)
         spectra = torch.fft.fft2(x.to(kernels.dtype), s=shape)  # (B, Cin, N, M)
-        if x.shape[1] == 1:
-            products = spectra * kernels[:, :, 0].permute(2, 0, 1)  # (B, 1, N, M) * (C/2, N, M)
-        else:
-            products = torch.einsum("bcnm,nmco->bonm", spectra, kernels)  # (B, C/2, N, M)
+        by_input = kernels.permute(2, 3, 0, 1)  # (Cin, C/2, N, M)
+        products = spectra[:, :1] * by_input[0]  # (B, 1, N, M) * (C/2, N, M)
+        for c in range(1, x.shape[1]):  # slab context: sum over the input slices (faster than einsum here)
+            products += spectra[:, c : c + 1] * by_input[c]
         maps = torch.view_as_real(torch.fft.ifft2(products))  # (B, C/2, N, M, 2)
         rows, cols = height // p, width // p
         grid = maps[:, :, : rows * p, : cols * p].reshape(b, -1, rows, p, cols, p, 2)
@@ -209,8 +209,9 @@ class PooledInputConv(torch.autograd.Function):
         cin = spectra.shape[1]
         if cin == 1:
             corr = torch.fft.ifft2((dmaps_hat * spectra.conj()).sum(dim=0)).unsqueeze(1)  # (C/2, 1, N, M)
-        else:
-            corr = torch.fft.ifft2(torch.einsum("bonm,bcnm->ocnm", dmaps_hat, spectra.conj()))  # (C/2, Cin, N, M)
+        else:  # slab context: one correlation per input slice
+            corr = torch.fft.ifft2(torch.stack([(dmaps_hat * spectra[:, c : c + 1].conj()).sum(dim=0)
+                                                for c in range(cin)], dim=1))  # (C/2, Cin, N, M)
         r = k // 2
         rows_k = (r - torch.arange(k, device=grad.device)) % shape[0]
         cols_k = (r - torch.arange(k, device=grad.device)) % shape[1]
