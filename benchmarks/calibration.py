@@ -20,8 +20,12 @@ from pathlib import Path
 import numpy as np
 from skimage.filters import threshold_otsu
 
+from tomoseg.io.model_file import load_model
 from tomoseg.io.mrc import read_volume
-from tomoseg.steps.trainset import TILE_SIZE, choose_boxes
+from tomoseg.steps.preprocess import PreprocessConfig, preprocess
+from tomoseg.steps.train import tile_level
+from tomoseg.steps.calibrate import level_of
+from tomoseg.steps.trainset import TILE_SIZE, choose_boxes, make_trainset
 
 CLASSES = {"membrane": 1, "microtubule": 2, "actin": 3, "ribosome": 4}
 CONDITION = {"tomo_s11": "a", "tomo_s12": "a", "tomo_s31": "c", "tomo_s41": "d"}
@@ -45,10 +49,18 @@ def tile_scores(train_map: np.ndarray, boxes) -> np.ndarray:
     return np.stack([train_map[b.z, b.y - h : b.y + h, b.x - h : b.x + h] for b in boxes])
 
 
-def rules(train_map: np.ndarray, test_map: np.ndarray, tiles: np.ndarray | None = None) -> dict[str, float]:
+def rules(train_map: np.ndarray, test_map: np.ndarray, tiles: np.ndarray | None = None,
+          model_level: float | None = None) -> dict[str, float]:
     q = lambda m, p: float(np.quantile(m, p))  # noqa: E731
+    ratio = lambda floor: (level_of(test_map, floor) or 1.0) / (level_of(tiles, floor) or 1.0)  # noqa: E731
     extra = {} if tiles is None else {
         "Otsu ratio, training tiles": otsu(test_map) / max(otsu(tiles), 1e-6),
+        "level ratio, map crops at the tiles, floor 0.05": ratio(0.05),
+        "level ratio, map crops at the tiles, floor 0": ratio(0.0),
+    }
+    if model_level is not None:  # exactly what merge/pick --calibrate do
+        extra["--calibrate (level of the network on its training tiles)"] = (level_of(test_map) or 1.0) / model_level
+    extra = extra | {
         "quantile 0.999 ratio, training tiles": q(test_map, 0.999) / max(q(tiles, 0.999), 1e-6),
     }
     return extra | {
@@ -68,6 +80,10 @@ def main(argv=None) -> None:
     parser.add_argument("--configs", nargs="+", default=["default"])
     args = parser.parse_args(argv)
     labels = {t: read_volume(Path(args.data) / f"{t}_labels.mrc", mmap=False).data.view(np.uint8) for t in CONDITION}
+    volumes = {}
+    for t in CONDITION:
+        tomo = read_volume(Path(args.data) / f"{t}_tomo.mrc", mmap=False)
+        volumes[t] = preprocess(tomo.data, tomo.voxel_size, PreprocessConfig())
     pattern = re.compile(r"(.+)_(spread|lazy)_(tomo_s\d+)_(\w+?)_(\d+)\.model$")
     table: dict = defaultdict(list)  # (config, rule, class, same/cross) -> Dice
     for model in sorted(Path(args.keep).glob("*.model")):
@@ -78,15 +94,21 @@ def main(argv=None) -> None:
         stem = model.name[: -len(".model")]
         train_map = np.load(model.parent / f"{stem}_on_{train_on}.npy").astype(np.float32)
         value, seed = CLASSES[cls], int(m.group(5))
-        tiles = (tile_scores(train_map, choose_boxes(labels[train_on], value, 10, 100, seed=seed + value))
-                 if m.group(2) == "spread" else None)
+        boxes = choose_boxes(labels[train_on], value, 10, 100, seed=seed + value) if m.group(2) == "spread" else None
+        tiles = tile_scores(train_map, boxes) if boxes is not None else None
+        model_level = None
+        if boxes is not None:  # the level train() records now, for networks kept before it did
+            net = load_model(model).net
+            ts = make_trainset(volumes[train_on], boxes, lambda z: labels[train_on][z] == value, cls, 10.0,
+                               context=net.config.context)
+            model_level = tile_level(net, load_model(model).amplitude, ts)
         for test_on in CONDITION:
             if test_on == train_on or not (model.parent / f"{stem}_on_{test_on}.npy").exists():
                 continue
             test_map = np.load(model.parent / f"{stem}_on_{test_on}.npy").astype(np.float32)
             truth = labels[test_on] == CLASSES[cls]
             kind = "same" if CONDITION[test_on] == CONDITION[train_on] else "cross"
-            for rule, t in rules(train_map, test_map, tiles).items():
+            for rule, t in rules(train_map, test_map, tiles, model_level).items():
                 table[(config, rule, cls, kind)].append(dice_at(test_map, truth, t))
             best = max(dice_at(test_map, truth, t) for t in THRESHOLDS)
             table[(config, "best threshold (oracle)", cls, kind)].append(best)

@@ -90,10 +90,23 @@ def _apply(args: argparse.Namespace) -> None:
         _say(args, f"wrote {out}")
 
 
+def _calibration(args: argparse.Namespace, paths) -> list[float]:
+    """--calibrate: each map's scale (tomoseg.steps.calibrate), said in one line each."""
+    from tomoseg.workflows.maps import calibration_scale_of
+
+    scales = []
+    for path in paths:
+        scale, note = calibration_scale_of(path)
+        _say(args, note)
+        scales.append(scale)
+    return scales
+
+
 def _merge(args: argparse.Namespace) -> None:
     from tomoseg.workflows import merge_files
 
-    names = merge_files(args.scores, args.output, threshold=args.threshold, overwrite=args.overwrite)
+    scales = _calibration(args, args.scores) if args.calibrate else None
+    names = merge_files(args.scores, args.output, threshold=args.threshold, overwrite=args.overwrite, scales=scales)
     legend = ", ".join(f"{k}={n}" for k, n in enumerate(names, start=1))
     _say(args, f"wrote {args.output}: 0=none, {legend}")
 
@@ -117,8 +130,11 @@ def _pick(args: argparse.Namespace) -> None:
         if getattr(args, name) is not None and name not in PICK_OPTIONS[args.mode]:
             raise TomosegError(f"--{name.replace('_', '-')} does not apply to --mode {args.mode}")
     config = pick_config(args.mode, args.threshold, args.edge, **{k: getattr(args, k) for k in PICK_OPTIONS[args.mode]})
+    if args.calibrate and args.label is not None:
+        raise TomosegError("--calibrate applies to score maps, not to a label of a label map (--label)")
+    scale = _calibration(args, [args.scores])[0] if args.calibrate else None
     picks = pick_file(args.scores, args.output, config, format=args.format, overwrite=args.overwrite,
-                      label=args.label)
+                      label=args.label, scale=scale)
     _say(args, f"wrote {args.output}: {len(picks)} {'particles' if args.mode == 'blob' else args.mode + ' points'}")
 
 
@@ -194,7 +210,8 @@ def _batch(args: argparse.Namespace) -> None:
     try:
         config = BatchConfig(preprocess=args.preprocess, voxel_size=args.voxel_size, threshold=args.threshold,
                              picks=tuple(picks), particle_format=args.format, force=args.force,
-                             overwrite=args.overwrite, device=args.device, tta=args.tta)
+                             overwrite=args.overwrite, device=args.device, tta=args.tta,
+                             calibrate=args.calibrate)
     except ValueError as err:
         raise TomosegError(str(err)) from None
     jobs = plan_batch(args.tomograms, args.models, args.output, config)
@@ -350,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scores", nargs="+", help="score maps from 'tomoseg apply'")
     p.add_argument("-o", "--output", required=True, help=f"label map ({VOLUME_OUTPUTS})")
     p.add_argument("--threshold", type=float, default=1.0, help="minimum score for a label (default 1)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="first put each map back on its network's training scale, from the map's own scores "
+                        "(for tomograms imaged otherwise than the training one; docs/accuracy.md)")
 
     p = command("consensus", "Consensus (mean) of several annotators' score maps for one feature, with their "
                              "spread and disagreement.", _consensus,
@@ -377,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "with the axis; membrane: points on the surface with the normal")
     p.add_argument("--format", choices=FORMATS, help="particle format (default: from the extension)")
     p.add_argument("--threshold", type=float, default=1.0, help="minimum score (default 1)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="first put each map back on its network's training scale, from the map's own scores "
+                        "(for tomograms imaged otherwise than the training one; docs/accuracy.md)")
     p.add_argument("--diameter", type=float,
                    help="blob: expected particle diameter in A, sets the defaults below (default 250, a ribosome); "
                         "filament: filament diameter in A (default 250, a microtubule; actin ~70)")
@@ -483,6 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'tomoseg[cluster]'; every worker must see the same paths)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--tta", type=int, default=1, help="test-time augmentation, as in tomoseg apply (default: 1, none)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="merge and pick each map on its network's training scale, as tomoseg merge --calibrate")
     p.add_argument("--force", action="store_true",
                    help="apply despite a voxel-size or preprocessing mismatch (warns about each one)")
 

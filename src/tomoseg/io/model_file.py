@@ -31,6 +31,8 @@ def save_model(path: str | os.PathLike, model: Model) -> None:
         "preprocessing": model.preprocessing,
         "training": model.training,
     }
+    if model.level is not None:
+        meta["level"] = model.level
     safetensors_file.save(path, arrays, meta)
 
 
@@ -57,4 +59,5 @@ def load_model(path: str | os.PathLike) -> Model:
         training=meta.get("training", {}),
         examples={k[9:]: v for k, v in arrays.items() if k.startswith("examples.")},
         colour=meta.get("colour"),
+        level=None if meta.get("level") is None else float(meta["level"]),
     )

@@ -30,3 +30,6 @@ class Model:
     training: dict = field(default_factory=dict)
     examples: dict[str, np.ndarray] = field(default_factory=dict)
     colour: str | None = None
+    level: float | None = None
+    """Otsu level of the network's scores on its training tiles (:mod:`tomoseg.steps.calibrate`);
+    None for models made before it was recorded."""

@@ -19,6 +19,7 @@ from tomoseg.nn.spectral import spectral_forward
 from tomoseg.ops.augment import imaging_jitter
 from tomoseg.ops.tiles import flip_pairs, reduce_masks, rotate_pairs
 from tomoseg.progress import Progress, report
+from tomoseg.steps.calibrate import level_from_histogram, score_histogram
 from tomoseg.steps.recipes import RECIPES, TrainConfig, recipe
 from tomoseg.types import TrainingSet
 
@@ -34,13 +35,15 @@ class TrainResult:
 
     amplitude: mean network output, clamp(y, 0, 1), over the positive label pixels of the
     training tiles; applied scores are divided by it. losses: mean loss per
-    epoch. examples: a few (tile, label, output) triplets, float32 (K, ...).
+    epoch. examples: a few (tile, label, output) triplets, float32 (K, ...). level: Otsu level
+    of the scores on all training tiles (:mod:`tomoseg.steps.calibrate`; None if nearly nothing scores).
     """
 
     net: SegNet
     amplitude: float
     losses: list[float]
     examples: dict[str, np.ndarray]
+    level: float | None = None
 
 
 def log_mse_loss(
@@ -192,7 +195,19 @@ def train(
             f"training of {trainset.name!r} failed: the network's output is zero on every "
             "positive pixel (try more epochs, another seed, or check the masks)"
         )
-    return TrainResult(net=net, amplitude=amplitude, losses=losses, examples=_examples(net, trainset))
+    return TrainResult(net=net, amplitude=amplitude, losses=losses, examples=_examples(net, trainset),
+                       level=tile_level(net, amplitude, trainset))
+
+
+@torch.no_grad()
+def tile_level(net: SegNet, amplitude: float, trainset: TrainingSet, batch: int = 64) -> float | None:
+    """The level (:func:`tomoseg.steps.calibrate.level_of`) of the network's applied scores,
+    ``max(0, y) / amplitude``, over every training tile (positives and negatives, at the output grid)."""
+    counts = 0
+    for start in range(0, len(trainset.tiles), batch):
+        x = torch.from_numpy(trainset.inputs(slice(start, start + batch)) * INPUT_SCALE)
+        counts = counts + score_histogram(spectral_forward(net, x).relu_().div_(amplitude).numpy())
+    return level_from_histogram(counts)
 
 
 @torch.no_grad()

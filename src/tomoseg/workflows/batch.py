@@ -53,6 +53,7 @@ from tomoseg.nn.threads import available_cores
 from tomoseg.progress import Progress, report, scaled
 from tomoseg.steps.preprocess import PreprocessConfig
 from tomoseg.steps.segment import check_tta
+from tomoseg.workflows.maps import calibration_scale_of
 from tomoseg.workflows.particles import PickMode, pick_file
 from tomoseg.workflows.pipeline import (
     VOXEL_SIZE_TOLERANCE,
@@ -85,7 +86,8 @@ class BatchConfig:
     overwrite: start every tomogram over, replacing what an earlier batch (or anyone) left
     where its outputs go; without it the output folder is the batch's own workspace: a
     re-run skips, resumes or redoes only what its changed inputs and options require.
-    device, engine, tta: as ``tomoseg apply``.
+    device, engine, tta: as ``tomoseg apply``. calibrate: merge and pick each map on its network's
+    training scale (``merge --calibrate``).
     """
 
     preprocess: bool = False
@@ -98,6 +100,7 @@ class BatchConfig:
     device: str = "auto"
     engine: str = "fft"
     tta: int = 1
+    calibrate: bool = False
 
     def __post_init__(self) -> None:
         check_tta(self.tta)
@@ -241,6 +244,7 @@ def _fingerprints(job: TomogramJob, config: BatchConfig) -> dict:
             "voxel_size": config.voxel_size, "engine": config.engine,
             **({"tta": config.tta} if config.tta > 1 else {})}
     post = {"threshold": config.threshold, "format": config.particle_format,
+            **({"calibrate": True} if config.calibrate else {}),
             "picks": [[feature, type(pick).__name__, asdict(pick)] for feature, pick in config.picks]}
     return json.loads(json.dumps({"maps": maps, "post": post}))
 
@@ -361,18 +365,23 @@ def _run_tomogram(job: TomogramJob, config: BatchConfig, progress: Progress | No
                     progress=scaled(progress, 10, 80, 100, "applying"), outputs=[scores[i] for i in todo])
     summary: dict = {"tomogram": str(job.tomogram), "scored": str(job.scored), "status": "done",
                      "score_maps": [str(s) for s in scores]}
+    scales = None
+    if config.calibrate:  # each map on its network's training scale (tomoseg.steps.calibrate)
+        scales = [calibration_scale_of(s)[0] for s in scores]
+        summary["calibration"] = {f: round(x, 4) for f, x in zip(job.features, scales)}
     if len(scores) > 1:
         if not job.labels().exists():
             report(progress, 90, 100, "merging")
-            merge_files(scores, job.labels(), config.threshold, overwrite=True)
+            merge_files(scores, job.labels(), config.threshold, overwrite=True, scales=scales)
         summary["labels"] = str(job.labels())
     vol = read_volume(scores[0])
     summary.update(voxel_size=float(vol.voxel_size), shape=[int(n) for n in vol.data.shape])
     for feature, pick in config.picks:
         report(progress, 95, 100, f"picking {feature}")
         path = job.picks(feature, config.particle_format)
-        picks = pick_file(scores[job.features.index(feature)], path, pick, config.particle_format, name=job.stem,
-                          overwrite=True)
+        k = job.features.index(feature)
+        picks = pick_file(scores[k], path, pick, config.particle_format, name=job.stem, overwrite=True,
+                          scale=None if scales is None else scales[k])
         summary.setdefault("picks", {})[feature] = {"file": str(path), "count": len(picks)}
     summary["seconds"] = round(time.perf_counter() - start, 2)
     with atomic_output(job.folder / "summary.json") as tmp:

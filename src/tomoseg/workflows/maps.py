@@ -65,3 +65,31 @@ def label_scores(path: Path_, vol: Volume, label: int) -> np.ndarray:
         legend = label_legend(vol)
         raise TomosegError(f"{path}: has no voxel of label {label}" + (f" (its labels: {legend})" if legend else ""))
     return ndimage.distance_transform_edt(mask).astype(np.float32)
+
+
+def calibration_scale_of(path: Path_, vol: Volume | None = None, slices_per_batch: int = 16) -> tuple[float, str]:
+    """What the score map at ``path`` is divided by to be on its network's training scale
+    (:mod:`tomoseg.steps.calibrate`): its level (streamed over slabs) over the network's level on its
+    training tiles, which ``apply`` wrote in the header. Returns (scale, one line saying so). Raises
+    TomosegError naming the file when the header records no level (a model trained before levels
+    were recorded: train it again) or the map has nothing to calibrate on."""
+    from tomoseg.io.mrc import read_volume
+    from tomoseg.io.pages import read_slab
+    from tomoseg.steps.calibrate import calibration_scale, level_from_histogram, score_histogram
+
+    vol = read_volume(path) if vol is None else vol
+    require_score_map(path, vol)
+    recorded = vol.label_value("level")
+    if recorded is None:
+        raise TomosegError(f"{path}: records no training level to calibrate with (made by a model trained "
+                           "before tomoseg recorded it: train the model again, then apply it)")
+    counts = 0
+    for z0 in range(0, vol.data.shape[0], slices_per_batch):
+        counts = counts + score_histogram(read_slab(vol.data, z0, min(vol.data.shape[0], z0 + slices_per_batch)))
+    level = level_from_histogram(counts)
+    try:
+        scale = calibration_scale(level, float(recorded))
+    except ValueError as err:
+        raise TomosegError(f"{path}: {err}") from None
+    return scale, (f"{path}: calibrated: scores divided by {scale:.3g} (level {level:.3g} here, "
+                   f"{float(recorded):.3g} on the training tiles)")

@@ -78,6 +78,7 @@ def pick_file(
     name: str | None = None,
     overwrite: bool = False,
     label: int | None = None,
+    scale: float | None = None,
 ) -> Picks:
     """Pick blobs (PickConfig), filament points or membrane points from a score map and write them.
 
@@ -85,12 +86,16 @@ def pick_file(
     ``name``: the tomogram's name in the particle file (default: the score map's file name).
     ``label``: pick the voxels of this label of a label map (from merge) instead; a label map
     without it, or a tomogram, is refused (:func:`~tomoseg.workflows.maps.require_score_map`).
+    ``scale``: divide the scores by it first (calibration to the network's training scale:
+    :func:`~tomoseg.workflows.maps.calibration_scale_of`).
     """
     check_writable(output_path, inputs=(scores_path,), overwrite=overwrite)
     vol = read_volume(scores_path)
     if label is None:
         require_score_map(scores_path, vol, hint="choose the label to pick with --label N")
         scores = np.asarray(vol.data, dtype=np.float32)
+        if scale is not None:
+            scores = scores / np.float32(scale)
     else:
         if config.threshold > 1:
             raise TomosegError(f"{scores_path}: a label's voxels score 1, so threshold {config.threshold:g} would "

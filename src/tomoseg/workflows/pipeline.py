@@ -201,6 +201,7 @@ def train_file(
         },
         examples=result.examples,
         colour=colour,
+        level=result.level,
     )
     save_model(output_path, model)
     return model
@@ -332,6 +333,8 @@ def apply_files(
                 labels += (header_label("colour", model.colour),)
             if tta > 1:
                 labels += (header_label("tta", str(tta)),)
+            if model.level is not None:  # the network's level on its training tiles: merge/pick --calibrate
+                labels += (header_label("level", f"{model.level:.6g}"),)
             fingerprint = {**settings, "model": file_fingerprint(path)}
             outs.append(stack.enter_context(resumable_volume(
                 out, tomo.data.shape, np.float32, tomo.voxel_size, tomo.origin, labels, fingerprint, resume)))
@@ -406,11 +409,15 @@ def _same_grid_maps(score_paths: Sequence[Path_]) -> list[Volume]:
 
 def merge_files(
     score_paths: Sequence[Path_], output_path: Path_, threshold: float = 1.0, slices_per_batch: int = 16,
-    overwrite: bool = False,
+    overwrite: bool = False, scales: Sequence[float] | None = None,
 ) -> list[str]:
-    """Merge score maps into a label map (k = k-th input); returns the feature names."""
+    """Merge score maps into a label map (k = k-th input); returns the feature names.
+    ``scales``: divide each map by its scale first (calibration to its network's training scale:
+    :func:`~tomoseg.workflows.maps.calibration_scale_of`)."""
     if not score_paths:
         raise TomosegError("merge needs at least one score map")
+    if scales is not None and len(scales) != len(score_paths):
+        raise ValueError("merge_files needs one scale per score map")
     check_writable(output_path, inputs=tuple(score_paths), overwrite=overwrite)
     maps = _same_grid_maps(score_paths)
     first = maps[0]
@@ -421,7 +428,10 @@ def merge_files(
     with create_volume(output_path, first.data.shape, dtype, first.voxel_size, first.origin, labels) as out:
         for z0 in range(0, nz, slices_per_batch):
             z1 = min(nz, z0 + slices_per_batch)
-            out[z0:z1] = merge_scores([read_slab(v.data, z0, z1) for v in maps], threshold)
+            slabs = [read_slab(v.data, z0, z1) for v in maps]
+            if scales is not None:
+                slabs = [slab / np.float32(scale) for slab, scale in zip(slabs, scales)]
+            out[z0:z1] = merge_scores(slabs, threshold)
             release_pages(out[z0:z1])
     return names
 
