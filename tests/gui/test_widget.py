@@ -277,4 +277,8 @@ def test_the_dock_trains_with_context_and_jitter_and_applies_with_tta(widget, sm
     assert w.preview() and viewer.layers["tomoseg preview: particle"].data.shape == (1, *small_tomo.labels.shape[1:])
     assert w.apply()
     w.wait()
-    assert read_volume(w.project.path("scores", "particle")).label_value("tta") == "2"
+    scores = read_volume(w.project.path("scores", "particle"))
+    assert scores.label_value("tta") == "2" and scores.label_value("level") is not None
+    w.calibrate.setChecked(True)
+    assert w.pick() and len(w._scales) == 1  # measured once, reused by merge and by live picking
+    assert w.merge() and "tomoseg merged" in viewer.layers and len(w._scales) == 1

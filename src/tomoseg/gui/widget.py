@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QInputDialog, QLabel, QLineEdit,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QInputDialog, QLabel, QLineEdit,
     QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
@@ -73,6 +73,7 @@ class TomosegWidget(QWidget):
         self._on_done = None
         self.losses: list[float] = []
         self.picks = None
+        self._scales: dict[tuple[str, int], float] = {}  # calibration scales of score maps (file, version)
         self._build()
         self.viewer.dims.events.ndisplay.connect(self._ndisplay_changed)
         self._timer = QTimer(self)
@@ -222,8 +223,14 @@ class TomosegWidget(QWidget):
         for spin in (self.threshold, self.diameter, self.min_size, self.min_distance, self.spacing):
             spin.valueChanged.connect(lambda _v: self._live_pick())
         self.pick_mode.currentTextChanged.connect(self._pick_mode_changed)
+        self.calibrate = QCheckBox("calibrate to this tomogram")
+        self.calibrate.setToolTip("merge and pick each map on its network's training scale, measured from the map's "
+                                  "own scores: for a tomogram imaged otherwise than the training one "
+                                  "(merge/pick --calibrate)")
+        self.calibrate.toggled.connect(lambda _v: self._live_pick())
         form.addRow("mode", self.pick_mode)
         form.addRow("threshold", self.threshold)
+        form.addRow(self.calibrate)
         form.addRow("diameter", self.diameter)
         form.addRow("min size", self.min_size)
         form.addRow("min distance", self.min_distance)
@@ -679,8 +686,9 @@ class TomosegWidget(QWidget):
             if not names:
                 raise TomosegError("no feature has a score map yet: Apply first")
             out = project.path("merged")
-            merge_files([project.path("scores", n) for n in names], out, threshold=self.threshold.value(),
-                        overwrite=True)
+            paths = [project.path("scores", n) for n in names]
+            scales = [self._calibration(p) for p in paths] if self.calibrate.isChecked() else None
+            merge_files(paths, out, threshold=self.threshold.value(), overwrite=True, scales=scales)
             merged = np.asarray(read_volume(out).data).view(np.uint8)
             colours = {0: np.zeros(4), None: np.zeros(4)}
             colours.update({k: _rgba(project.features[n].colour) for k, n in enumerate(names, start=1)})
@@ -690,6 +698,16 @@ class TomosegWidget(QWidget):
                                    colormap=DirectLabelColormap(color_dict=colours), opacity=0.6)
             self.say("merged: " + ", ".join(f"{k}={n}" for k, n in enumerate(names, start=1)))
         return self._guard(act)
+
+    def _calibration(self, path: Path) -> float:
+        """A score map's calibration scale (tomoseg.workflows.maps), measured once per file version."""
+        from tomoseg.workflows.maps import calibration_scale_of
+
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in self._scales:
+            self._scales[key], note = calibration_scale_of(path)
+            self.say(note)
+        return self._scales[key]
 
     def show_3d(self) -> None:
         """3D view with each score map as an isosurface at the threshold."""
@@ -735,6 +753,8 @@ class TomosegWidget(QWidget):
             mode = self.pick_mode.currentText()
             config = pick_config(mode, self.threshold.value(), **self._pick_options())
             scores = np.asarray(self.viewer.layers[layer].data, dtype=np.float32)
+            if self.calibrate.isChecked():
+                scores = scores / np.float32(self._calibration(project.path("scores", name)))
             vs = project.volume.voxel_size
             self.picks = pick_scores(scores, vs, config)
             points = self.picks.xyz[:, ::-1] if len(self.picks) else np.zeros((0, 3))
