@@ -223,7 +223,7 @@ class TomosegWidget(QWidget):
         for spin in (self.threshold, self.diameter, self.min_size, self.min_distance, self.spacing):
             spin.valueChanged.connect(lambda _v: self._live_pick())
         self.pick_mode.currentTextChanged.connect(self._pick_mode_changed)
-        self.calibrate = QCheckBox("calibrate to this tomogram")
+        self.calibrate = QCheckBox("calibrate merge and picks to this tomogram")
         self.calibrate.setToolTip("merge and pick each map on its network's training scale, measured from the map's "
                                   "own scores: for a tomogram imaged otherwise than the training one "
                                   "(merge/pick --calibrate)")
