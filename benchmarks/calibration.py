@@ -30,6 +30,7 @@ from tomoseg.steps.trainset import TILE_SIZE, choose_boxes, make_trainset
 CLASSES = {"membrane": 1, "microtubule": 2, "actin": 3, "ribosome": 4}
 CONDITION = {"tomo_s11": "a", "tomo_s12": "a", "tomo_s31": "c", "tomo_s41": "d"}
 THRESHOLDS = np.round(np.arange(0.05, 3.001, 0.05), 2)
+CALIBRATE = "--calibrate (level of the network on its training tiles)"
 
 
 def dice_at(scores: np.ndarray, truth: np.ndarray, t: float) -> float:
@@ -59,7 +60,7 @@ def rules(train_map: np.ndarray, test_map: np.ndarray, tiles: np.ndarray | None 
         "level ratio, map crops at the tiles, floor 0": ratio(0.0),
     }
     if model_level is not None:  # exactly what merge/pick --calibrate do
-        extra["--calibrate (level of the network on its training tiles)"] = (level_of(test_map) or 1.0) / model_level
+        extra[CALIBRATE] = (level_of(test_map) or 1.0) / model_level
     extra = extra | {
         "quantile 0.999 ratio, training tiles": q(test_map, 0.999) / max(q(tiles, 0.999), 1e-6),
     }
@@ -78,6 +79,7 @@ def main(argv=None) -> None:
     parser.add_argument("keep")
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sim"))
     parser.add_argument("--configs", nargs="+", default=["default"])
+    parser.add_argument("--detail", action="store_true", help="also print each map's Dice")
     args = parser.parse_args(argv)
     labels = {t: read_volume(Path(args.data) / f"{t}_labels.mrc", mmap=False).data.view(np.uint8) for t in CONDITION}
     volumes = {}
@@ -111,6 +113,11 @@ def main(argv=None) -> None:
             for rule, t in rules(train_map, test_map, tiles, model_level).items():
                 table[(config, rule, cls, kind)].append(dice_at(test_map, truth, t))
             best = max(dice_at(test_map, truth, t) for t in THRESHOLDS)
+            if args.detail:
+                got = rules(train_map, test_map, tiles, model_level)
+                print(f"{stem} -> {test_on}: threshold 1 {dice_at(test_map, truth, 1.0):.2f}, --calibrate "
+                      + (f"{dice_at(test_map, truth, got[CALIBRATE]):.2f} (at {got[CALIBRATE]:.2f})"
+                         if CALIBRATE in got else "-") + f", best {best:.2f}", flush=True)
             table[(config, "best threshold (oracle)", cls, kind)].append(best)
     for config in args.configs:
         names = sorted({k[1] for k in table if k[0] == config}, key=lambda r: (r != "threshold 1", "oracle" in r, r))
