@@ -123,7 +123,7 @@ def test_fast_recipe_is_the_default_with_a_short_schedule():
     d, f = RECIPES["default"], RECIPES["fast"]
     assert (f.resample, f.flips, f.positive_weight, f.negative_copies) == (d.resample, d.flips, d.positive_weight,
                                                                           d.negative_copies)
-    # the schedule measured in docs/accuracy.md ("A one-minute recipe")
+    # the schedule measured in docs/accuracy-history.md ("A one-minute recipe")
     assert (f.optimizer, f.epochs, f.learning_rate, f.lr_decay, f.momentum, f.warmup, f.clip_norm) == (
         "sgd", 6, 0.005, 0.75, 0.9, 1.0, 5.0)
 

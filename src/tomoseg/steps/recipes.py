@@ -6,7 +6,7 @@ copies: each negative 10 times, positives balanced); ``"reference"`` is later
 EMAN2 (Adam 1e-4, no L1); ``"default"`` is tomoseg's own, chosen by measurement
 (docs/accuracy.md); ``"fast"`` trains in about a minute on 2 CPU cores (600 instead of
 2,000 steps, with momentum and gradient clipping), at the cost of a lower Dice at threshold 1
-on compact particles such as ribosomes (docs/accuracy.md, "A one-minute recipe").
+on compact particles such as ribosomes (docs/accuracy-history.md, "A one-minute recipe").
 
 No torch here, so the CLI and the napari dock can list the recipes without loading it.
 """
