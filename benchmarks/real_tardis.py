@@ -7,7 +7,8 @@ microtubule masks (filled tubes): ``0_0_30_47_25`` (tubes cut across: discs on e
 voxels for a 25 nm tube) suggest about 25 A, which is used (``--voxel-size``). Each patch is preprocessed
 with tomoseg's defaults; 10 positive tiles (tiles holding a tube, ``boxes_for``) and up to 100 negative
 tiles free of microtubule train one network per configuration, applied to the other patch: Dice at
-threshold 1 and the best Dice over thresholds, both directions, per seed. Configurations: ``paper`` and ``default`` recipes, and any
+threshold 1, at the calibrated threshold (``--calibrate``) and the best Dice over thresholds, both
+directions, per seed. Configurations: ``paper`` and ``default`` recipes, and any
 ``default+context=K`` / ``+tta=N`` given.
 
     python benchmarks/real_tardis.py [--configs paper default default+context=1] [--seeds 0 1 2] [--json out.json]
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from tomoseg.steps.calibrate import level_of
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.recipes import recipe
 from tomoseg.steps.segment import score_volume
@@ -99,12 +101,16 @@ def main(argv=None) -> None:
                 result = train(ts, recipe(recipe_name, seed=seed))
                 seconds = time.perf_counter() - t0
                 test_vol, test_mask = data[test_on]
-                curve = dice_curve(score_volume(result.net, result.amplitude, test_vol, tta=tta), test_mask > 0)
+                scores = score_volume(result.net, result.amplitude, test_vol, tta=tta)
+                curve = dice_curve(scores, test_mask > 0)
                 best = int(np.argmax(curve))
+                level = level_of(scores)  # merge/pick --calibrate: threshold at level / the training tiles' level
+                calibrated = (float(np.interp(level / result.level, THRESHOLDS, curve))
+                              if level is not None and result.level else None)
                 r = {"config": config, "train": train_on, "test": test_on, "seed": seed,
                      "n_negative": ts.n_negative, "dice_at_1": float(curve[THRESHOLDS == 1.0][0]),
                      "best_dice": float(curve[best]), "best_threshold": float(THRESHOLDS[best]),
-                     "train_seconds": seconds}
+                     "dice_calibrated": calibrated, "train_seconds": seconds}
                 results.append(r)
                 print(f"{config} seed {seed}: {train_on} -> {test_on} ({ts.n_negative} negatives): Dice at 1 "
                       f"{r['dice_at_1']:.3f}, best {r['best_dice']:.3f} at {r['best_threshold']:.2f}; {seconds:.0f} s",
