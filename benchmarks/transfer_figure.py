@@ -3,12 +3,12 @@ and the truth.
 
 Reads the maps that ``benchmarks/transfer.py --keep DIR`` saved for the four classes of one training
 tomogram, seed and configuration, merges each configuration's four maps by argmax at its threshold
-(threshold 1, or a per-map rule of ``benchmarks/calibration.py``), and draws: the preprocessed test
+(threshold 1, or ``calibrate``: each map first divided by its ``--calibrate`` scale), and draws: the preprocessed test
 tomogram, configuration A's merge, configuration B's merge, and the labels (membrane, microtubule,
 actin, ribosome; other classes left out), on two XY slices, with each merge's Dice per class.
 
     python benchmarks/transfer_figure.py benchmarks/out/keep --train tomo_s41 --test tomo_s31 \\
-        --a default:1 --b default+context=1:0 -o docs/images/transfer.png
+        --a default:1 --b default:1:calibrate -o docs/images/transfer.png
 """
 
 from __future__ import annotations
@@ -23,27 +23,35 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
+from tomoseg.io.model_file import load_model  # noqa: E402
 from tomoseg.io.mrc import read_volume  # noqa: E402
+from tomoseg.steps.calibrate import level_of  # noqa: E402
 from tomoseg.steps.merge import merge_scores  # noqa: E402
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess  # noqa: E402
+from tomoseg.steps.train import tile_level  # noqa: E402
+from tomoseg.steps.trainset import choose_boxes, make_trainset  # noqa: E402
 
 CLASSES = ("membrane", "microtubule", "actin", "ribosome")
 COLOURS = ["#00000000", "#ffcc00", "#00e5ff", "#ff4dd2", "#4dff4d"]
 
 
-def merged(keep: Path, config: str, seed: str, train: str, test: str, rule: str) -> tuple[np.ndarray, list[str]]:
+def merged(keep: Path, config: str, seed: str, train: str, test: str, rule: str, data: Path) -> np.ndarray:
+    """The four classes' maps merged at threshold 1, each first divided by its ``--calibrate`` scale when
+    ``rule`` is "calibrate" (the network's level on its training tiles, as train records it now)."""
     maps = [np.load(keep / f"{config}_spread_{train}_{c}_{seed}_on_{test}.npy").astype(np.float32) for c in CLASSES]
     if rule == "threshold 1":
-        return merge_scores(maps, 1.0), []
-    import calibration  # benchmarks/calibration.py, beside this file
-
-    scaled, notes = [], []
-    for c, m in zip(CLASSES, maps):
-        own = np.load(keep / f"{config}_spread_{train}_{c}_{seed}_on_{train}.npy").astype(np.float32)
-        t = calibration.rules(own, m)[rule]
-        scaled.append(m / t)
-        notes.append(f"{c} {t:.2f}")
-    return merge_scores(scaled, 1.0), notes
+        return merge_scores(maps, 1.0)
+    tomo = read_volume(data / f"{train}_tomo.mrc", mmap=False)
+    volume = preprocess(tomo.data, tomo.voxel_size, PreprocessConfig())
+    labels = read_volume(data / f"{train}_labels.mrc", mmap=False).data.view(np.uint8)
+    scaled = []
+    for value, (c, m) in enumerate(zip(CLASSES, maps), start=1):
+        model = load_model(keep / f"{config}_spread_{train}_{c}_{seed}.model")
+        boxes = choose_boxes(labels, value, 10, 100, seed=int(seed) + value)  # transfer.py's spread tiles
+        ts = make_trainset(volume, boxes, lambda z: labels[z] == value, c, tomo.voxel_size,
+                           context=model.net.config.context)
+        scaled.append(m / (level_of(m) / tile_level(model.net, model.amplitude, ts)))
+    return merge_scores(scaled, 1.0)
 
 
 def main(argv=None) -> None:
@@ -66,11 +74,11 @@ def main(argv=None) -> None:
     for spec in (args.a, args.b):
         config, seed, *rule = spec.split(":")
         rule = rule[0] if rule else "threshold 1"
-        labels, notes = merged(keep, config, seed, args.train, args.test, rule)
+        labels = merged(keep, config, seed, args.train, args.test, rule, Path(args.data))
         dice = [2 * ((labels == k) & (truth == k)).sum() / max((labels == k).sum() + (truth == k).sum(), 1)
                 for k in range(1, 5)]
         title = f"{config} (seed {seed}), {rule}\nDice " + ", ".join(f"{c[:4]} {d:.2f}" for c, d in zip(CLASSES, dice))
-        columns.append((title, labels, notes))
+        columns.append((title, labels, None))
     columns.append(("truth (labels)", truth, None))
     cmap = ListedColormap(COLOURS)
     fig, axes = plt.subplots(len(args.slices), len(columns), figsize=(4.2 * len(columns), 4.4 * len(args.slices)))
