@@ -19,7 +19,6 @@ streaming it slab by slab, in the same way as the tiles.
 from __future__ import annotations
 
 import numpy as np
-from skimage.filters import threshold_otsu
 
 FLOOR = 0.0
 """Scores at or below this are left out of the level (0: only the ReLU's zeros, so that a map scaled
@@ -45,6 +44,8 @@ def level_from_histogram(counts: np.ndarray, floor: float = FLOOR) -> float | No
     counts = np.asarray(counts)
     if counts.sum() < 100 or np.count_nonzero(counts) < 2:
         return None
+    from skimage.filters import threshold_otsu  # here: scikit-image's filters take a while to import
+
     edges = np.linspace(floor, CEILING, BINS + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     return float(threshold_otsu(hist=(counts, centres)))

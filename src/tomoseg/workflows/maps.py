@@ -14,7 +14,9 @@ import os
 import numpy as np
 
 from tomoseg.errors import TomosegError
-from tomoseg.io.mrc import Volume
+from tomoseg.io.mrc import Volume, read_volume
+from tomoseg.io.pages import read_slab
+from tomoseg.steps.calibrate import calibration_scale, level_from_histogram, score_histogram
 
 Path_ = str | os.PathLike
 
@@ -73,23 +75,23 @@ def calibration_scale_of(path: Path_, vol: Volume | None = None, slices_per_batc
     training tiles, which ``apply`` wrote in the header. Returns (scale, one line saying so). Raises
     TomosegError naming the file when the header records no level (a model trained before levels
     were recorded: train it again) or the map has nothing to calibrate on."""
-    from tomoseg.io.mrc import read_volume
-    from tomoseg.io.pages import read_slab
-    from tomoseg.steps.calibrate import calibration_scale, level_from_histogram, score_histogram
-
     vol = read_volume(path) if vol is None else vol
     require_score_map(path, vol)
     recorded = vol.label_value("level")
     if recorded is None:
         raise TomosegError(f"{path}: records no training level to calibrate with (made by a model trained "
                            "before tomoseg recorded it: train the model again, then apply it)")
+    try:
+        reference = float(recorded)
+    except ValueError:
+        raise TomosegError(f"{path}: its header's training level {recorded!r} is not a number") from None
     counts = 0
     for z0 in range(0, vol.data.shape[0], slices_per_batch):
         counts = counts + score_histogram(read_slab(vol.data, z0, min(vol.data.shape[0], z0 + slices_per_batch)))
     level = level_from_histogram(counts)
     try:
-        scale = calibration_scale(level, float(recorded))
+        scale = calibration_scale(level, reference)
     except ValueError as err:
         raise TomosegError(f"{path}: {err}") from None
     return scale, (f"{path}: calibrated: scores divided by {scale:.3g} (level {level:.3g} here, "
-                   f"{float(recorded):.3g} on the training tiles)")
+                   f"{reference:.3g} on the training tiles)")
