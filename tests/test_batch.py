@@ -31,7 +31,8 @@ def batch_dir(tmp_path_factory, small_tomo, small_pre, particle_model):
     pre = PreprocessConfig()
     for name in ("particle", "copy"):
         save_model(d / f"{name}.model", Model(net=copy.deepcopy(particle_model.net), amplitude=particle_model.amplitude,
-                                              name=name, voxel_size=10.0, preprocessing=pre.to_dict()))
+                                              name=name, voxel_size=10.0, preprocessing=pre.to_dict(),
+                                              level=particle_model.level))
     write_volume(d / "a.mrc", small_tomo.volume, 10.0, origin=(100.0, 0.0, 0.0))
     fine = small_tomo.volume.repeat(2, 0).repeat(2, 1).repeat(2, 2)
     write_volume(d / "b.mrc", fine, 5.0, origin=(100.0, 0.0, 0.0))
@@ -273,3 +274,19 @@ def test_batch_force_warns_once_per_mismatch_and_overwrite_starts_over(batch_dir
     assert main(args + ["--force"]) == 0 and score_map.stat().st_mtime_ns == first  # done: skipped
     assert main(args + ["--force", "--overwrite"]) == 0 and score_map.stat().st_mtime_ns != first  # redone
     assert list(pd.read_csv(out / "batch.csv")["status"]) == ["done"]
+
+
+@pytest.mark.slow
+def test_batch_calibrate_merges_and_picks_on_the_calibrated_scale(batch_dir, tmp_path):
+    from tomoseg.workflows.maps import calibration_scale_of
+    from tomoseg.workflows.pipeline import merge_files
+
+    d, out = batch_dir, tmp_path / "out"
+    assert _run(d, out, "--pick", "particle", "--calibrate") == 0
+    summary = json.loads((out / "a" / "summary.json").read_text())
+    maps = [out / "a" / "a_particle.mrc", out / "a" / "a_copy.mrc"]
+    scales = [calibration_scale_of(m)[0] for m in maps]
+    assert summary["calibration"] == {"particle": round(scales[0], 4), "copy": round(scales[1], 4)}
+    merge_files(maps, tmp_path / "by_hand.mrc", scales=scales)
+    np.testing.assert_array_equal(np.asarray(read_volume(out / "a" / "a_labels.mrc").data),
+                                  np.asarray(read_volume(tmp_path / "by_hand.mrc").data))
