@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.mrc import read_volume
 from tomoseg.steps.merge import merge_scores
 from tomoseg.steps.pick import PickConfig, pick_particles
@@ -29,6 +30,8 @@ from tomoseg.steps.recipes import recipe
 from tomoseg.steps.train import train
 from tomoseg.steps.trainset import choose_boxes, make_trainset
 from tomoseg.testing.metrics import dice, match_points
+
+keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figures keep their malloc settings
 
 CLASSES = {1: "membrane", 2: "microtubule", 3: "actin", 4: "ribosome"}
 MATCH_RADIUS = 10.0  # voxels

@@ -21,7 +21,7 @@ def _child(mode: str, steps: int, size: int) -> None:
     import time
 
     if mode == "tuned":
-        from tomoseg.nn.allocator import keep_freed_memory
+        from tomoseg.allocator import keep_freed_memory
 
         keep_freed_memory()
     import torch

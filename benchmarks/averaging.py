@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.model_file import load_model, save_model
 from tomoseg.io.mrc import read_volume, write_volume
 from tomoseg.steps.average import AverageConfig, _align_maps, refine
@@ -33,6 +34,8 @@ from tomoseg.steps.recipes import recipe
 from tomoseg.steps.train import train
 from tomoseg.steps.trainset import choose_boxes, make_trainset
 from tomoseg.testing.metrics import match_points
+
+keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figures keep their malloc settings
 
 
 def main(argv=None) -> None:

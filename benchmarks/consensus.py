@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import CLASSES, load  # noqa: E402
 
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.steps.consensus import consensus_scores  # noqa: E402
 from tomoseg.steps.preprocess import PreprocessConfig  # noqa: E402
 from tomoseg.steps.recipes import recipe  # noqa: E402
@@ -30,6 +31,8 @@ from tomoseg.steps.segment import score_volume  # noqa: E402
 from tomoseg.steps.train import train  # noqa: E402
 from tomoseg.steps.trainset import choose_boxes, make_trainset  # noqa: E402
 from tomoseg.testing.metrics import dice  # noqa: E402
+
+keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figures keep their malloc settings
 
 
 def main(argv=None) -> None:

@@ -29,8 +29,10 @@ import numpy as np
 
 
 def _child(model: str, tomo: str, out: str, engine: str, threads: int | None, slices: int) -> None:
+    from tomoseg.allocator import keep_freed_memory
     from tomoseg.workflows import apply_file
 
+    keep_freed_memory()  # as the CLI does at start-up
     t0 = time.perf_counter()
     apply_file(model, tomo, out, engine=engine, device="cpu", threads=threads, slices_per_batch=slices or None)
     seconds = time.perf_counter() - t0

@@ -17,7 +17,10 @@ import time
 import numpy as np
 from scipy import ndimage
 
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.steps.pick import PickConfig, find_components, pick_particles
+
+keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figures keep their malloc settings
 
 
 def best_of(repeat: int, work) -> float:

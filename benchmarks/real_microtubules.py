@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.mrc import read_volume
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.recipes import recipe
@@ -28,6 +29,8 @@ from tomoseg.steps.segment import score_volume
 from tomoseg.steps.train import train
 from tomoseg.steps.trainset import choose_boxes, make_trainset
 from tomoseg.testing.metrics import dice
+
+keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figures keep their malloc settings
 
 #: Approximate centre lines (nm; z, y, x), from ../shared/data/real/README.md.
 CENTRE_LINES = {

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.steps.calibrate import level_of
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.recipes import recipe
@@ -31,6 +32,8 @@ from tomoseg.steps.segment import score_volume
 from tomoseg.steps.train import train
 from tomoseg.steps.trainset import TILE_SIZE, make_trainset
 from tomoseg.types import Box
+
+keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figures keep their malloc settings
 
 PATCHES = ("0_0_30_47_25", "3_0_25_54_25")
 THRESHOLDS = np.round(np.arange(0.05, 3.001, 0.05), 2)

@@ -36,6 +36,7 @@ POLICIES = {
 
 def worker(trainset: str, epochs: int) -> None:
     """One training run (in a fresh process); prints its wall time."""
+    from tomoseg.allocator import keep_freed_memory
     from tomoseg.io.trainset_file import load_trainset
     from tomoseg.nn.threads import available_cores
     from tomoseg.steps.recipes import recipe
@@ -43,6 +44,7 @@ def worker(trainset: str, epochs: int) -> None:
     import torch
 
     torch.set_num_threads(available_cores())
+    keep_freed_memory()  # as the CLI does at start-up
     data = load_trainset(trainset)
     t0 = time.perf_counter()
     train(data, recipe("default", epochs=epochs, seed=0))

@@ -16,8 +16,11 @@ import time
 
 import torch
 
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.nn.network import SegNet, init_weights
 from tomoseg.nn.overlap_save import PreparedNet, TilePlan, _layers34, overlap_save_forward
+
+keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figures keep their malloc settings
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from tomoseg.nn.allocator import keep_freed_memory
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.nn.fftconv import fft_conv2d_same
 from tomoseg.nn.network import SegNet, conv2d_same, init_weights
 from tomoseg.nn.spectral import spectral_forward

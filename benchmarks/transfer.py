@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.model_file import save_model
 from tomoseg.io.mrc import read_volume
 from tomoseg.nn.model import Model
@@ -43,6 +44,8 @@ from tomoseg.steps.segment import score_volume
 from tomoseg.steps.train import train
 from tomoseg.steps.trainset import choose_boxes, make_trainset
 from tomoseg.types import Box
+
+keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figures keep their malloc settings
 
 CLASSES = {1: "membrane", 2: "microtubule", 3: "actin", 4: "ribosome"}
 TOMOGRAMS = ("tomo_s11", "tomo_s12", "tomo_s31", "tomo_s41")

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from tomoseg.nn.allocator import keep_freed_memory
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.nn.network import NetworkConfig, SegNet, init_weights
 from tomoseg.nn.spectral import spectral_forward
 from tomoseg.steps.preprocess import preprocess

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.model_file import load_model
 from tomoseg.io.mrc import read_volume
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.segment import score_volume
+
+keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figures keep their malloc settings
 
 CLASSES = {"membrane": 1, "microtubule": 2, "actin": 3, "ribosome": 4}
 CONDITION = {"tomo_s11": "a", "tomo_s12": "a", "tomo_s31": "c", "tomo_s41": "d"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tomoseg.nn.allocator import keep_freed_memory
+from tomoseg.allocator import keep_freed_memory
 
 
 def _faults_of_arrays(count: int, n: int) -> int:
@@ -37,7 +37,7 @@ def test_large_arrays_are_reused_without_page_faults():
 
 
 def test_opting_out_keeps_glibcs_settings(monkeypatch):
-    from tomoseg.nn import allocator
+    from tomoseg import allocator
 
     monkeypatch.setattr(allocator, "_done", False)
     monkeypatch.setenv("TOMOSEG_MALLOC", "default")
@@ -68,7 +68,7 @@ class _Libc:
     ],
 )
 def test_trim_threshold_only_after_an_accepted_mmap_threshold(monkeypatch, limit, expected, calls):
-    from tomoseg.nn import allocator
+    from tomoseg import allocator
 
     libc = _Libc(limit)
     monkeypatch.setattr(allocator, "_done", False)

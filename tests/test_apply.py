@@ -115,7 +115,7 @@ def test_engine_reuses_spectra_until_weights_change():
 def test_resolve_device():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda")
-    with pytest.raises(ValueError, match="unknown device"):
+    with pytest.raises(ValueError, match="unknown `device`"):
         resolve_device("abacus")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
@@ -208,9 +208,9 @@ def test_failed_apply_leaves_nothing(apply_dir, tmp_path, small_pre):
 
 
 def test_bad_device_and_threads_are_one_line_errors(apply_dir, tmp_path):
-    with pytest.raises(TomosegError, match="--device"):
+    with pytest.raises(TomosegError, match="`device`"):  # the field: the CLI says --device (test_errors.py)
         apply_file(apply_dir / "particle.model", apply_dir / "pre.mrc", tmp_path / "s.mrc", device="tpu")
-    with pytest.raises(TomosegError, match="--threads"):
+    with pytest.raises(TomosegError, match="`threads`"):
         apply_file(apply_dir / "particle.model", apply_dir / "pre.mrc", tmp_path / "s.mrc", threads=0)
 
 
@@ -246,6 +246,6 @@ def test_apply_tta_records_it_and_refuses_bad_values(apply_dir, tmp_path):
     assert read_volume(plain).label_value("tta") is None
     assert not np.array_equal(np.asarray(vol.data), np.asarray(read_volume(plain).data))
     for bad in (0, 9):
-        with pytest.raises(TomosegError, match="tta must be 1 to 8"):
+        with pytest.raises(TomosegError, match="`tta` must be 1 to 8"):
             apply_file(apply_dir / "particle.model", apply_dir / "pre.mrc", tmp_path / "b.mrc", tta=bad)
     assert not (tmp_path / "b.mrc").exists()

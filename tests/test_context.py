@@ -94,5 +94,5 @@ def test_context_through_the_files_and_the_command_line(small_tomo, small_pre, t
     assert main(["trainset", str(tmp_path / "pre.mrc"), "--boxes", str(tmp_path / "boxes.csv"), "--labels",
                  str(tmp_path / "labels.mrc"), "--value", "3", "--context", "9", "-o", str(tmp_path / "d.set")]) != 0
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "context must be an integer 0 to 8" in err
+    assert len(err.splitlines()) == 1 and "--context must be an integer 0 to 8" in err
     assert not (tmp_path / "d.set").exists()

@@ -60,5 +60,5 @@ def test_engine_matches_direct_on_a_trained_model(name, particle_model, small_pr
 
 
 def test_unknown_engine_is_an_error():
-    with pytest.raises(ValueError, match="unknown engine"):
+    with pytest.raises(ValueError, match="unknown `engine`"):
         get_engine("magic")

@@ -109,7 +109,7 @@ def test_reads_imagej_tiff_stacks_with_their_voxel_size(tmp_path):
 
 def test_unusable_tiffs_are_one_clear_error(tmp_path):
     data = np.zeros((5, 12, 9), np.float32)
-    with pytest.raises(TomosegError, match="no voxel size.*--voxel-size"):
+    with pytest.raises(TomosegError, match="no voxel size.*`voxel_size`"):
         read_volume(_write_tiff(tmp_path / "none.tif", data, unit=None))
     assert read_volume(tmp_path / "none.tif", voxel_size=10.0).data.shape == (5, 12, 9)
     with pytest.raises(TomosegError, match="anisotropic"):
@@ -221,10 +221,16 @@ def test_outputs_get_the_permissions_of_any_new_file(tmp_path, monkeypatch):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
-    monkeypatch.setattr(atomic, "_UMASK", 0o027)  # a lab that shares results with its group
-    with atomic.atomic_output(tmp_path / "b.txt") as tmp:
-        tmp.write_text("y")
-    with atomic.atomic_directory(tmp_path / "folder") as tmp:
-        (tmp / "c.txt").write_text("z")
+    previous = os.umask(0o027)  # a lab that shares results with its group, set after tomoseg was imported
+    try:
+        assert atomic._umask() == 0o027
+        with atomic.atomic_output(tmp_path / "b.txt") as tmp:
+            tmp.write_text("y")
+        with atomic.atomic_directory(tmp_path / "folder") as tmp:
+            (tmp / "c.txt").write_text("z")
+        assert os.umask(0o027) == 0o027  # reading it left it as it was
+    finally:
+        os.umask(previous)
     assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o750  # not mkdtemp's 0700
+

@@ -55,7 +55,7 @@ def test_round_trip(tmp_path, fmt, n):
 def test_unknown_extension_and_format(tmp_path):
     with pytest.raises(TomosegError, match="p.txt"):
         write_particles(tmp_path / "p.txt", random_picks(), INFO)
-    with pytest.raises(TomosegError, match="unknown particle format"):
+    with pytest.raises(TomosegError, match="unknown particle `format`"):
         write_particles(tmp_path / "p.csv", random_picks(), INFO, format="warp")
     assert list(tmp_path.iterdir()) == []
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tomoseg.errors import InvalidValue
+
 
 @dataclass(frozen=True)
 class Box:
@@ -44,10 +46,10 @@ class TrainingSet:
     def __post_init__(self) -> None:
         n = len(self.tiles)
         if not (len(self.masks) == len(self.positive) == len(self.boxes) == n):
-            raise ValueError("tiles, masks, positive and boxes must have the same length")
+            raise InvalidValue("tiles, masks, positive and boxes must have the same length")
         if self.masks.ndim != 3 or self.tiles.shape[-2:] != self.masks.shape[-2:] or not (
                 self.tiles.ndim == 3 or (self.tiles.ndim == 4 and self.tiles.shape[1] % 2 == 1)):
-            raise ValueError("tiles must be (N, S, S), or (N, 2K + 1, S, S) with slab context, and masks (N, S, S)")
+            raise InvalidValue("`tiles` must be (N, S, S), or (N, 2K + 1, S, S) with slab context, and masks (N, S, S)")
 
     @property
     def n_positive(self) -> int:
@@ -100,7 +102,7 @@ class Picks:
         if self.angles is None:
             object.__setattr__(self, "angles", np.zeros((len(self.xyz), 3)))
         if self.angles.shape != (len(self.xyz), 3):
-            raise ValueError("angles must be (n, 3) like xyz")
+            raise InvalidValue("`angles` must be (n, 3) like xyz")
 
     def __len__(self) -> int:
         return len(self.xyz)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tomoseg import __version__
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.cli.progress import progress_bar
 from tomoseg.errors import Cancelled, OutputExists, TomosegError
 from tomoseg.nn.threads import share_cores_politely
@@ -25,17 +26,14 @@ def _preprocess(args: argparse.Namespace) -> None:
     from tomoseg.steps.preprocess import PreprocessConfig
     from tomoseg.workflows import preprocess_file
 
-    try:
-        config = PreprocessConfig(
-            lowpass=None if args.lowpass == 0 else args.lowpass,
-            highpass=None if args.highpass == 0 else args.highpass,
-            bin=args.bin,
-            invert=args.invert,
-            clamp=None if args.clamp == 0 else args.clamp,
-            resample=args.resample,
-        )
-    except ValueError as err:
-        raise TomosegError(str(err)) from None
+    config = PreprocessConfig(
+        lowpass=None if args.lowpass == 0 else args.lowpass,
+        highpass=None if args.highpass == 0 else args.highpass,
+        bin=args.bin,
+        invert=args.invert,
+        clamp=None if args.clamp == 0 else args.clamp,
+        resample=args.resample,
+    )
     with progress_bar("preprocess", quiet=args.quiet) as bar:
         out = preprocess_file(args.input, args.output, config, voxel_size=args.voxel_size, progress=bar,
                               overwrite=args.overwrite)
@@ -53,16 +51,13 @@ def _trainset(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from tomoseg.workflows import train_file
 
-    try:
-        config = recipe(
-            args.recipe, epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr,
-            seed=args.seed, l1=args.l1, negative_copies=args.copies, optimizer=args.optimizer,
-            momentum=args.momentum, positive_weight=args.positive_weight, warmup=args.warmup,
-            clip_negatives=args.clip_negatives, lr_decay=args.lr_decay, clip_norm=args.clip_norm,
-            imaging_jitter=args.imaging_jitter,
-        )
-    except ValueError as err:
-        raise TomosegError(str(err)) from None
+    config = recipe(
+        args.recipe, epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr,
+        seed=args.seed, l1=args.l1, negative_copies=args.copies, optimizer=args.optimizer,
+        momentum=args.momentum, positive_weight=args.positive_weight, warmup=args.warmup,
+        clip_negatives=args.clip_negatives, lr_decay=args.lr_decay, clip_norm=args.clip_norm,
+        imaging_jitter=args.imaging_jitter,
+    )
     with progress_bar("train", unit="batch", quiet=args.quiet) as bar:
         model = train_file(args.trainsets, args.output, config, name=args.name, colour=args.colour, progress=bar,
                            device=args.device, threads=args.threads, overwrite=args.overwrite)
@@ -150,10 +145,7 @@ def _extract(args: argparse.Namespace) -> None:
     from tomoseg.steps.extract import ExtractConfig
     from tomoseg.workflows.particles import extract_file
 
-    try:
-        config = ExtractConfig(box=args.box, bin=args.bin, invert=args.invert, normalise=not args.no_normalise)
-    except ValueError as err:
-        raise TomosegError(str(err)) from None
+    config = ExtractConfig(box=args.box, bin=args.bin, invert=args.invert, normalise=not args.no_normalise)
     with progress_bar("extract", unit="particle", quiet=args.quiet) as bar:
         n = extract_file(args.tomogram, args.particles, args.output, config, files=args.files,
                          overwrite=args.overwrite, progress=bar)
@@ -164,10 +156,7 @@ def _classify2d(args: argparse.Namespace) -> None:
     from tomoseg.steps.classify2d import Classify2DConfig
     from tomoseg.workflows.particles import classify_file
 
-    try:
-        config = Classify2DConfig(n_classes=args.classes, iterations=args.iterations, seed=args.seed)
-    except ValueError as err:
-        raise TomosegError(str(err)) from None
+    config = Classify2DConfig(n_classes=args.classes, iterations=args.iterations, seed=args.seed)
     with progress_bar("classify2d", unit="round", quiet=args.quiet) as bar:
         result, kept = classify_file(args.particles, args.output, config, keep=args.keep, thickness=args.thickness,
                                      overwrite=args.overwrite, progress=bar)
@@ -180,12 +169,9 @@ def _average(args: argparse.Namespace) -> None:
     from tomoseg.workflows.particles import average_file
     from tomoseg.workflows.pipeline import torch_threads
 
-    try:
-        config = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations,
-                               global_step=args.global_step, initial_resolution=args.initial_resolution,
-                               max_shift=args.max_shift, tilt_range=tuple(args.tilt_range), seed=args.seed)
-    except ValueError as err:
-        raise TomosegError(str(err)) from None
+    config = AverageConfig(iterations=args.iterations, global_iterations=args.global_iterations,
+                           global_step=args.global_step, initial_resolution=args.initial_resolution,
+                           max_shift=args.max_shift, tilt_range=tuple(args.tilt_range), seed=args.seed)
     with torch_threads(args.threads), progress_bar("average", unit="step", quiet=args.quiet) as bar:
         summary = average_file(args.particles, args.output, config, reference=args.reference,
                                selection=args.selection, overwrite=args.overwrite, progress=bar,
@@ -207,13 +193,10 @@ def _batch(args: argparse.Namespace) -> None:
             picks.append((feature, pick_config(mode, threshold=args.threshold, diameter=diameter)))
         except TomosegError as err:
             raise TomosegError(f"--pick {item}: {err}") from None
-    try:
-        config = BatchConfig(preprocess=args.preprocess, voxel_size=args.voxel_size, threshold=args.threshold,
-                             picks=tuple(picks), particle_format=args.format, force=args.force,
-                             overwrite=args.overwrite, device=args.device, tta=args.tta,
-                             calibrate=args.calibrate)
-    except ValueError as err:
-        raise TomosegError(str(err)) from None
+    config = BatchConfig(preprocess=args.preprocess, voxel_size=args.voxel_size, threshold=args.threshold,
+                         picks=tuple(picks), particle_format=args.format, force=args.force,
+                         overwrite=args.overwrite, device=args.device, tta=args.tta,
+                         calibrate=args.calibrate)
     jobs = plan_batch(args.tomograms, args.models, args.output, config)
     try:
         with progress_bar("batch", unit="%", quiet=args.quiet) as bar:
@@ -539,28 +522,52 @@ def _recipes_help() -> str:
     return ", ".join(parts)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"tomoseg: warning: {message}", file=sys.stderr)
+RENAMED = {"learning_rate": "lr", "batch_size": "batch", "negative_copies": "copies", "slices_per_batch": "slices",
+           "n_classes": "classes", "particle_format": "format"}
+"""Config fields whose flag is not ``--`` + the field's name with dashes."""
+
+
+def flag_words(parser: argparse.ArgumentParser) -> Callable[[str], str]:
+    """What the CLI calls a config field or argument named in a library message (`field`, see
+    :mod:`tomoseg.errors`): the flag of ``parser`` (a subcommand's) with that destination, or the
+    field's own name, plainly, where no flag sets it (a positional argument, a data array)."""
+    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+    return lambda field: flags.get(RENAMED.get(field, field), flags.get(field, field))
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command, parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
-    args = build_parser().parse_args(argv)
-    warnings.showwarning = _show_warning
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    words = flag_words(_command_parser(parser, args.command))
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"tomoseg: warning: {TomosegError(str(message)).in_words(words)}", file=sys.stderr)
+
     share_cores_politely()  # before torch is loaded: waiting threads sleep, so jobs side by side share cores
+    keep_freed_memory()  # training and scoring reuse freed arrays (tomoseg.allocator; TOMOSEG_MALLOC=default opts out)
     try:
-        args.func(args)
+        with warnings.catch_warnings():  # our one-line warnings for this call only
+            warnings.showwarning = show_warning
+            args.func(args)
     except KeyboardInterrupt:
         print("tomoseg: interrupted; no output was written", file=sys.stderr)
         return 130
     except Cancelled as err:
-        print(f"tomoseg: {err}", file=sys.stderr)
+        print(f"tomoseg: {err.in_words(words)}", file=sys.stderr)
         return 130
     except OutputExists as err:
-        print(f"tomoseg: error: {err}; add --overwrite to replace it", file=sys.stderr)
+        print(f"tomoseg: error: {err.in_words(words)}; add --overwrite to replace it", file=sys.stderr)
         return 2
     except TomosegError as err:
-        print(f"tomoseg: error: {err}", file=sys.stderr)
+        print(f"tomoseg: error: {err.in_words(words)}", file=sys.stderr)
         return 2
     except BatchFailed:
         return 2

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.gui.jobs import Job
 from tomoseg.gui.project import Project
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.nn.threads import share_cores_politely
 from tomoseg.ops.context import MAX_CONTEXT
 from tomoseg.steps.recipes import RECIPES
@@ -60,12 +61,25 @@ def _sphere_sections(zyx: np.ndarray, diameter: float, depth: int) -> tuple[np.n
     return centres[inside], np.tile(widths, n)[inside], np.repeat(np.arange(n), len(offsets))[inside]
 
 
+DOCK_WORDS = {"voxel_size": "the voxel size", "overwrite": "replace", "tta": "test-time aug.",
+              "imaging_jitter": "imaging jitter", "context": "slab context", "threshold": "threshold",
+              "calibrate": "calibrate", "force": "apply anyway"}
+"""What the dock calls the config fields that library messages name (`field`, :mod:`tomoseg.errors`)."""
+
+
+def dock_words(err: BaseException) -> str:
+    """An error's message with its fields in the dock's words (others: the field with spaces)."""
+    message = err if isinstance(err, TomosegError) else TomosegError(str(err))
+    return message.in_words(lambda field: DOCK_WORDS.get(field, field.replace("_", " ")))
+
+
 class TomosegWidget(QWidget):
     """Dock widget; ``napari_viewer`` is injected by napari (or passed by a script)."""
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         share_cores_politely()  # before the first job loads torch: napari and a batch beside it keep their cores
+        keep_freed_memory()  # training and scoring reuse freed arrays (tomoseg.allocator)
         self.viewer = napari_viewer
         self.project: Project | None = None
         self.mode = "off"
@@ -273,12 +287,13 @@ class TomosegWidget(QWidget):
         self.viewer.status = text
 
     def _guard(self, action) -> bool:
-        """Run ``action``; show a TomosegError as a one-line message. Returns success."""
+        """Run ``action``; show bad input (a TomosegError, or a ValueError from below) as a one-line
+        message in the dock's words. Returns success."""
         try:
             action()
             return True
-        except TomosegError as err:
-            self.say(f"error: {err}")
+        except (TomosegError, ValueError) as err:
+            self.say(f"error: {dock_words(err)}")
             return False
 
     # -- project --------------------------------------------------------------
@@ -555,7 +570,7 @@ class TomosegWidget(QWidget):
         self.cancel_button.setVisible(False)
         if state.error is not None:
             cancelled = self.job.cancelled
-            self.say(f"{self.job.name} cancelled" if cancelled else f"error: {state.error}")
+            self.say(f"{self.job.name} cancelled" if cancelled else f"error: {dock_words(state.error)}")
         else:
             self._on_done(state.result)
 

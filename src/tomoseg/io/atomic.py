@@ -10,14 +10,26 @@ from pathlib import Path
 
 from tomoseg.errors import OutputExists, TomosegError
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once (os.umask can only be read by setting it), at import, before any threads
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux's
+    ``/proc/self/status``); elsewhere from a file created for the purpose (``os.umask`` can only be
+    read by setting it, which would race with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / "probe"
+        probe.touch(mode=0o666)
+        return probe.stat().st_mode & 0o777 ^ 0o666
 
 
 def _usual_mode(path: Path, directory: bool = False) -> None:
     """Give a temporary file (``mkstemp``: 0600) or folder (``mkdtemp``: 0700) the permissions a
     newly created one gets (0666 or 0777 less the umask), so that outputs are as readable as any."""
-    os.chmod(path, (0o777 if directory else 0o666) & ~_UMASK)
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
 def check_writable(

@@ -89,12 +89,12 @@ def _open(path: Path, mode: str = "r") -> mrcfile.mrcfile.MrcFile:
 def _voxel_size(path: Path, mrc: mrcfile.mrcfile.MrcFile, override: float | None) -> float:
     if override is not None:
         if not override > 0:
-            raise TomosegError(f"{path}: voxel size must be > 0, got {override}")
+            raise TomosegError(f"{path}: `voxel_size` must be > 0, got {override}")
         return float(override)
     vs = mrc.voxel_size
     sizes = np.array([float(vs.x), float(vs.y), float(vs.z)])
     if not np.all(np.isfinite(sizes)) or not np.all(sizes > 0):
-        raise VoxelSizeMissing(f"{path}: the header has no voxel size ({sizes[0]:g} A); give it with --voxel-size")
+        raise VoxelSizeMissing(f"{path}: the header has no voxel size ({sizes[0]:g} A); give it with `voxel_size`")
     if sizes.max() > sizes.min() * 1.01:
         raise TomosegError(
             f"{path}: anisotropic voxel size {sizes[0]:g} x {sizes[1]:g} x {sizes[2]:g} A is not supported"

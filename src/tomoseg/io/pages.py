@@ -46,3 +46,24 @@ def read_slab(data: np.ndarray, z0: int, z1: int) -> np.ndarray:
     slab = np.array(view)
     release_pages(view)
     return slab
+
+
+class Paged:
+    """A (z, ...) array read slab by slab: ``paged[z0:z1]`` is a copy, and the pages it came from
+    are released (:func:`release_pages`). What the workflows hand to :mod:`tomoseg.steps.segment`,
+    which slices volumes without knowing about files."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+        self.shape = data.shape
+        self.dtype = data.dtype
+        self.ndim = data.ndim
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if not (isinstance(index, slice) and index.step in (None, 1)):
+            raise TypeError("Paged volumes are read by slabs: volume[z0:z1]")
+        z0, z1, _ = index.indices(self.shape[0])
+        return read_slab(self.data, z0, max(z0, z1))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tomoseg.errors import TomosegError
+from tomoseg.errors import InvalidValue, TomosegError
 from tomoseg.io import dynamo, eman2, imod, star
 from tomoseg.io.atomic import atomic_output
 from tomoseg.types import Picks, TomogramInfo
@@ -39,7 +39,7 @@ ANGLE_COLUMNS = ("rot", "tilt", "psi")
 def extension_of(format: str) -> str:
     """The file extension of a particle format (``.star`` for both RELION formats)."""
     if format not in FORMATS:
-        raise ValueError(f"unknown particle format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise InvalidValue(f"unknown particle `format` {format!r}; choose one of {', '.join(FORMATS)}")
     return ".star" if format == "relion3" else next(e for e, f in EXTENSIONS.items() if f == format)
 
 
@@ -47,7 +47,7 @@ def infer_format(path: str | os.PathLike, format: str | None = None) -> str:
     """The format named, or the one the file extension implies."""
     if format is not None:
         if format not in FORMATS:
-            raise TomosegError(f"{path}: unknown particle format {format!r}; choose one of {', '.join(FORMATS)}")
+            raise TomosegError(f"{path}: unknown particle `format` {format!r}; choose one of {', '.join(FORMATS)}")
         return format
     suffix = Path(path).suffix.lower()
     if suffix not in EXTENSIONS:

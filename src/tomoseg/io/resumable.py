@@ -121,7 +121,7 @@ def resumable_volume(
         if opened is None and journal.exists():
             raise TomosegError(
                 f"{out}: the interrupted run left a partial result made with other inputs or settings; "
-                "run again without --resume to start over"
+                "run again without `resume` to start over"
             )
     if opened is None:
         _remove(data_path, journal)

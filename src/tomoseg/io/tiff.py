@@ -147,9 +147,9 @@ def read_tiff(path: str | os.PathLike, ndim: int = 3, voxel_size: float | None =
         raise TomosegError(f"{path}: unsupported data type {data.dtype}")
     if voxel_size is not None:
         if not voxel_size > 0:
-            raise TomosegError(f"{path}: voxel size must be > 0, got {voxel_size}")
+            raise TomosegError(f"{path}: `voxel_size` must be > 0, got {voxel_size}")
         size = float(voxel_size)
     if size is None:
-        raise VoxelSizeMissing(f"{path}: the TIFF metadata give no voxel size in nm, um or A; give it with --voxel-size")
+        raise VoxelSizeMissing(f"{path}: the TIFF metadata give no voxel size in nm, um or A; give it with `voxel_size`")
     origin, labels = _origin_and_labels(imagej, size)
     return Volume(data=data, voxel_size=size, origin=origin, labels=labels)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from tomoseg.errors import InvalidValue
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """The device called ``name``; ``auto`` is the first CUDA GPU if there is one, else the CPU.
@@ -15,13 +17,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+        raise InvalidValue(f"unknown `device` {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r}: CUDA is not available on this machine")
+            raise InvalidValue(f"`device` {name!r}: CUDA is not available on this machine")
         index = device.index or 0
         if index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+            raise InvalidValue(f"`device` {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
     elif device.type != "cpu":
-        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+        raise InvalidValue(f"unsupported `device` {name!r}; use auto, cpu, cuda or cuda:N")
     return device

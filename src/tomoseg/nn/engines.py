@@ -19,6 +19,7 @@ from typing import Protocol
 
 import torch
 
+from tomoseg.errors import InvalidValue
 from tomoseg.nn.fftconv import fft_conv2d_same
 from tomoseg.nn.network import SegNet, conv2d_same
 from tomoseg.nn.overlap_save import PreparedNet, TilePlan, overlap_save_forward
@@ -100,4 +101,4 @@ def get_engine(name: str) -> Engine:
     try:
         return ENGINES[name]()
     except KeyError:
-        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}") from None
+        raise InvalidValue(f"unknown `engine` {name!r}; choose one of {', '.join(ENGINES)}") from None

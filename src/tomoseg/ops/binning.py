@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tomoseg.errors import InvalidValue
+
 
 def bin_volume(volume: np.ndarray, factor: int, slab_bytes: int = 256 * 2**20) -> np.ndarray:
     """Bin a (z, y, x) array by ``factor`` in every axis with a block mean.
@@ -15,12 +17,12 @@ def bin_volume(volume: np.ndarray, factor: int, slab_bytes: int = 256 * 2**20) -
     and one slab, not a float32 copy of the input.
     """
     if factor < 1:
-        raise ValueError(f"bin factor must be >= 1, got {factor}")
+        raise InvalidValue(f"`bin` factor must be >= 1, got {factor}")
     if factor == 1:
         return np.array(volume, dtype=np.float32)
     nz, ny, nx = (n // factor for n in volume.shape)
     if min(nz, ny, nx) == 0:
-        raise ValueError(f"volume of shape {volume.shape} is smaller than one {factor}^3 bin")
+        raise InvalidValue(f"volume of shape {volume.shape} is smaller than one {factor}^3 bin")
     out = np.empty((nz, ny, nx), dtype=np.float32)
     rows = max(1, slab_bytes // (8 * factor**3 * ny * nx))  # binned slices per slab (float64 sums)
     for z0 in range(0, nz, rows):

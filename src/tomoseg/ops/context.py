@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tomoseg.errors import InvalidValue
+
 MAX_CONTEXT = 8
 """The largest K accepted (17 slices): more is a 3D network's job."""
 
@@ -18,7 +20,7 @@ MAX_CONTEXT = 8
 def check_context(k: int) -> None:
     """``k`` must be an integer 0 to :data:`MAX_CONTEXT`; else ValueError naming ``context``."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= MAX_CONTEXT:
-        raise ValueError(f"context must be an integer 0 to {MAX_CONTEXT} (slices on each side), got {k!r}")
+        raise InvalidValue(f"`context` must be an integer 0 to {MAX_CONTEXT} (slices on each side), got {k!r}")
 
 
 def context_indices(z0: int, z1: int, nz: int, k: int) -> np.ndarray:
@@ -37,5 +39,5 @@ def with_context(slab: np.ndarray, z0: int, z1: int, k: int, first: int = 0, nz:
     nz = len(slab) + first if nz is None else nz
     index = context_indices(z0, z1, nz, k) - first
     if index.min() < 0 or index.max() >= len(slab):
-        raise ValueError(f"slices {z0}-{z1 - 1} with context {k} need slices outside the slab given")
+        raise InvalidValue(f"slices {z0}-{z1 - 1} with context {k} need slices outside the slab given")
     return np.asarray(slab, dtype=np.float32)[index]

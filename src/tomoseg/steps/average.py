@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from tomoseg.errors import InvalidValue
 from tomoseg.ops.rotations import angles_of, local_grid, orientation_grid, rotate_volumes, rotation
 from tomoseg.ops.shells import fsc, lowpass_box, resolution_at, soft_sphere, wedge_mask
 from tomoseg.progress import Progress, report
@@ -70,15 +71,15 @@ class AverageConfig:
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+            raise InvalidValue(f"`iterations` must be >= 1, got {self.iterations}")
         if not 0 <= self.global_iterations <= self.iterations:
-            raise ValueError("global_iterations must be between 0 and iterations")
+            raise InvalidValue("`global_iterations` must be between 0 and `iterations`")
         if not 0 < self.global_step <= 90:
-            raise ValueError(f"global_step must be in (0, 90], got {self.global_step}")
+            raise InvalidValue(f"`global_step` must be in (0, 90], got {self.global_step}")
         if not 0 < self.mask_radius <= 0.5:
-            raise ValueError(f"mask_radius must be in (0, 0.5], got {self.mask_radius}")
+            raise InvalidValue(f"`mask_radius` must be in (0, 0.5], got {self.mask_radius}")
         if not self.initial_resolution > 0:
-            raise ValueError("initial_resolution must be > 0")
+            raise InvalidValue("`initial_resolution` must be > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -308,14 +309,14 @@ def refine(
     """
     particles = np.asarray(particles, dtype=np.float32)
     if particles.ndim != 4 or len(set(particles.shape[1:])) != 1:
-        raise ValueError(f"particles must be (k, n, n, n) cubes, got {particles.shape}")
+        raise InvalidValue(f"`particles` must be (k, n, n, n) cubes, got {particles.shape}")
     k, n = particles.shape[0], particles.shape[-1]
     if k < 4:
-        raise ValueError(f"need at least 4 particles for two half sets, got {k}")
+        raise InvalidValue(f"need at least 4 particles for two half sets, got {k}")
     if n % 2:
-        raise ValueError(f"the box must have an even edge for averaging, got {n} (extract with an even --box)")
+        raise InvalidValue(f"the box must have an even edge for averaging, got {n} (extract with an even `box`)")
     if reference is not None and reference.shape != (n, n, n):
-        raise ValueError(f"reference is {reference.shape}, particles are {n}^3")
+        raise InvalidValue(f"reference is {reference.shape}, particles are {n}^3")
     rng = np.random.default_rng(config.seed)
     half = np.zeros(k, dtype=np.int64)
     half[rng.permutation(k)[: k // 2]] = 1

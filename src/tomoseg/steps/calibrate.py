@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tomoseg.errors import InvalidValue
+
 FLOOR = 0.0
 """Scores at or below this are left out of the level (0: only the ReLU's zeros, so that a map scaled
 by any factor has its level scaled by the same factor; a floor above 0 leaves out more of a dimmer
@@ -61,7 +63,7 @@ def calibration_scale(level: float | None, reference: float) -> float:
     level ``reference``. Raises ValueError when the map has no level (nearly nothing scores above
     FLOOR: there is nothing to calibrate on)."""
     if level is None:
-        raise ValueError("almost nothing in the map scores above 0: it cannot be calibrated")
+        raise InvalidValue("almost nothing in the map scores above 0: it cannot be calibrated")
     if not reference > 0:
-        raise ValueError(f"the reference level must be > 0, got {reference}")
+        raise InvalidValue(f"the reference level must be > 0, got {reference}")
     return level / reference

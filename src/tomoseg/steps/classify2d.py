@@ -44,6 +44,7 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from tomoseg.errors import InvalidValue
 from tomoseg.progress import Progress, report
 
 # About the most float32 elements of one intermediate block (correlations, grids) held at once.
@@ -75,15 +76,15 @@ class Classify2DConfig:
     def __post_init__(self) -> None:
         for name in ("n_classes", "iterations", "pca_components"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InvalidValue(f"`{name}` must be >= 1, got {getattr(self, name)}")
         if not 0 < self.angular_step <= 360:
-            raise ValueError(f"angular_step must be in (0, 360] degrees, got {self.angular_step}")
+            raise InvalidValue(f"`angular_step` must be in (0, 360] degrees, got {self.angular_step}")
         if not 0 <= self.max_shift < 0.5:
-            raise ValueError(f"max_shift must be in [0, 0.5) of the box, got {self.max_shift}")
+            raise InvalidValue(f"`max_shift` must be in [0, 0.5) of the box, got {self.max_shift}")
         if not 0 < self.mask_radius <= 0.75:
-            raise ValueError(f"mask_radius must be in (0, 0.75] of the box, got {self.mask_radius}")
+            raise InvalidValue(f"`mask_radius` must be in (0, 0.75] of the box, got {self.mask_radius}")
         if not 0 <= self.lowpass <= 0.5:
-            raise ValueError(f"lowpass must be in [0, 0.5] cycles/pixel (0 = none), got {self.lowpass}")
+            raise InvalidValue(f"`lowpass` must be in [0, 0.5] cycles/pixel (0 = none), got {self.lowpass}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -151,14 +152,14 @@ def z_projections(stack: np.ndarray, thickness: int | None = None, mask_radius: 
     """
     stack = np.asarray(stack)
     if stack.ndim != 4:
-        raise ValueError(f"expected a stack of subtomograms (n, z, y, x), got shape {stack.shape}")
+        raise InvalidValue(f"expected a stack of subtomograms (n, z, y, x), got shape {stack.shape}")
     n, depth, height, width = stack.shape
     if height != width:
-        raise ValueError(f"subtomograms must be square in y and x, got {height} x {width}")
+        raise InvalidValue(f"`subtomograms` must be square in y and x, got {height} x {width}")
     if thickness is None:
         thickness = depth
     if not 1 <= thickness <= depth:
-        raise ValueError(f"thickness must be between 1 and the box depth {depth}, got {thickness}")
+        raise InvalidValue(f"`thickness` must be between 1 and the box depth {depth}, got {thickness}")
     start = (depth - thickness) // 2
     projections = stack[:, start:start + thickness].sum(axis=1, dtype=np.float64)
     return normalise_masked(projections, circular_mask(height, mask_radius)).astype(np.float32)
@@ -491,13 +492,13 @@ def classify2d(
     """
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"expected square images (n, b, b), got shape {images.shape}")
+        raise InvalidValue(f"expected square images (n, b, b), got shape {images.shape}")
     n, size = len(images), images.shape[-1]
     k = config.n_classes
     if n < k:
-        raise ValueError(f"cannot make {k} classes from {n} images: need at least as many images as classes")
+        raise InvalidValue(f"cannot make {k} classes from {n} images: need at least as many images as classes")
     if not np.all(np.isfinite(images)):
-        raise ValueError("images contain NaN or infinite values")
+        raise InvalidValue("images contain NaN or infinite values")
     rng = np.random.default_rng(config.seed)
     total = config.iterations + 2
     mask = circular_mask(size, config.mask_radius)

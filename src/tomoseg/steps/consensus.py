@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tomoseg.errors import InvalidValue
+
 
 class Consensus(NamedTuple):
     """Per-voxel consensus (mean), spread (standard deviation) and disagreement, float32."""
@@ -30,11 +32,11 @@ class Consensus(NamedTuple):
 def consensus_scores(scores: Sequence[np.ndarray], threshold: float = 1.0) -> Consensus:
     """Consensus, spread and disagreement of K >= 2 score maps of one shape."""
     if len(scores) < 2:
-        raise ValueError("a consensus needs at least two score maps")
+        raise InvalidValue("a consensus needs at least two score maps")
     shape = scores[0].shape
     for k, s in enumerate(scores[1:], start=2):
         if s.shape != shape:
-            raise ValueError(f"score map {k} has shape {s.shape}, map 1 has {shape}")
+            raise InvalidValue(f"score map {k} has shape {s.shape}, map 1 has {shape}")
     total = np.zeros(shape, dtype=np.float64)
     squares = np.zeros(shape, dtype=np.float64)
     votes = np.zeros(shape, dtype=np.int32)

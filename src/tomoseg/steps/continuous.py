@@ -29,6 +29,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
+from tomoseg.errors import InvalidValue
 from tomoseg.ops.morphology import binary_closing_ball
 from tomoseg.ops.rotations import angles_from_vectors
 from tomoseg.steps.pick import suppress_close
@@ -51,9 +52,9 @@ class FilamentConfig:
     def __post_init__(self) -> None:
         for name in ("diameter", "spacing"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise InvalidValue(f"`{name}` must be > 0, got {getattr(self, name)}")
         if self.min_length < 0 or self.edge < 0:
-            raise ValueError("min_length and edge must be >= 0")
+            raise InvalidValue("`min_length` and `edge` must be >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,9 +75,9 @@ class MembraneConfig:
     def __post_init__(self) -> None:
         for name in ("spacing", "thickness"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise InvalidValue(f"`{name}` must be > 0, got {getattr(self, name)}")
         if self.min_area < 0 or self.edge < 0:
-            raise ValueError("min_area and edge must be >= 0")
+            raise InvalidValue("`min_area` and `edge` must be >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from tomoseg.errors import InvalidValue
 from tomoseg.ops.binning import bin_volume
 from tomoseg.progress import Progress, report
 
@@ -23,9 +24,9 @@ class ExtractConfig:
 
     def __post_init__(self) -> None:
         if self.box < 4:
-            raise ValueError(f"box must be >= 4 voxels, got {self.box}")
+            raise InvalidValue(f"`box` must be >= 4 voxels, got {self.box}")
         if self.bin < 1:
-            raise ValueError(f"bin must be >= 1, got {self.bin}")
+            raise InvalidValue(f"`bin` must be >= 1, got {self.bin}")
 
     def to_dict(self) -> dict:
         return asdict(self)

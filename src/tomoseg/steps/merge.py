@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tomoseg.errors import InvalidValue
+
 
 def label_dtype(n_features: int) -> np.dtype:
     """Smallest MRC integer type (signed, modes 0 and 1) for labels 0..n_features."""
@@ -20,11 +22,11 @@ def merge_scores(scores: Sequence[np.ndarray], threshold: float = 1.0) -> np.nda
     score reaches ``threshold``. Ties go to the earlier input.
     """
     if len(scores) == 0:
-        raise ValueError("merge needs at least one score map")
+        raise InvalidValue("merge needs at least one score map")
     shape = scores[0].shape
     for k, s in enumerate(scores[1:], start=2):
         if s.shape != shape:
-            raise ValueError(f"score map {k} has shape {s.shape}, map 1 has {shape}")
+            raise InvalidValue(f"score map {k} has shape {s.shape}, map 1 has {shape}")
     best = np.full(shape, -np.inf, dtype=np.float32)
     labels = np.zeros(shape, dtype=label_dtype(len(scores)))
     for k, s in enumerate(scores, start=1):

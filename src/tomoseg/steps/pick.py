@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from tomoseg.errors import InvalidValue
 from tomoseg.types import Picks
 
 
@@ -48,11 +49,11 @@ class PickConfig:
 
     def __post_init__(self) -> None:
         if not self.diameter > 0:
-            raise ValueError(f"diameter must be > 0, got {self.diameter}")
+            raise InvalidValue(f"`diameter` must be > 0, got {self.diameter}")
         for name in ("min_size", "min_distance", "edge"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+                raise InvalidValue(f"`{name}` must be >= 0, got {value}")
 
     @property
     def min_size_a3(self) -> float:
@@ -129,7 +130,7 @@ def find_components_of(scores: np.ndarray, labels: np.ndarray) -> Picks:
     at_peak = values == peak[region]
     _, first = np.unique(region[at_peak], return_index=True)  # regions 1..n, each one's first voxel at its peak
     if len(first) != n:
-        raise ValueError("labels must number non-empty regions 1..max")
+        raise InvalidValue("`labels` must number non-empty regions 1..max")
     zyx = np.stack(np.unravel_index(inside[at_peak][first], scores.shape), axis=1).astype(np.float64)
     return Picks(zyx[:, ::-1].copy(), mass, peak[1:], size.astype(np.int64))
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import ndimage
 
+from tomoseg.errors import InvalidValue
 from tomoseg.ops.binning import bin_volume
 from tomoseg.ops.fourier import gaussian_filter_fourier
 
@@ -38,11 +39,11 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.bin < 1:
-            raise ValueError(f"bin must be >= 1, got {self.bin}")
+            raise InvalidValue(f"`bin` must be >= 1, got {self.bin}")
         for name in ("lowpass", "highpass", "clamp", "resample"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
+                raise InvalidValue(f"`{name}` must be > 0, got {value}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,7 +140,7 @@ def normalise(volume: np.ndarray, clamp: float | None = 3.0) -> np.ndarray:
     mean = float(data.mean(dtype=np.float64))
     sd = float(data.std(dtype=np.float64))
     if not sd > 0:
-        raise ValueError("the volume is constant (standard deviation 0)")
+        raise InvalidValue("the volume is constant (standard deviation 0)")
     out = (data - np.float32(mean)) / np.float32(sd)
     if clamp is not None:
         np.clip(out, -clamp, clamp, out=out)

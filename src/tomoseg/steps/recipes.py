@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
+from tomoseg.errors import InvalidValue
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -54,18 +56,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+            raise InvalidValue(f"`optimizer` must be 'sgd' or 'adam', got {self.optimizer!r}")
         for name in ("epochs", "batch_size", "negative_copies"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InvalidValue(f"`{name}` must be >= 1, got {getattr(self, name)}")
         if self.clip_norm < 0:
-            raise ValueError(f"clip_norm must be >= 0, got {self.clip_norm}")
+            raise InvalidValue(f"`clip_norm` must be >= 0, got {self.clip_norm}")
         if self.imaging_jitter < 0:
-            raise ValueError(f"imaging_jitter must be >= 0, got {self.imaging_jitter}")
+            raise InvalidValue(f"`imaging_jitter` must be >= 0, got {self.imaging_jitter}")
         if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+            raise InvalidValue(f"`warmup` must be >= 0, got {self.warmup}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+            raise InvalidValue(f"`learning_rate` must be > 0, got {self.learning_rate}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,5 +100,5 @@ RECIPES: dict[str, TrainConfig] = {
 def recipe(name: str, **overrides: object) -> TrainConfig:
     """A named recipe with some fields replaced (``None`` values are ignored)."""
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+        raise InvalidValue(f"unknown `recipe` {name!r}; choose one of {', '.join(RECIPES)}")
     return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})

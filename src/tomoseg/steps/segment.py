@@ -8,8 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tomoseg.io.pages import read_slab
-from tomoseg.nn.allocator import keep_freed_memory
+from tomoseg.errors import InvalidValue
 from tomoseg.nn.engines import Engine, OverlapSaveEngine
 from tomoseg.nn.network import INPUT_SCALE, SegNet
 from tomoseg.ops import dihedral
@@ -25,9 +24,10 @@ def prepare_slices(slices: np.ndarray, device: torch.device | str = "cpu") -> to
     boundary). Raises ValueError if the slices hold NaN or infinity.
     """
     if not np.isfinite(slices).all():
-        raise ValueError("the slices contain NaN or infinite values")
+        raise InvalidValue("the slices contain NaN or infinite values")
     ny, nx = slices.shape[-2:]
-    x = torch.as_tensor(np.asarray(slices, dtype=np.float32), device=device)
+    array = np.asarray(slices, dtype=np.float32)
+    x = torch.as_tensor(array if array.flags.writeable else array.copy(), device=device)
     x = (x.unsqueeze(1) if x.ndim == 3 else x) * INPUT_SCALE
     return F.pad(x, (0, nx % 2, 0, ny % 2)) if (nx % 2 or ny % 2) else x
 
@@ -35,7 +35,7 @@ def prepare_slices(slices: np.ndarray, device: torch.device | str = "cpu") -> to
 def check_tta(tta: int) -> None:
     """``tta`` must be 1 to 8 (:mod:`tomoseg.ops.dihedral`); else ValueError naming it."""
     if not (isinstance(tta, int) and 1 <= tta <= dihedral.COUNT):
-        raise ValueError(f"tta must be 1 to {dihedral.COUNT} (rotations by 90 degrees and flips), got {tta}")
+        raise InvalidValue(f"`tta` must be 1 to {dihedral.COUNT} (rotations by 90 degrees and flips), got {tta}")
 
 
 @torch.no_grad()
@@ -75,11 +75,10 @@ def score_slices(
     score about 1) and upsampled x2 (bilinear) back to (y, x).
     Returns float32 (z, y, x).
     """
-    keep_freed_memory()  # the engines' arrays are reused, not mapped afresh (tomoseg.nn.allocator)
     net = net.to(device).eval()
     x = prepare_slices(slices, device)
     if x.shape[1] != net.config.inputs:
-        raise ValueError(f"the network takes {net.config.inputs} slice(s) per output slice (slab context "
+        raise InvalidValue(f"the network takes {net.config.inputs} slice(s) per output slice (slab context "
                          f"{net.config.context}), got {x.shape[1]}")
     return score_prepared(net, amplitude, x, slices.shape[-2:], engine or OverlapSaveEngine(), tta)
 
@@ -87,11 +86,12 @@ def score_slices(
 def slices_with_context(volume: np.ndarray, z0: int, z1: int, context: int) -> np.ndarray:
     """Slices ``z0 .. z1 - 1`` of a (z, y, x) volume as a network with slab context ``context`` takes
     them: (z, y, x) for 0, else (z, 2 context + 1, y, x) with the nearest slice standing in beyond
-    the volume (:mod:`tomoseg.ops.context`). Reads only the slices needed (memory maps are fine)."""
+    the volume (:mod:`tomoseg.ops.context`). Reads only the slices needed (``volume`` may be any
+    array that slices along z: a memory map, :class:`tomoseg.io.pages.Paged`)."""
     if context == 0:
-        return read_slab(volume, z0, z1)
+        return np.asarray(volume[z0:z1])
     lo, hi = max(0, z0 - context), min(volume.shape[0], z1 + context)
-    return with_context(read_slab(volume, lo, hi), z0, z1, context, first=lo, nz=volume.shape[0])
+    return with_context(np.asarray(volume[lo:hi]), z0, z1, context, first=lo, nz=volume.shape[0])
 
 
 SLAB_VOXELS = 1 << 24
@@ -115,16 +115,15 @@ def score_slabs(
 ) -> Iterator[tuple[int, list[np.ndarray]]]:
     """Score a (z, y, x) volume slab by slab with several (network, amplitude) pairs.
 
-    Each slab is read once (from a memory map: its pages are released after
-    reading, so memory does not grow with the volume) and scored by every
-    model. Yields ``(z0, [scores of each model])``; slabs starting at a z0 in
+    Each slab is read once (``volume[lo:hi]``: any array that slices along z; the workflows pass a
+    memory map wrapped in :class:`tomoseg.io.pages.Paged`, which releases the pages of each slab
+    it has copied, so memory does not grow with the volume) and scored by every model. Yields ``(z0, [scores of each model])``; slabs starting at a z0 in
     ``skip`` are neither read nor scored. ``slices_per_batch``: slab thickness
     (default :func:`slab_slices`). ``tta``: test-time augmentation, see :func:`score_prepared`.
     Reports progress per slab (cancellable).
     Raises ValueError naming the slices if they hold NaN or infinity.
     """
     check_tta(tta)
-    keep_freed_memory()  # the engines' arrays are reused, not mapped afresh (tomoseg.nn.allocator)
     engine = engine or OverlapSaveEngine()
     nets = [(net.to(device).eval(), amp) for net, amp in models]
     contexts = sorted({net.config.context for net, _ in nets})
@@ -135,14 +134,14 @@ def score_slabs(
         if z0 not in skip:
             # one read of the slab and its context, then each network's input from it
             lo, hi = max(0, z0 - contexts[-1]), min(nz, z1 + contexts[-1])
-            slab = read_slab(volume, lo, hi)
+            slab = np.asarray(volume[lo:hi])
             inputs = {}
             try:
                 for k in contexts:
                     inputs[k] = prepare_slices(with_context(slab, z0, z1, k, first=lo, nz=nz) if k
                                                else slab[z0 - lo : z1 - lo], device)
             except ValueError as err:
-                raise ValueError(f"slices {z0}-{z1 - 1}: {err}") from None
+                raise InvalidValue(f"slices {z0}-{z1 - 1}: {err}") from None
             yield z0, [score_prepared(net, amp, inputs[net.config.context], slab.shape[1:], engine, tta)
                        for net, amp in nets]
         report(progress, z1, nz, "slices")

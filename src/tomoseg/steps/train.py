@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from tomoseg.errors import TomosegError
-from tomoseg.nn.allocator import keep_freed_memory
 from tomoseg.nn.network import INPUT_SCALE, NetworkConfig, SegNet, init_weights
 from tomoseg.nn.spectral import spectral_forward
 from tomoseg.ops.augment import imaging_jitter
@@ -153,7 +152,6 @@ def train(
     if trainset.tile_size % network.pool:
         raise TomosegError(f"tile size {trainset.tile_size} is not divisible by {network.pool}")
     network = replace(network, context=trainset.context)  # the set's tiles decide the network's input
-    keep_freed_memory()  # each step's arrays are reused, not mapped afresh (tomoseg.nn.allocator)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     net = init_weights(SegNet(network), config.seed).to(device)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from tomoseg.errors import InvalidValue
 from tomoseg.ops.context import check_context, context_indices
 from tomoseg.ops.tiles import cut_tile
 from tomoseg.steps.preprocess import PreprocessConfig
@@ -38,16 +39,16 @@ def make_trainset(
     """
     check_context(context)
     if not boxes:
-        raise ValueError("the box list is empty")
+        raise InvalidValue("the box list is empty")
     if not any(b.positive for b in boxes):
-        raise ValueError("there is no positive box: a network needs tiles that show the feature")
+        raise InvalidValue("there is no positive box: a network needs tiles that show the feature")
     if mask_of is None and any(b.positive for b in boxes):
-        raise ValueError("positive boxes need a mask or label volume")
+        raise InvalidValue("positive boxes need a mask or label volume")
     nz = volume.shape[0]
     tiles, masks = [], []
     for row, box in enumerate(boxes, start=1):
         if not 0 <= box.z < nz:
-            raise ValueError(f"box {row} (x={box.x}, y={box.y}, z={box.z}): z is outside 0..{nz - 1}")
+            raise InvalidValue(f"box {row} (x={box.x}, y={box.y}, z={box.z}): z is outside 0..{nz - 1}")
         try:
             tile = cut_tile(volume[box.z], box.x, box.y, tile_size)
             if context:
@@ -55,11 +56,11 @@ def make_trainset(
                 tile = np.stack([tile if z == box.z else cut_tile(volume[z], box.x, box.y, tile_size)
                                  for z in around])
         except ValueError as err:
-            raise ValueError(f"box {row}: {err}") from None
+            raise InvalidValue(f"box {row}: {err}") from None
         if box.positive:
             mask = cut_tile(mask_of(box.z), box.x, box.y, tile_size) > 0
             if not mask.any():
-                raise ValueError(
+                raise InvalidValue(
                     f"box {row} (x={box.x}, y={box.y}, z={box.z}) is positive but its mask is empty"
                 )
         else:
@@ -87,7 +88,7 @@ def combine_trainsets(sets: Sequence[TrainingSet], tolerance: float = 0.01) -> T
     sees every tile on one scale. Sets of unknown preprocessing combine only with each other.
     """
     if not sets:
-        raise ValueError("no training set to combine")
+        raise InvalidValue("no training set to combine")
     first = sets[0]
     if len(sets) == 1:
         return first
@@ -95,20 +96,20 @@ def combine_trainsets(sets: Sequence[TrainingSet], tolerance: float = 0.01) -> T
     for i, other in enumerate(sets[1:], start=2):
         where = f"training set {i} ({other.source or other.name})"
         if other.name != first.name:
-            raise ValueError(f"{where} is of feature {other.name!r}, set 1 of {first.name!r}: one network learns one "
+            raise InvalidValue(f"{where} is of feature {other.name!r}, set 1 of {first.name!r}: one network learns one "
                              "feature")
         if other.context != first.context:
-            raise ValueError(f"{where} has slab context {other.context}, set 1 {first.context}: one network takes "
+            raise InvalidValue(f"{where} has slab context {other.context}, set 1 {first.context}: one network takes "
                              "one number of slices")
         if other.tile_size != first.tile_size:
-            raise ValueError(f"{where} has {other.tile_size}-pixel tiles, set 1 {first.tile_size}")
+            raise InvalidValue(f"{where} has {other.tile_size}-pixel tiles, set 1 {first.tile_size}")
         if abs(other.voxel_size - first.voxel_size) > tolerance * first.voxel_size:
-            raise ValueError(f"{where} is at {other.voxel_size:g} A per voxel, set 1 at {first.voxel_size:g} A: "
+            raise InvalidValue(f"{where} is at {other.voxel_size:g} A per voxel, set 1 at {first.voxel_size:g} A: "
                              "preprocess both tomograms to one voxel size")
         pre = None if other.preprocessing is None else PreprocessConfig.from_dict(other.preprocessing)
         if (pre is None) != (base is None) or (
                 pre is not None and (not pre.same_filters(base) or pre.invert != base.invert)):
-            raise ValueError(f"{where} comes from a tomogram preprocessed otherwise than set 1's (band-pass, clamp "
+            raise InvalidValue(f"{where} comes from a tomogram preprocessed otherwise than set 1's (band-pass, clamp "
                              f"or contrast: {pre.describe() if pre else 'unknown'} against "
                              f"{base.describe() if base else 'unknown'})")
     return TrainingSet(
@@ -142,12 +143,12 @@ def choose_boxes(
     nz, ny, nx = labels.shape
     half = tile_size // 2
     if ny < tile_size or nx < tile_size:
-        raise ValueError(f"slices of {nx}x{ny} are smaller than one {tile_size}x{tile_size} tile")
+        raise InvalidValue(f"slices of {nx}x{ny} are smaller than one {tile_size}x{tile_size} tile")
     inner = np.zeros(labels.shape, dtype=bool)
     inner[:, half : ny - half + 1, half : nx - half + 1] = True
     zs, ys, xs = np.nonzero((labels == value) & inner)
     if len(zs) == 0:
-        raise ValueError(f"no voxel of label {value} lies where a whole tile fits")
+        raise InvalidValue(f"no voxel of label {value} lies where a whole tile fits")
     order = rng.permutation(len(zs))
     cells = (zs[order] * 4 // nz) * 16 + (ys[order] * 4 // ny) * 4 + (xs[order] * 4 // nx)
     _, first = np.unique(cells, return_index=True)
@@ -167,5 +168,5 @@ def choose_boxes(
         if not (labels[z, y - half : y + half, x - half : x + half] == value).any():
             negatives.append(Box(x, y, z, False))
     if len(negatives) < n_negative:
-        raise ValueError(f"found only {len(negatives)} tiles free of label {value}")
+        raise InvalidValue(f"found only {len(negatives)} tiles free of label {value}")
     return positives + negatives

@@ -42,13 +42,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tomoseg.errors import Cancelled, TomosegError
+from tomoseg.errors import Cancelled, InvalidValue, TomosegError
 from tomoseg.io.atomic import atomic_output
 from tomoseg.io.model_file import load_model
 from tomoseg.io.mrc import read_volume
 from tomoseg.io.particles import FORMATS, extension_of
 from tomoseg.io.resumable import partial_paths
-from tomoseg.nn.allocator import keep_freed_memory
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.nn.threads import available_cores
 from tomoseg.progress import Progress, report, scaled
 from tomoseg.steps.preprocess import PreprocessConfig
@@ -105,9 +105,9 @@ class BatchConfig:
     def __post_init__(self) -> None:
         check_tta(self.tta)
         if self.particle_format not in FORMATS:
-            raise ValueError(f"unknown particle format {self.particle_format!r}; choose one of {', '.join(FORMATS)}")
+            raise InvalidValue(f"unknown `particle_format` {self.particle_format!r}; choose one of {', '.join(FORMATS)}")
         if self.voxel_size is not None and not self.preprocess:
-            raise ValueError("--voxel-size corrects raw tomograms' headers: it needs --preprocess")
+            raise InvalidValue("`voxel_size` corrects raw tomograms' headers: it needs `preprocess`")
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ def _shared_preprocessing(models, model_paths: list[Path]) -> PreprocessConfig:
     first, first_path = models[0], model_paths[0]
     if first.preprocessing is None:
         raise TomosegError(f"{first_path}: the model does not record how its training tomogram was preprocessed; "
-                           "preprocess the tomograms yourself and run batch without --preprocess")
+                           "preprocess the tomograms yourself and run batch without `preprocess`")
     base = PreprocessConfig.from_dict(first.preprocessing)
     for model, path in zip(models[1:], model_paths[1:]):
         other = None if model.preprocessing is None else PreprocessConfig.from_dict(model.preprocessing)
@@ -447,7 +447,7 @@ def _dask_worker_threads() -> int | None:
     ``MALLOC_TRIM_THRESHOLD_``, which turns glibc's adaptive mmap threshold off: every
     array over 128 KiB is then mapped and unmapped again, and ``apply`` ran 2.4x slower
     (docs/benchmarks.md). Training and scoring set the thresholds themselves
-    (:func:`tomoseg.nn.allocator.keep_freed_memory`); it is called here too, for the rest of the task.
+    (:func:`tomoseg.allocator.keep_freed_memory`); it is called here too, for the rest of the task.
     """
     try:
         from distributed import get_worker
@@ -485,9 +485,9 @@ def run_batch(
     ``threads`` defaults to the cores of the node running each tomogram).
     """
     if workers < 1:
-        raise TomosegError(f"--workers must be >= 1, got {workers}")
+        raise InvalidValue(f"`workers` must be >= 1, got {workers}")
     if threads is not None and threads < 1:
-        raise TomosegError(f"--threads must be >= 1, got {threads}")
+        raise InvalidValue(f"`threads` must be >= 1, got {threads}")
     results: list[dict | None] = [None] * len(jobs)
     pending = []
     for i, job in enumerate(jobs):
@@ -629,7 +629,7 @@ def _on_cluster(task, pending: list[int], jobs, address: str, done) -> None:
     try:
         from distributed import Client, as_completed
     except ImportError:
-        raise TomosegError("--scheduler needs the 'distributed' package: pip install 'tomoseg[cluster]'") from None
+        raise TomosegError("`scheduler` needs the 'distributed' package: pip install 'tomoseg[cluster]'") from None
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as err:

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from tomoseg.errors import TomosegError
+from tomoseg.errors import TomosegError, about
 from tomoseg.io.mrc import Volume, read_volume
 from tomoseg.io.pages import read_slab
 from tomoseg.steps.calibrate import calibration_scale, level_from_histogram, score_histogram
@@ -89,9 +89,7 @@ def calibration_scale_of(path: Path_, vol: Volume | None = None, slices_per_batc
     for z0 in range(0, vol.data.shape[0], slices_per_batch):
         counts = counts + score_histogram(read_slab(vol.data, z0, min(vol.data.shape[0], z0 + slices_per_batch)))
     level = level_from_histogram(counts)
-    try:
+    with about(path):
         scale = calibration_scale(level, reference)
-    except ValueError as err:
-        raise TomosegError(f"{path}: {err}") from None
     return scale, (f"{path}: calibrated: scores divided by {scale:.3g} (level {level:.3g} here, "
                    f"{reference:.3g} on the training tiles)")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tomoseg.errors import TomosegError
+from tomoseg.errors import InvalidValue, TomosegError, about
 from tomoseg.io.atomic import atomic_directory, check_folder, check_writable
 from tomoseg.io.mrc import check_finite, read_volume, write_volume
 from tomoseg.io.particles import read_particles, write_particles
@@ -54,11 +54,8 @@ def pick_config(mode: str, threshold: float = 1.0, edge: float = 0.0, **options)
     given = {k: v for k, v in options.items() if v is not None}
     for name in given:
         if name not in PICK_OPTIONS[mode]:
-            raise TomosegError(f"{name} does not apply to {mode} picking")
-    try:
-        return _PICK_CONFIGS[mode](threshold=threshold, edge=edge, **given)
-    except ValueError as err:
-        raise TomosegError(str(err)) from None
+            raise InvalidValue(f"`{name}` does not apply to {mode} picking")
+    return _PICK_CONFIGS[mode](threshold=threshold, edge=edge, **given)
 
 
 def pick_scores(scores: np.ndarray, voxel_size: float, config: PickMode = PickConfig()) -> Picks:
@@ -92,7 +89,7 @@ def pick_file(
     check_writable(output_path, inputs=(scores_path,), overwrite=overwrite)
     vol = read_volume(scores_path)
     if label is None:
-        require_score_map(scores_path, vol, hint="choose the label to pick with --label N")
+        require_score_map(scores_path, vol, hint="choose the label to pick with `label` N")
         scores = np.asarray(vol.data, dtype=np.float32)
         if scale is not None:
             scores = scores / np.float32(scale)
@@ -118,7 +115,7 @@ def export_file(input_path: Path_, output_path: Path_, format: str | None = None
         shape = meta.get("shape") or (0, 0, 0)
         voxel = meta.get("voxel_size") or 0.0
         if not voxel:
-            raise TomosegError(f"{input_path}: the file does not say the voxel size; pass --tomogram")
+            raise TomosegError(f"{input_path}: the file does not say the voxel size; give the `tomogram`")
         info = TomogramInfo(meta.get("tomo_name") or Path(input_path).stem, float(voxel), tuple(shape))
     write_particles(output_path, picks, info, format)
     return picks
@@ -173,15 +170,13 @@ def classify_file(star_path: Path_, output_dir: Path_, config=None, keep: list[i
     stack, table, voxel = read_subtomograms(star_path)
     sources = image_files(star_path, table)
     check_folder(output_dir, overwrite, (star_path, *sources))
-    try:
+    with about(star_path):
         images = z_projections(stack, thickness)
         result = classify2d(images, config, progress)
-    except ValueError as err:
-        raise TomosegError(f"{star_path}: {err}") from None
     if keep is not None:
         bad = [k for k in keep if not 0 <= k < len(result.counts)]
         if bad:
-            raise TomosegError(f"--keep: no class {bad[0]} (classes are 0..{len(result.counts) - 1})")
+            raise TomosegError(f"`keep`: no class {bad[0]} (classes are 0..{len(result.counts) - 1})")
     kept = np.ones(len(table), bool) if keep is None else np.isin(result.labels, keep)
     out = Path(output_dir)
     with atomic_directory(out, overwrite=overwrite, inputs=(star_path, *sources)) as tmp:
@@ -246,11 +241,9 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
     if use_angles:
         config = replace(config, global_iterations=0)
     t0 = time.perf_counter()
-    try:
+    with about(star_path):
         result = refine(stack, voxel, config, reference=ref, start_angles=start, progress=progress,
                         device=torch_device)
-    except ValueError as err:
-        raise TomosegError(f"{star_path}: {err}") from None
     seconds = time.perf_counter() - t0
     bin_ = table["tsBin"].to_numpy(float) if "tsBin" in table else np.ones(len(table))
     source_voxel = table["rlnTomoTiltSeriesPixelSize"].to_numpy(float) if "rlnTomoTiltSeriesPixelSize" in table else None

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tomoseg.errors import TomosegError
+from tomoseg.errors import InvalidValue, TomosegError, about
 from tomoseg.io.atomic import check_writable
 from tomoseg.io import safetensors_file
 from tomoseg.io.boxes import read_boxes
 from tomoseg.io.model_file import load_model, save_model
 from tomoseg.io.mrc import Volume, check_finite, create_volume, header_label, read_volume, volume_format, write_volume
-from tomoseg.io.pages import read_slab, release_pages
+from tomoseg.io.pages import Paged, read_slab, release_pages
 from tomoseg.io.resumable import resumable_volume
 from tomoseg.io.trainset_file import load_trainset, save_trainset
 from tomoseg.nn.device import resolve_device
@@ -65,10 +65,8 @@ def preprocess_file(
         warnings.warn(f"{input_path}: {problem}")
     check_finite(input_path, raw.data)
     report(progress, 0, 2, "filtering")
-    try:
+    with about(input_path):
         data = preprocess(raw.data, raw.voxel_size, config, workers=workers)
-    except ValueError as err:
-        raise TomosegError(f"{input_path}: {err}") from None
     report(progress, 1, 2, "writing")
     out_size = config.output_voxel_size(raw.voxel_size)
     labels = preprocess_labels(config)
@@ -129,14 +127,11 @@ def trainset_file(
 ) -> None:
     """Cut a training set from a preprocessed tomogram, a box list and a label or mask volume.
     ``context``: slab context K, tiles of 2K + 1 slices (:mod:`tomoseg.ops.context`)."""
-    try:
-        check_context(context)
-    except ValueError as err:
-        raise TomosegError(str(err)) from None
+    check_context(context)
     if (labels is None) == (masks is None):
-        raise TomosegError("give exactly one of --labels (with --value) or --masks")
+        raise TomosegError("give exactly one of `labels` (with `value`) or `masks`")
     if labels is not None and value is None:
-        raise TomosegError(f"{labels}: --value is needed to choose the label")
+        raise TomosegError(f"{labels}: `value` is needed to choose the label")
     check_writable(output_path, inputs=(tomogram, boxes_path, labels or masks), overwrite=overwrite)
     tomo = read_volume(tomogram)
     boxes = read_boxes(boxes_path)
@@ -145,13 +140,11 @@ def trainset_file(
         warnings.warn(f"{tomogram}: not preprocessed by tomoseg; apply the model only to tomograms prepared the same way")
     mask_of = _mask_source(labels if labels is not None else masks, tomo, value if labels is not None else None)
     default_name = f"label{value}" if labels is not None else Path(masks).stem
-    try:
+    with about(boxes_path):
         trainset = make_trainset(
             tomo.data, boxes, mask_of, name or default_name, tomo.voxel_size,
             None if pre is None else pre.to_dict(), source=str(tomogram), context=context,
         )
-    except ValueError as err:
-        raise TomosegError(f"{boxes_path}: {err}") from None
     if not np.all(np.isfinite(trainset.tiles)):
         raise TomosegError(f"{tomogram}: contains NaN or infinite values inside the boxes")
     save_trainset(output_path, trainset)
@@ -178,10 +171,8 @@ def train_file(
     check_writable(output_path, inputs=paths, overwrite=overwrite)
     torch_device = _device(device)
     sets = [load_trainset(p) for p in paths]
-    try:
+    with about(f"{paths[0]} and the other sets cannot train one network"):
         trainset = combine_trainsets(sets)
-    except ValueError as err:
-        raise TomosegError(f"{paths[0]} and the other sets cannot train one network: {err}") from None
     with torch_threads(threads):
         result = train(trainset, config, progress=progress, device=torch_device, on_epoch=on_epoch)
     records = [{"path": str(p), "source": t.source, "n_positive": t.n_positive, "n_negative": t.n_negative}
@@ -214,14 +205,14 @@ def check_compatible(model: Model, model_path: Path_, tomo: Volume, tomo_path: P
     ``force``: go on despite a mismatch, but warn once for each mismatch forced (never silently)."""
     def mismatch(message: str, remedy: str) -> None:
         if not force:
-            raise TomosegError(f"{message}; {remedy}, or pass --force")
-        warnings.warn(f"--force: {message}; applying anyway")
+            raise TomosegError(f"{message}; {remedy}, or accept it with `force`")
+        warnings.warn(f"`force`: {message}; applying anyway")
 
     ratio = tomo.voxel_size / model.voxel_size
     if abs(ratio - 1) > VOXEL_SIZE_TOLERANCE:
         mismatch(f"{tomo_path}: voxel size {tomo.voxel_size:g} A differs from the model's {model.voxel_size:g} A "
                  f"({ratio:.3g}x; {model_path})",
-                 f"preprocess it with --resample {model.voxel_size:g} (or --bin)")
+                 f"preprocess it with `resample` {model.voxel_size:g} (or `bin`)")
     pre = preprocessing_of(tomo, tomo_path)
     if pre is None:
         warnings.warn(f"{tomo_path}: not preprocessed by tomoseg; the model expects {_describe(model)}")
@@ -303,18 +294,15 @@ def apply_files(
     if outputs is None:
         outputs = apply_outputs(model_paths, tomogram, output)
     elif len(outputs) != len(model_paths):
-        raise ValueError("apply_files needs one output path per model")
+        raise InvalidValue("apply_files needs one output path per model")
     outputs = [Path(o) for o in outputs]
     inputs = (tomogram, *model_paths)
     for out in outputs:
         check_writable(out, inputs=inputs, overwrite=overwrite)
     torch_device = _device(device)
     if slices_per_batch is not None and slices_per_batch < 1:
-        raise TomosegError(f"--slices must be >= 1, got {slices_per_batch}")
-    try:
-        check_tta(tta)
-    except ValueError as err:
-        raise TomosegError(str(err)) from None
+        raise InvalidValue(f"`slices_per_batch` must be >= 1, got {slices_per_batch}")
+    check_tta(tta)
     models = [_load_model(p, tomogram) for p in model_paths]
     tomo = read_volume(tomogram, voxel_size=voxel_size)
     widest = max(m.net.config.inputs for m in models)  # slab context: each slab is read with it
@@ -339,14 +327,12 @@ def apply_files(
             outs.append(stack.enter_context(resumable_volume(
                 out, tomo.data.shape, np.float32, tomo.voxel_size, tomo.origin, labels, fingerprint, resume)))
         done = frozenset.intersection(*(o.done for o in outs))
-        try:
-            slabs = score_slabs([(m.net, m.amplitude) for m in models], tomo.data, get_engine(engine),
+        with about(tomogram):
+            slabs = score_slabs([(m.net, m.amplitude) for m in models], Paged(tomo.data), get_engine(engine),
                                 torch_device, slices_per_batch, skip=done, progress=progress, tta=tta)
             for z0, scores in slabs:
                 for o, s in zip(outs, scores):
                     o.write(z0, s)
-        except ValueError as err:
-            raise TomosegError(f"{tomogram}: {err}") from None
     return outputs
 
 
@@ -367,10 +353,7 @@ def apply_file(model_path: Path_, tomogram: Path_, output_path: Path_, **options
 
 
 def _device(name: str):
-    try:
-        return resolve_device(name)
-    except ValueError as err:
-        raise TomosegError(f"--device: {err}") from None
+    return resolve_device(name)
 
 
 @contextlib.contextmanager
@@ -380,7 +363,7 @@ def torch_threads(threads: int | None):
     import torch
 
     if threads is not None and threads < 1:
-        raise TomosegError(f"--threads must be >= 1, got {threads}")
+        raise InvalidValue(f"`threads` must be >= 1, got {threads}")
     threads = threads or available_cores()
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -417,7 +400,7 @@ def merge_files(
     if not score_paths:
         raise TomosegError("merge needs at least one score map")
     if scales is not None and len(scales) != len(score_paths):
-        raise ValueError("merge_files needs one scale per score map")
+        raise InvalidValue("merge_files needs one scale per score map")
     check_writable(output_path, inputs=tuple(score_paths), overwrite=overwrite)
     maps = _same_grid_maps(score_paths)
     first = maps[0]
