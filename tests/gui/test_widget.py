@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tomoseg.gui.project import Project
+from tomoseg.workflows.project import Project
 from tomoseg.io.mrc import header_label, write_volume
 from tomoseg.steps.preprocess import PreprocessConfig
 from tomoseg.steps.trainset import choose_boxes

@@ -48,16 +48,20 @@ def _trainset(args: argparse.Namespace) -> None:
     _say(args, f"wrote {args.output}")
 
 
-def _train(args: argparse.Namespace) -> None:
-    from tomoseg.workflows import train_file
-
-    config = recipe(
+def _recipe_of(args: argparse.Namespace):
+    return recipe(
         args.recipe, epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr,
         seed=args.seed, l1=args.l1, negative_copies=args.copies, optimizer=args.optimizer,
         momentum=args.momentum, positive_weight=args.positive_weight, warmup=args.warmup,
         clip_negatives=args.clip_negatives, lr_decay=args.lr_decay, clip_norm=args.clip_norm,
         imaging_jitter=args.imaging_jitter,
     )
+
+
+def _train(args: argparse.Namespace) -> None:
+    from tomoseg.workflows import train_file
+
+    config = _recipe_of(args)
     with progress_bar("train", unit="batch", quiet=args.quiet) as bar:
         model = train_file(args.trainsets, args.output, config, name=args.name, colour=args.colour, progress=bar,
                            device=args.device, threads=args.threads, overwrite=args.overwrite)
@@ -228,9 +232,123 @@ def _demo(args: argparse.Namespace) -> None:
     _say(args, summary)
 
 
+# -- tomoseg project ... -----------------------------------------------------------------------------
+def _project_create(args: argparse.Namespace) -> None:
+    from tomoseg.workflows.project import Project
+
+    project = Project.create(args.folder, args.tomogram, voxel_size=args.voxel_size)
+    for name in args.feature or ():
+        project.add_feature(name)
+    project.save()
+    _say(args, f"created {args.folder} for {project.tomogram} "
+               f"({'x'.join(map(str, project.volume.data.shape[::-1]))} voxels at {project.volume.voxel_size:g} A)")
+
+
+def _project_show(args: argparse.Namespace) -> None:
+    import json
+
+    from tomoseg.workflows.project import Project
+
+    project = Project.open(args.folder)
+    summary = project.summary()
+    if args.json:
+        if args.boxes:
+            for f in summary["features"]:
+                f["boxes"] = [[b.x, b.y, b.z, "positive" if b.positive else "negative"]
+                              for b in project.features[f["name"]].boxes]
+        print(json.dumps(summary, indent=1))
+        return
+    print(f"{summary['tomogram']}: {'x'.join(map(str, summary['shape_zyx'][::-1]))} voxels at "
+          f"{summary['voxel_size']:g} A, {'preprocessed' if summary['preprocessed'] else 'not preprocessed'}")
+    if not summary["features"]:
+        print("no feature yet: tomoseg project add-feature FOLDER NAME")
+    for f in summary["features"]:
+        outputs = ", ".join(kind for kind in ("model", "scores") if f[kind]) or "no model yet"
+        print(f"  {f['value']} {f['name']} ({f['colour']}): {f['positive']} positive, {f['negative']} negative "
+              f"boxes, {f['painted_voxels']} painted voxels; {outputs}")
+        if args.boxes:
+            for b in project.features[f["name"]].boxes:
+                print(f"      x={b.x} y={b.y} z={b.z} {'positive' if b.positive else 'negative'}")
+
+
+def _project_add_feature(args: argparse.Namespace) -> None:
+    from tomoseg.workflows.project import Project
+
+    project = Project.open(args.folder)
+    feature = project.add_feature(args.name, args.colour)
+    project.save()
+    _say(args, f"{args.folder}: feature {feature.name!r} added (value {feature.value}, {feature.colour})")
+
+
+def _project_import_boxes(args: argparse.Namespace) -> None:
+    from tomoseg.workflows.project import Project, import_boxes_file
+
+    project = Project.open(args.folder)
+    added = import_boxes_file(project, args.feature, args.boxes)
+    f = project.features[args.feature]
+    _say(args, f"{args.folder}: {added} box(es) added to {args.feature!r} "
+               f"(now {f.n_positive} positive, {f.n_negative} negative)")
+
+
+def _project_import_masks(args: argparse.Namespace) -> None:
+    from tomoseg.workflows.project import Project, import_masks_file
+
+    project = Project.open(args.folder)
+    painted = import_masks_file(project, args.feature, args.volume, value=args.value)
+    _say(args, f"{args.folder}: {painted} voxels of {args.feature!r} painted from {args.volume}")
+
+
+def _project_trainset(args: argparse.Namespace) -> None:
+    from tomoseg.workflows.project import Project, save_feature_trainset
+
+    project = Project.open(args.folder)
+    path = save_feature_trainset(project, args.feature, args.output, context=args.context, overwrite=args.overwrite)
+    _say(args, f"wrote {path}")
+
+
+def _project_train(args: argparse.Namespace) -> None:
+    from tomoseg.workflows.project import Project, train_feature
+
+    config = _recipe_of(args)
+    project = Project.open(args.folder)
+    with progress_bar("train", unit="batch", quiet=args.quiet) as bar:
+        model = train_feature(project, args.feature, config, context=args.context, progress=bar,
+                              device=args.device, threads=args.threads)
+    losses = model.training["losses"]
+    _say(args, f"wrote {project.path('model', args.feature)}: loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
+               f"amplitude {model.amplitude:.3g}")
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     if not args.quiet:
         print(text)
+
+
+def _recipe_options(p: argparse.ArgumentParser) -> None:
+    """The training recipe and its settings (``tomoseg train``, ``tomoseg project train``)."""
+    p.add_argument("--recipe", default="default", choices=list(RECIPES),
+                   help=f"training recipe (default: default): {_recipes_help()}; the options below change one "
+                        "setting of it")
+    p.add_argument("--epochs", type=int, help="passes over the training set")
+    p.add_argument("--batch", type=int, help="minibatch size")
+    p.add_argument("--lr", type=float, help="learning rate of the first epoch")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], help="optimiser")
+    p.add_argument("--l1", type=float, help="L1 weight decay on the kernels")
+    p.add_argument("--copies", type=int, help="rotated copies of each negative tile")
+    p.add_argument("--momentum", type=float, help="SGD momentum (the paper: 0)")
+    p.add_argument("--positive-weight", type=float, help="weight of feature pixels in the loss (the paper: 1)")
+    p.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch (the paper: 0.9)")
+    p.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up (the paper: 0)")
+    p.add_argument("--clip-norm", type=float,
+                   help="largest gradient norm per step, larger ones are scaled down; 0: off (the paper: off)")
+    p.add_argument("--imaging-jitter", type=float, metavar="S",
+                   help="augment each sample as if imaged otherwise (contrast, blur or sharpening, noise, offset; "
+                        "strength S, e.g. 1; 0: off, the paper's); for networks meant for tomograms taken under "
+                        "other conditions (docs/accuracy.md, transfer)")
+    p.add_argument("--clip-negatives", action=argparse.BooleanOptionalAction, default=None,
+                   help="clip the output at 1 on background pixels too, as the paper does "
+                        "(--no-clip-negatives: only on the feature)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(func=func)
+        if func is None:  # a group of actions (tomoseg project ...): they add their own options
+            return p
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
         if overwrite:
             p.add_argument("--overwrite", action="store_true", help=overwrite)
@@ -290,33 +410,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training-set file(s) (from 'tomoseg trainset'); several (other tomograms or annotators, "
                         "same feature, voxel size and preprocessing) train one network on all their tiles")
     p.add_argument("-o", "--output", required=True, help="model file")
-    p.add_argument("--recipe", default="default", choices=list(RECIPES),
-                   help=f"training recipe (default: default): {_recipes_help()}; the options below change one "
-                        "setting of it")
-    p.add_argument("--epochs", type=int, help="passes over the training set")
-    p.add_argument("--batch", type=int, help="minibatch size")
-    p.add_argument("--lr", type=float, help="learning rate of the first epoch")
-    p.add_argument("--optimizer", choices=["sgd", "adam"], help="optimiser")
-    p.add_argument("--l1", type=float, help="L1 weight decay on the kernels")
-    p.add_argument("--copies", type=int, help="rotated copies of each negative tile")
-    p.add_argument("--momentum", type=float, help="SGD momentum (the paper: 0)")
-    p.add_argument("--positive-weight", type=float, help="weight of feature pixels in the loss (the paper: 1)")
-    p.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch (the paper: 0.9)")
-    p.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up (the paper: 0)")
-    p.add_argument("--clip-norm", type=float,
-                   help="largest gradient norm per step, larger ones are scaled down; 0: off (the paper: off)")
-    p.add_argument("--imaging-jitter", type=float, metavar="S",
-                   help="augment each sample as if imaged otherwise (contrast, blur or sharpening, noise, offset; "
-                        "strength S, e.g. 1; 0: off, the paper's); for networks meant for tomograms taken under "
-                        "other conditions (docs/accuracy.md, transfer)")
-    p.add_argument("--clip-negatives", action=argparse.BooleanOptionalAction, default=None,
-                   help="clip the output at 1 on background pixels too, as the paper does "
-                        "(--no-clip-negatives: only on the feature)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    _recipe_options(p)
     p.add_argument("--name", help="feature name (default: the training set's)")
     p.add_argument("--colour", help="display colour, e.g. '#ffcc00'")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--threads", type=int, help=THREADS_HELP)
+
+    p = command("project", "Annotation projects (what the napari dock edits) from the command line.", None,
+                ["tomoseg project create proj pre.mrc --feature membrane",
+                 "tomoseg project import-boxes proj membrane boxes.csv",
+                 "tomoseg project import-masks proj membrane labels.mrc --value 1",
+                 "tomoseg project show proj",
+                 "tomoseg project train proj membrane --recipe fast"], overwrite=None)
+    actions = p.add_subparsers(dest="project_command", required=True, metavar="ACTION")
+
+    def action(name: str, help: str, func) -> argparse.ArgumentParser:
+        q = actions.add_parser(name, help=help, description=help)
+        q.set_defaults(func=func)
+        q.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+        q.add_argument("folder", help="project folder (docs/projects.md)")
+        return q
+
+    q = action("create", "Create a project for a tomogram (preprocess it first: tomoseg preprocess).", _project_create)
+    q.add_argument("tomogram", help="the (preprocessed) tomogram to annotate (MRC or TIFF)")
+    q.add_argument("--voxel-size", type=float, help="voxel size in A, if the header's is missing or wrong")
+    q.add_argument("--feature", nargs="+", metavar="NAME", help="features to add at once")
+    q = action("show", "List the project's features, their boxes, painted voxels and outputs.", _project_show)
+    q.add_argument("--boxes", action="store_true", help="list every box too")
+    q.add_argument("--json", action="store_true", help="as JSON")
+    q = action("add-feature", "Add a feature.", _project_add_feature)
+    q.add_argument("name", help="1-60 letters, digits, '_', '-' or '.'")
+    q.add_argument("--colour", help="display colour, e.g. '#ffcc00' (default: the next of the palette)")
+    q = action("import-boxes", "Add boxes from a CSV (x,y,z,kind) to a feature (created if missing).",
+               _project_import_boxes)
+    q.add_argument("feature")
+    q.add_argument("boxes", help="CSV with header x,y,z,kind (positive|negative), voxels")
+    q = action("import-masks", "Paint a feature from a mask or label volume on the tomogram's grid.",
+               _project_import_masks)
+    q.add_argument("feature")
+    q.add_argument("volume", help="mask (nonzero = feature) or label volume (with --value), MRC or TIFF")
+    q.add_argument("--value", type=int, help="the feature's value in a label volume")
+    q = action("trainset", "Write a feature's training set (its boxes and painted masks).", _project_trainset)
+    q.add_argument("feature")
+    q.add_argument("-o", "--output", help="training-set file (default: the project's trainsets/FEATURE.trainset)")
+    q.add_argument("--context", type=int, default=0, metavar="K", help="slab context: tiles of 2K+1 slices")
+    q.add_argument("--overwrite", action="store_true", help=OVERWRITE)
+    q = action("train", "Train a feature's network; saves models/FEATURE.model in the project (replacing one).",
+               _project_train)
+    q.add_argument("feature")
+    q.add_argument("--context", type=int, default=0, metavar="K", help="slab context: tiles of 2K+1 slices")
+    _recipe_options(q)
+    q.add_argument("--device", default="auto", help=DEVICE_HELP)
+    q.add_argument("--threads", type=int, help=THREADS_HELP)
 
     p = command("apply", "Apply a model to a preprocessed tomogram: a normalised score map.", _apply,
                 ["tomoseg apply membrane.model pre.mrc -o membrane.mrc",
@@ -535,10 +680,12 @@ def flag_words(parser: argparse.ArgumentParser) -> Callable[[str], str]:
     return lambda field: flags.get(RENAMED.get(field, field), flags.get(field, field))
 
 
-def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub-)subcommand's parser that parsed ``args`` (``tomoseg project train`` -> train's)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return action.choices.get(command, parser)
+            chosen = action.choices.get(getattr(args, action.dest, None))
+            return parser if chosen is None else _command_parser(chosen, args)
     return parser
 
 
@@ -546,7 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    words = flag_words(_command_parser(parser, args.command))
+    words = flag_words(_command_parser(parser, args))
 
     def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"tomoseg: warning: {TomosegError(str(message)).in_words(words)}", file=sys.stderr)

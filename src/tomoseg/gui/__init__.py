@@ -1,5 +1,5 @@
 """The napari plugin (``pip install "tomoseg[gui]"``): reader and dock widget.
 
-:mod:`tomoseg.gui.project` and :mod:`tomoseg.gui.jobs` need no Qt; the widget
+:mod:`tomoseg.workflows.project` and :mod:`tomoseg.gui.jobs` need no Qt; the widget
 (:mod:`tomoseg.gui.widget`) imports napari and Qt.
 """

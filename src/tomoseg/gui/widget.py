@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 
 from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.gui.jobs import Job
-from tomoseg.gui.project import Project
+from tomoseg.workflows.project import Project
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.nn.threads import share_cores_politely
 from tomoseg.ops.context import MAX_CONTEXT
@@ -602,24 +602,20 @@ class TomosegWidget(QWidget):
     def train(self) -> bool:
         """Train the active feature's network in the background; saves trainset and model."""
         def act():
-            from tomoseg.io.trainset_file import save_trainset
             from tomoseg.steps.recipes import recipe
-            from tomoseg.workflows import train_file
+            from tomoseg.workflows.project import save_feature_trainset, train_feature
 
             project = self._need_project()
             name = self._need_feature()
-            trainset = project.trainset(name, context=self.context.value())
-            project.save()
-            set_path, model_path = project.path("trainset", name), project.path("model", name)
-            save_trainset(set_path, trainset)
             config = recipe(self.recipe.currentText(), epochs=self.epochs.value() or None,
                             imaging_jitter=self.jitter.value() or None)
-            colour = project.features[name].colour
+            # the set is cut here, on the Qt thread: painting on while it trains changes nothing
+            set_path = save_feature_trainset(project, name, context=self.context.value())
             self.losses = []
 
             def work(progress):
-                return train_file(set_path, model_path, config, name=name, colour=colour, progress=progress,
-                                  device="auto", on_epoch=lambda _e, loss: self.losses.append(loss), overwrite=True)
+                return train_feature(project, name, config, trainset_path=set_path, progress=progress,
+                                     on_epoch=lambda _e, loss: self.losses.append(loss))
 
             def done(model):
                 self._draw_losses()

@@ -5,9 +5,10 @@ import pytest
 
 from tomoseg.errors import Cancelled, TomosegError, VoxelSizeMissing
 from tomoseg.gui.jobs import Job
-from tomoseg.gui.project import Project
+from tomoseg.workflows.project import Project
 from tomoseg.io.mrc import header_label, write_volume
 from tomoseg.steps.preprocess import PreprocessConfig
+from tomoseg.types import Box
 
 
 @pytest.fixture
@@ -124,3 +125,49 @@ def test_a_tomogram_without_voxel_size_takes_the_given_one(tmp_path, small_pre, 
     assert q.volume.voxel_size == 8.0 and q.voxel_size_given == 8.0
     q.use_tomogram(tomo_path)  # a file with its own voxel size: that one counts
     assert q.volume.voxel_size == pytest.approx(10.0) and q.voxel_size_given is None
+
+
+def test_the_command_line_builds_and_trains_a_project_without_a_display(tmp_path, tomo_path, small_tomo, capsys):
+    """tomoseg project: create, import boxes and masks, show, export the set, train (no Qt)."""
+    from tomoseg.cli.main import main
+    from tomoseg.io.boxes import write_boxes
+    from tomoseg.io.model_file import load_model
+    from tomoseg.io.trainset_file import load_trainset
+    from tomoseg.steps.trainset import choose_boxes
+
+    boxes = choose_boxes(small_tomo.labels, 3, n_positive=4, n_negative=8, seed=1)
+    write_boxes(tmp_path / "boxes.csv", boxes)
+    write_volume(tmp_path / "labels.mrc", small_tomo.labels.astype(np.int16), 10.0)
+    proj = str(tmp_path / "proj")
+    assert main(["project", "create", proj, str(tomo_path), "--feature", "membrane"]) == 0
+    assert main(["project", "import-boxes", proj, "particle", str(tmp_path / "boxes.csv")]) == 0
+    assert main(["project", "import-boxes", proj, "particle", str(tmp_path / "boxes.csv")]) == 0  # no duplicates
+    assert main(["project", "import-masks", proj, "particle", str(tmp_path / "labels.mrc"), "--value", "3"]) == 0
+    capsys.readouterr()
+    assert main(["project", "show", proj]) == 0
+    shown = capsys.readouterr().out
+    painted = int((small_tomo.labels == 3).sum())
+    assert "particle" in shown and "4 positive, 8 negative boxes" in shown and f"{painted} painted voxels" in shown
+    assert main(["project", "trainset", proj, "particle", "-o", str(tmp_path / "p.set")]) == 0
+    trainset = load_trainset(tmp_path / "p.set")
+    assert trainset.n_positive == 4 and len(trainset.tiles) == 12 and trainset.name == "particle"
+    # the masks in the set are the labels under each positive box
+    h = trainset.tile_size // 2
+    for (x, y, z), positive, mask in zip(trainset.boxes, trainset.positive, trainset.masks):
+        if positive:
+            np.testing.assert_array_equal(mask > 0, small_tomo.labels[z, y - h:y + h, x - h:x + h] == 3)
+    assert main(["project", "train", proj, "particle", "--recipe", "fast", "--epochs", "1", "-q"]) == 0
+    model = load_model(tmp_path / "proj" / "models" / "particle.model")
+    assert model.name == "particle" and model.voxel_size == pytest.approx(10.0)
+    # bad input: one line naming the problem, the project unchanged
+    before = (tmp_path / "proj" / "project.json").read_text()
+    write_boxes(tmp_path / "out.csv", [Box(2, boxes[0].y, boxes[0].z, True)])
+    capsys.readouterr()
+    assert main(["project", "import-boxes", proj, "particle", str(tmp_path / "out.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "sticks out of the tomogram" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "proj" / "project.json").read_text() == before
+    assert main(["project", "train", proj, "particle", "--lr", "-1"]) == 2
+    assert "--lr must be > 0" in capsys.readouterr().err
+    assert main(["project", "show", str(tmp_path / "nowhere")]) == 2
+    assert "not a tomoseg project" in capsys.readouterr().err

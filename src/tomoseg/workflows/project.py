@@ -1,7 +1,8 @@
 """An annotation project: one tomogram, its features, their boxes, masks, models and outputs.
 
-Pure Python (no Qt): the napari widget edits a :class:`Project`, and the same
-object can be scripted or tested without a screen. A project is a small folder::
+A workflow without Qt: the napari dock edits a :class:`Project`, ``tomoseg project`` does the same
+from the command line, and scripts and tests use it without a screen. A project is a small folder
+(its format: ``docs/projects.md``)::
 
     PROJECT/
       project.json        tomogram path, voxel size, features (name, colour, label value, boxes, outputs)
@@ -18,20 +19,35 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tomoseg.errors import TomosegError, VoxelSizeMissing
-from tomoseg.io.atomic import atomic_output
+from tomoseg.io.atomic import atomic_output, check_writable
+from tomoseg.io.boxes import read_boxes
 from tomoseg.io.mrc import Volume, read_volume
+from tomoseg.io.trainset_file import save_trainset
+from tomoseg.progress import Progress
+from tomoseg.steps.recipes import TrainConfig
 from tomoseg.steps.trainset import TILE_SIZE, make_trainset
 from tomoseg.types import Box, TrainingSet
+
+if TYPE_CHECKING:
+    from tomoseg.nn.model import Model
+
+# torch is loaded by the first training or scoring, not by opening a project: the dock sets how
+# waiting threads behave before that (tomoseg.nn.threads); so pipeline is imported where used.
 
 PROJECT_FORMAT = 1
 PROJECT_FILE = "project.json"
 MASKS_FILE = "masks.npz"
+_PATHS = {"trainset": "trainsets/{name}.trainset", "model": "models/{name}.model", "scores": "scores/{name}.mrc",
+          "picks": "picks/{name}.csv", "merged": "merged.mrc"}
+"""Where a project keeps its outputs (docs/projects.md)."""
 DEFAULT_COLOURS = ("#ffcc00", "#00c8ff", "#ff4d6d", "#7cfc00", "#c080ff", "#ff9f40", "#40e0d0", "#ff66cc")
 
 
@@ -271,6 +287,46 @@ class Project:
                 self.masks[z, y - h : y + h, x - h : x + h][mask > 0] = feature.value
         return feature
 
+    def add_boxes(self, name: str, boxes: list[Box]) -> int:
+        """Add boxes to a feature (created if missing), all or none: a box that sticks out of the
+        tomogram is refused, naming it. Boxes the feature has already are not added twice.
+        Returns how many were added."""
+        feature = self.features.get(name) or self.add_feature(name)
+        for b in boxes:
+            if not self.box_fits(b.x, b.y, b.z):
+                raise TomosegError(f"a {TILE_SIZE} x {TILE_SIZE} box at x={b.x}, y={b.y}, z={b.z} sticks out of "
+                                   f"the tomogram ({'x'.join(map(str, self.volume.data.shape[::-1]))} voxels)")
+        new = [b for b in dict.fromkeys(boxes) if b not in feature.boxes]
+        feature.boxes.extend(new)
+        return len(new)
+
+    def paint(self, name: str, mask: np.ndarray) -> int:
+        """Paint a feature (created if missing) wherever ``mask`` (z, y, x, the tomogram's shape) is
+        true, over what was painted there before. Returns the voxels painted."""
+        if mask.shape != self.masks.shape:
+            raise TomosegError(f"a mask of shape {mask.shape} does not fit the tomogram's {self.masks.shape}")
+        feature = self.features.get(name) or self.add_feature(name)
+        self.masks[mask] = feature.value
+        return int(np.count_nonzero(mask))
+
+    def painted_voxels(self, name: str) -> int:
+        return int(np.count_nonzero(self.masks == self._feature(name).value))
+
+    def summary(self) -> dict:
+        """What the project holds, as plain data (``tomoseg project show``)."""
+        return {
+            "tomogram": str(self.tomogram), "voxel_size": self.volume.voxel_size,
+            "shape_zyx": list(self.volume.data.shape), "preprocessed": self.preprocessed,
+            "features": [{"name": f.name, "value": f.value, "colour": f.colour, "positive": f.n_positive,
+                          "negative": f.n_negative, "painted_voxels": self.painted_voxels(f.name),
+                          "model": self._exists("model", f.name), "scores": self._exists("scores", f.name)}
+                         for f in self.features.values()],
+        }
+
+    def _exists(self, kind: str, name: str) -> str | None:
+        path = self.folder / _PATHS[kind].format(name=name)
+        return str(path) if path.exists() else None
+
     # -- training sets and outputs -------------------------------------------
     def trainset(self, name: str, context: int = 0) -> TrainingSet:
         """The feature's boxes with their painted masks, as a training set (``context``: slab
@@ -305,8 +361,63 @@ class Project:
 
     def path(self, kind: str, name: str | None = None) -> Path:
         """Where outputs go: kind is trainset, model, scores, picks or merged."""
-        paths = {"trainset": f"trainsets/{name}.trainset", "model": f"models/{name}.model",
-                 "scores": f"scores/{name}.mrc", "picks": f"picks/{name}.csv", "merged": "merged.mrc"}
-        path = self.folder / paths[kind]
+        path = self.folder / _PATHS[kind].format(name=name)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+
+# -- files in, files out: what ``tomoseg project`` and the dock call ----------------------------------
+def import_boxes_file(project: Project, name: str, path: str | os.PathLike) -> int:
+    """Add the boxes of a ``BOXES.csv`` (x,y,z,kind; :mod:`tomoseg.io.boxes`) to a feature and save.
+    Returns how many were new."""
+    added = project.add_boxes(name, read_boxes(path))
+    project.save()
+    return added
+
+
+def import_masks_file(project: Project, name: str, path: str | os.PathLike, value: int | None = None,
+                      voxel_size: float | None = None) -> int:
+    """Paint a feature from a volume on the tomogram's grid: where it equals ``value`` (a label
+    volume, e.g. from another program) or, without ``value``, where it is not 0 (a mask). Saves;
+    returns the voxels painted."""
+    volume = read_volume(path, voxel_size=voxel_size or project.volume.voxel_size)
+    if volume.data.shape != project.volume.data.shape:
+        raise TomosegError(f"{path}: shape {volume.data.shape} differs from the project's tomogram "
+                           f"{project.volume.data.shape}")
+    if abs(volume.voxel_size - project.volume.voxel_size) > 0.01 * project.volume.voxel_size:
+        raise TomosegError(f"{path}: voxel size {volume.voxel_size:g} A differs from the tomogram's "
+                           f"{project.volume.voxel_size:g} A")
+    mask = np.asarray(volume.data) == value if value is not None else np.asarray(volume.data) != 0
+    if not mask.any():
+        raise TomosegError(f"{path}: no voxel " + (f"has the value {value}" if value is not None else "is set"))
+    painted = project.paint(name, mask)
+    project.save()
+    return painted
+
+
+def save_feature_trainset(project: Project, name: str, output: str | os.PathLike | None = None,
+                          context: int = 0, overwrite: bool = True) -> Path:
+    """Write the training set of a feature (its boxes and painted masks) to ``output`` (default: the
+    project's ``trainsets/NAME.trainset``); returns the path."""
+    path = Path(output) if output is not None else project.path("trainset", name)
+    check_writable(path, inputs=(project.tomogram,), overwrite=overwrite)
+    trainset = project.trainset(name, context=context)
+    project.save()
+    save_trainset(path, trainset)
+    return path
+
+
+def train_feature(project: Project, name: str, config: TrainConfig, trainset_path: str | os.PathLike | None = None,
+                  context: int = 0, progress: Progress | None = None, device: str = "auto",
+                  threads: int | None = None, on_epoch: Callable[[int, float], None] | None = None) -> Model:
+    """Train a feature's network from its boxes and masks and save it as the project's
+    ``models/NAME.model`` (replacing an earlier one). ``trainset_path``: a training set written
+    already (:func:`save_feature_trainset`, as the dock does before training in the background);
+    else the feature's set is written first, with slab ``context``."""
+    from tomoseg.workflows.pipeline import train_file
+
+    if trainset_path is None:
+        trainset_path = save_feature_trainset(project, name, context=context)
+    colour = project.features[name].colour if name in project.features else None
+    return train_file(trainset_path, project.path("model", name), config, name=name, colour=colour,
+                      progress=progress, device=device, threads=threads, on_epoch=on_epoch, overwrite=True)
