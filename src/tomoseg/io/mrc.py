@@ -14,7 +14,7 @@ import contextlib
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import mrcfile
@@ -25,8 +25,8 @@ from tomoseg.io.atomic import atomic_output
 from tomoseg.io.pages import release_pages
 from tomoseg.io.tiff import SUFFIXES as TIFF_SUFFIXES
 from tomoseg.io.tiff import create_tiff, is_tiff, open_tiff, read_tiff
+from tomoseg.io.volume import LABEL_PREFIX, Volume
 
-LABEL_PREFIX = "tomoseg "
 MRC_SUFFIXES = (".mrc", ".rec", ".map", ".mrcs")
 
 
@@ -41,29 +41,6 @@ def volume_format(path: str | os.PathLike) -> str:
     said = f"extension {suffix!r}" if suffix else "no extension"
     raise TomosegError(f"{path}: {said}: a volume is written as MRC ({', '.join(MRC_SUFFIXES)}) or "
                        f"TIFF ({', '.join(TIFF_SUFFIXES)}); name the output with one of these")
-
-
-@dataclass(frozen=True)
-class Volume:
-    """A volume and its geometry.
-
-    data: (z, y, x) array (may be a read-only memory map). voxel_size: A/voxel
-    (isotropic). origin: MRC header origin (x, y, z) in A. labels: the header's
-    text labels.
-    """
-
-    data: np.ndarray
-    voxel_size: float
-    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    labels: tuple[str, ...] = field(default_factory=tuple)
-
-    def label_value(self, key: str) -> str | None:
-        """Value of a ``tomoseg KEY: value`` header label, if present (last wins)."""
-        found = None
-        for text in self.labels:
-            if text.startswith(f"{LABEL_PREFIX}{key}:"):
-                found = text.split(":", 1)[1].strip()
-        return found
 
 
 def _open(path: Path, mode: str = "r") -> mrcfile.mrcfile.MrcFile:

@@ -128,3 +128,20 @@ def picks_of(table: pd.DataFrame) -> Picks:
     score = table["rlnAutopickFigureOfMerit"].to_numpy(float) if "rlnAutopickFigureOfMerit" in table else np.zeros(len(table))
     n = len(table)
     return Picks(xyz, score, np.zeros(n), np.zeros(n, dtype=np.int64), angles)
+
+
+def write_subset_star(source: Path, table: pd.DataFrame, keep: np.ndarray, output: Path, final_folder: Path) -> None:
+    """Write the kept rows of a subtomogram STAR file to ``output``, with image names
+    relative to ``final_folder`` (where ``output`` will live)."""
+    blocks = starfile.read(source, always_dict=True, parse_as_string=["rlnTomoName", "rlnImageName"])
+    kept = table[keep].copy()
+    rel = os.path.relpath(source.parent.resolve(), final_folder.resolve())
+
+    def relocate(name: str) -> str:
+        index, at, file = name.rpartition("@")
+        return f"{index}{at}{os.path.normpath(os.path.join(rel, file))}"
+
+    kept["rlnImageName"] = [relocate(n) for n in kept["rlnImageName"].astype(str)]
+    out = {k: v for k, v in blocks.items() if k != "particles"}
+    out["particles"] = kept
+    starfile.write(out, output, overwrite=True)

@@ -23,6 +23,7 @@ import numpy as np
 import tifffile
 
 from tomoseg.errors import TomosegError, VoxelSizeMissing
+from tomoseg.io.volume import Volume
 
 SUFFIXES = (".tif", ".tiff")
 
@@ -117,7 +118,6 @@ def read_tiff(path: str | os.PathLike, ndim: int = 3, voxel_size: float | None =
     ``header_only``: the pixels are not read; the data are read-only zeros of the
     stack's shape and type that take no memory (for checking many files quickly).
     """
-    from tomoseg.io.mrc import Volume
 
     path = Path(path)
     if not path.exists():

@@ -15,7 +15,7 @@ from tomoseg.errors import InvalidValue, TomosegError, about
 from tomoseg.io.atomic import atomic_directory, check_folder, check_writable
 from tomoseg.io.mrc import check_finite, read_volume, write_volume
 from tomoseg.io.particles import read_particles, write_particles
-from tomoseg.io.subtomograms import image_files, picks_of, read_subtomograms, write_subtomograms
+from tomoseg.io.subtomograms import image_files, picks_of, read_subtomograms, write_subset_star, write_subtomograms
 from tomoseg.progress import Progress
 from tomoseg.steps.continuous import FilamentConfig, MembraneConfig, pick_filaments, pick_membranes
 from tomoseg.steps.extract import ExtractConfig, box_start, extract_subtomograms
@@ -139,25 +139,6 @@ def extract_file(tomogram_path: Path_, particles_path: Path_, output_dir: Path_,
     return len(picks)
 
 
-def _subset_star(source: Path, table: pd.DataFrame, keep: np.ndarray, output: Path, final_folder: Path) -> None:
-    """Write the kept rows of a subtomogram STAR file to ``output``, with image names
-    relative to ``final_folder`` (where ``output`` will live)."""
-    import starfile
-
-    blocks = starfile.read(source, always_dict=True, parse_as_string=["rlnTomoName", "rlnImageName"])
-    kept = table[keep].copy()
-    rel = os.path.relpath(source.parent.resolve(), final_folder.resolve())
-
-    def relocate(name: str) -> str:
-        index, at, file = name.rpartition("@")
-        return f"{index}{at}{os.path.normpath(os.path.join(rel, file))}"
-
-    kept["rlnImageName"] = [relocate(n) for n in kept["rlnImageName"].astype(str)]
-    out = {k: v for k, v in blocks.items() if k != "particles"}
-    out["particles"] = kept
-    starfile.write(out, output, overwrite=True)
-
-
 def classify_file(star_path: Path_, output_dir: Path_, config=None, keep: list[int] | None = None,
                   thickness: int | None = None, overwrite: bool = False, progress: Progress | None = None):
     """2D classification of Z-projections: ``classes.png``, ``classes.csv`` (editable ``keep`` column),
@@ -186,7 +167,7 @@ def classify_file(star_path: Path_, output_dir: Path_, config=None, keep: list[i
                       "class": result.labels, "angle": result.angles, "score": result.score,
                       "keep": kept.astype(int)}).to_csv(tmp / "classes.csv", index=False, float_format="%.4f")
         write_volume(tmp / "averages.mrcs", result.averages.astype(np.float32), voxel)
-        _subset_star(star_path, table, kept, tmp / "kept.star", out.parent.resolve() / out.name)
+        write_subset_star(star_path, table, kept, tmp / "kept.star", out.parent.resolve() / out.name)
     return result, int(kept.sum())
 
 
@@ -212,7 +193,7 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
     """
     from dataclasses import replace
 
-    from tomoseg.workflows.pipeline import _device
+    from tomoseg.nn.device import resolve_device
     import time
 
     from tomoseg.steps.average import AverageConfig, refine
@@ -235,7 +216,7 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
                                f"{stack.shape[1:][::-1]}")
         if abs(rvol.voxel_size - voxel) > 0.01 * voxel:
             raise TomosegError(f"{reference}: voxel size {rvol.voxel_size:g} A differs from the subtomograms' {voxel:g} A")
-    torch_device = _device(device)
+    torch_device = resolve_device(device)
     picks = picks_of(table)
     start = picks.angles if use_angles else None
     if use_angles:

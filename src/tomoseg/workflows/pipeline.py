@@ -169,7 +169,7 @@ def train_file(
     if not paths:
         raise TomosegError("train needs at least one training set")
     check_writable(output_path, inputs=paths, overwrite=overwrite)
-    torch_device = _device(device)
+    torch_device = resolve_device(device)
     sets = [load_trainset(p) for p in paths]
     with about(f"{paths[0]} and the other sets cannot train one network"):
         trainset = combine_trainsets(sets)
@@ -299,7 +299,7 @@ def apply_files(
     inputs = (tomogram, *model_paths)
     for out in outputs:
         check_writable(out, inputs=inputs, overwrite=overwrite)
-    torch_device = _device(device)
+    torch_device = resolve_device(device)
     if slices_per_batch is not None and slices_per_batch < 1:
         raise InvalidValue(f"`slices_per_batch` must be >= 1, got {slices_per_batch}")
     check_tta(tta)
@@ -350,10 +350,6 @@ def _load_model(path: Path_, tomogram: Path_) -> Model:
 def apply_file(model_path: Path_, tomogram: Path_, output_path: Path_, **options) -> None:
     """Apply one model to a preprocessed tomogram; see :func:`apply_files`."""
     apply_files([model_path], tomogram, output_path, **options)
-
-
-def _device(name: str):
-    return resolve_device(name)
 
 
 @contextlib.contextmanager
