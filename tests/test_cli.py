@@ -12,7 +12,8 @@ import pytest
 from tomoseg.cli.main import build_parser, main
 from tomoseg.io.boxes import write_boxes
 from tomoseg.io.mrc import read_volume, write_volume
-from tomoseg.io.particles import read_picks
+from tomoseg.io.particles import read_particles
+from tomoseg.workflows.particles import tomogram_info
 from tomoseg.steps.recipes import RECIPES
 from tomoseg.steps.trainset import choose_boxes
 
@@ -81,9 +82,9 @@ def test_pipeline_through_the_console_script(workdir, small_tomo):
 
     r = run_cli("pick", d / "scores.mrc", "-o", d / "picks.star", "--diameter", 220)
     assert r.returncode == 0, r.stderr
-    picks = read_picks(d / "picks.star")
+    picks, _ = read_particles(d / "picks.star", info=tomogram_info(d / "scores.mrc"))
     truth = small_tomo.particles
-    dist = np.linalg.norm(picks[["x", "y", "z"]].to_numpy()[:, None] - truth[None], axis=-1)
+    dist = np.linalg.norm(picks.xyz[:, None] - truth[None], axis=-1)
     assert (dist.min(axis=0) <= 6).mean() >= 0.6  # most planted particles found
     assert (dist.min(axis=1) <= 6).mean() >= 0.6  # most picks are real
 
@@ -331,9 +332,9 @@ def test_pick_refuses_a_label_map_unless_told_which_label(apply_inputs, tmp_path
     # placed at its piece's centre, inside the label
     assert main(["pick", str(tmp_path / "l.mrc"), "--label", "1", "--no-split", "-o", str(tmp_path / "p.csv"), "-q"]) == 0
     assert main(["pick", str(tmp_path / "s.mrc"), "--no-split", "-o", str(tmp_path / "q.csv"), "-q"]) == 0
-    by_label, by_score = read_picks(tmp_path / "p.csv"), read_picks(tmp_path / "q.csv")
+    (by_label, _), (by_score, _) = read_particles(tmp_path / "p.csv"), read_particles(tmp_path / "q.csv")
     assert len(by_label) == len(by_score) > 0
-    a, b = by_label[["x", "y", "z"]].to_numpy(), by_score[["x", "y", "z"]].to_numpy()
+    a, b = by_label.xyz, by_score.xyz
     assert np.linalg.norm(a[:, None] - b[None], axis=-1).min(axis=1).max() <= 8  # within a particle radius
     labels = read_volume(tmp_path / "l.mrc").data
     assert all(labels[z, y, x] == 1 for x, y, z in a.astype(int))

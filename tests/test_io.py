@@ -1,6 +1,7 @@
 
 import mrcfile
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -8,11 +9,11 @@ from tomoseg.errors import TomosegError
 from tomoseg.io.boxes import read_boxes, write_boxes
 from tomoseg.io.model_file import load_model, save_model
 from tomoseg.io.mrc import check_finite, create_volume, read_volume, write_volume
-from tomoseg.io.particles import read_picks, write_picks
+from tomoseg.io.particles import read_particles, write_particles
 from tomoseg.io.trainset_file import load_trainset, save_trainset
 from tomoseg.nn.model import Model
 from tomoseg.nn.network import SegNet, init_weights
-from tomoseg.types import Box, Picks
+from tomoseg.types import Box, Picks, TomogramInfo
 
 def _write(path, data, voxel=10.0, origin=(0.0, 0.0, 0.0)):
     with mrcfile.new(path, overwrite=True) as m:
@@ -201,14 +202,14 @@ def test_trainset_round_trip_and_kind_check(tmp_path, particle_trainset):
 
 def test_picks_csv_and_star(tmp_path):
     picks = Picks(np.array([[1.0, 2, 3], [4, 5, 6]]), np.array([9.0, 8]), np.array([2.0, 1.5]), np.array([30, 20]))
-    write_picks(tmp_path / "p.csv", picks, 10.0, origin=(100.0, 0.0, 0.0))
-    table = read_picks(tmp_path / "p.csv")
+    info = TomogramInfo("t1", 10.0, (8, 8, 8), (100.0, 0.0, 0.0))
+    write_particles(tmp_path / "p.csv", picks, info)
+    table = pd.read_csv(tmp_path / "p.csv")
     assert table[["x", "y", "z"]].to_numpy().tolist() == picks.xyz.tolist()
     assert table["x_angst"].tolist() == [110.0, 140.0]
-    write_picks(tmp_path / "p.star", picks, 10.0, tomo_name="t1")
-    star = read_picks(tmp_path / "p.star")
-    assert star[["x", "y", "z"]].to_numpy().tolist() == picks.xyz.tolist()
-    assert star["rlnTomoName"].tolist() == ["t1", "t1"]
+    write_particles(tmp_path / "p.star", picks, info, "relion3")
+    back, meta = read_particles(tmp_path / "p.star")
+    assert back.xyz.tolist() == picks.xyz.tolist() and meta["tomo_name"] == "t1"
 
 
 def test_outputs_get_the_permissions_of_any_new_file(tmp_path, monkeypatch):

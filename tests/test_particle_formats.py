@@ -13,7 +13,8 @@ from scipy.spatial.transform import Rotation
 
 from tomoseg.errors import TomosegError
 from tomoseg.io import dynamo
-from tomoseg.io.particles import FORMATS, read_particles, read_picks, write_particles
+from tomoseg.io.particle_formats import FORMATS
+from tomoseg.io.particles import read_particles, write_particles
 from tomoseg.io.star import read_star
 from tomoseg.ops.rotations import angular_distance
 from tomoseg.types import Picks, TomogramInfo
@@ -244,11 +245,3 @@ def test_missing_and_truncated_files(tmp_path):
     (tmp_path / "t.mod").write_bytes(data[: len(data) // 2])
     with pytest.raises(TomosegError, match="t.mod: corrupt IMOD model"):
         read_particles(tmp_path / "t.mod")
-
-
-def test_read_picks_compatibility_on_new_formats(tmp_path):
-    picks = random_picks(4)
-    write_particles(tmp_path / "p.star", picks, INFO)
-    table = read_picks(tmp_path / "p.star")
-    np.testing.assert_allclose(table[["x", "y", "z"]].to_numpy(), picks.xyz, atol=1e-4)
-    assert table["rlnTomoName"].tolist() == ["TS_07"] * 4

@@ -5,12 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from dataclasses import dataclass
+
 import mrcfile
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from tomoseg.io.mrc import write_volume
 from tomoseg.io.particles import read_particles, write_particles
 from tomoseg.io.subtomograms import read_subtomograms
 from tomoseg.ops.rotations import (
@@ -263,14 +266,37 @@ def test_picks_from_a_coarser_grid_are_placed_by_their_angstrom_coordinates(tmp_
     assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
 
 
-def test_the_command_line_offers_every_pick_mode():  # the napari dock: tests/gui/test_widget.py
-    from tomoseg.cli.main import build_parser
-    from tomoseg.workflows.particles import PICK_OPTIONS
+@dataclass(frozen=True)
+class _PeakConfig:
+    """A picking mode made up by the test below: one pick at the map's highest voxel."""
 
-    for mode in PICK_OPTIONS:
-        assert build_parser().parse_args(["pick", "s.mrc", "-o", "p.csv", "--mode", mode]).mode == mode
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["pick", "s.mrc", "-o", "p.csv", "--mode", "sheet"])
+    threshold: float = 1.0
+    edge: float = 0.0
+
+
+def _pick_peak(scores, voxel_size, config):
+    z, y, x = np.unravel_index(np.argmax(scores), scores.shape)
+    return Picks(np.array([[x, y, z]], float), np.array([scores[z, y, x]]), np.array([scores[z, y, x]]), np.ones(1, int))
+
+
+def test_a_picking_mode_is_one_registry_entry(tmp_path, monkeypatch, capsys):
+    """Adding a mode to PICKING_MODES is all the CLI, the workflows and batch need (the dock lists the
+    same registry: tests/gui/test_widget.py)."""
+    from tomoseg.cli.main import main
+    from tomoseg.steps.picking_modes import PICKING_MODES, PickingMode
+
+    monkeypatch.setitem(PICKING_MODES, "peak", PickingMode("peak", __name__, "_PeakConfig", "_pick_peak", (),
+                                                           "peaks", "the highest voxel"))
+    scores = np.zeros((8, 16, 16), np.float32)
+    scores[3, 4, 5] = 2.0
+    write_volume(tmp_path / "s.mrc", scores, 10.0)
+    assert main(["pick", str(tmp_path / "s.mrc"), "-o", str(tmp_path / "p.csv"), "--mode", "peak"]) == 0
+    assert "1 peaks" in capsys.readouterr().out
+    picks, _ = read_particles(tmp_path / "p.csv")
+    assert picks.xyz.tolist() == [[5.0, 4.0, 3.0]]
+    assert main(["pick", str(tmp_path / "s.mrc"), "-o", str(tmp_path / "q.csv"), "--mode", "peak",
+                 "--diameter", "100"]) == 2
+    assert "--diameter does not apply to --mode peak" in capsys.readouterr().err
 
 
 def test_pick_modes_write_every_format(tmp_path):

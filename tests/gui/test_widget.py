@@ -231,9 +231,9 @@ def test_pick_filaments_with_axes_then_back_to_blobs(widget):
     dist = np.linalg.norm(p - (p @ axis)[..., None] * axis, axis=-1)
     w._add_score_layer("tomoseg scores: microtubule", ((dist >= 4) & (dist <= 6)).astype(np.float32) * 2,
                        "microtubule")
-    from tomoseg.workflows.particles import PICK_OPTIONS
+    from tomoseg.steps.picking_modes import PICKING_MODES
 
-    assert [w.pick_mode.itemText(i) for i in range(w.pick_mode.count())] == list(PICK_OPTIONS)
+    assert [w.pick_mode.itemText(i) for i in range(w.pick_mode.count())] == list(PICKING_MODES)
     w.pick_mode.setCurrentText("filament")
     assert not w.min_size.isEnabled() and w.spacing.isEnabled() and w.diameter.isEnabled()
     w.diameter.setValue(120)

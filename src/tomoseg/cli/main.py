@@ -16,10 +16,11 @@ from tomoseg import __version__
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.cli.progress import progress_bar
 from tomoseg.errors import Cancelled, OutputExists, TomosegError
+from tomoseg.io.particle_formats import FORMATS
 from tomoseg.nn.threads import share_cores_politely
+from tomoseg.steps.picking_modes import PICKING_MODES
 from tomoseg.steps.recipes import RECIPES, recipe
 
-FORMATS = ("csv", "relion5", "relion3", "dynamo", "imod", "eman2")  # tomoseg.io.particles.FORMATS
 
 
 def _preprocess(args: argparse.Namespace) -> None:
@@ -122,19 +123,21 @@ def _consensus(args: argparse.Namespace) -> None:
 
 
 def _pick(args: argparse.Namespace) -> None:
-    from tomoseg.workflows.particles import PICK_OPTIONS, pick_config, pick_file
+    from tomoseg.steps.picking_modes import PICKING_MODES, pick_config
+    from tomoseg.workflows.particles import pick_file
 
-    every = sorted({name for names in PICK_OPTIONS.values() for name in names})
+    every = sorted({name for m in PICKING_MODES.values() for name in m.options})
     for name in every:
-        if getattr(args, name) is not None and name not in PICK_OPTIONS[args.mode]:
+        if getattr(args, name) is not None and name not in PICKING_MODES[args.mode].options:
             raise TomosegError(f"--{name.replace('_', '-')} does not apply to --mode {args.mode}")
-    config = pick_config(args.mode, args.threshold, args.edge, **{k: getattr(args, k) for k in PICK_OPTIONS[args.mode]})
+    config = pick_config(args.mode, args.threshold, args.edge,
+                         **{k: getattr(args, k) for k in PICKING_MODES[args.mode].options})
     if args.calibrate and args.label is not None:
         raise TomosegError("--calibrate applies to score maps, not to a label of a label map (--label)")
     scale = _calibration(args, [args.scores])[0] if args.calibrate else None
     picks = pick_file(args.scores, args.output, config, format=args.format, overwrite=args.overwrite,
                       label=args.label, scale=scale)
-    _say(args, f"wrote {args.output}: {len(picks)} {'particles' if args.mode == 'blob' else args.mode + ' points'}")
+    _say(args, f"wrote {args.output}: {len(picks)} {PICKING_MODES[args.mode].what}")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -186,13 +189,16 @@ def _average(args: argparse.Namespace) -> None:
 
 def _batch(args: argparse.Namespace) -> None:
     from tomoseg.workflows.batch import BatchConfig, plan_batch, run_batch, write_batch_table
-    from tomoseg.workflows.particles import pick_config
+    from tomoseg.steps.picking_modes import PICKING_MODES, pick_config, picking_mode
 
     picks = []
     for item in args.pick or ():
         feature, _, mode = item.partition(":")
-        mode = mode or "blob"
-        diameter = args.diameter if mode in ("blob", "filament") else None
+        mode = mode or next(iter(PICKING_MODES))
+        try:
+            diameter = args.diameter if "diameter" in picking_mode(mode).options else None
+        except TomosegError as err:
+            raise TomosegError(f"--pick {item}: {err}") from None
         try:
             picks.append((feature, pick_config(mode, threshold=args.threshold, diameter=diameter)))
         except TomosegError as err:
@@ -520,9 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "a label map is refused without it")
     p.add_argument("-o", "--output", required=True,
                    help="particle list: .csv, .star (RELION 5), .tbl (Dynamo), .mod (IMOD), .json (EMAN2)")
-    p.add_argument("--mode", default="blob", choices=["blob", "filament", "membrane"],
-                   help="blob: one pick per connected piece (default); filament: points along centre lines "
-                        "with the axis; membrane: points on the surface with the normal")
+    p.add_argument("--mode", default=next(iter(PICKING_MODES)), choices=list(PICKING_MODES),
+                   help="; ".join(f"{m.name}: {m.help}" for m in PICKING_MODES.values()) + " (default: blob)")
     p.add_argument("--format", choices=FORMATS, help="particle format (default: from the extension)")
     p.add_argument("--threshold", type=float, default=1.0, help="minimum score (default 1)")
     p.add_argument("--calibrate", action="store_true",

@@ -28,6 +28,7 @@ from tomoseg.workflows.project import Project
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.nn.threads import share_cores_politely
 from tomoseg.ops.context import MAX_CONTEXT
+from tomoseg.steps.picking_modes import PICKING_MODES
 from tomoseg.steps.recipes import RECIPES
 from tomoseg.steps.trainset import TILE_SIZE
 
@@ -208,9 +209,8 @@ class TomosegWidget(QWidget):
         box = QGroupBox("Particles")
         form = QFormLayout(box)
         self.pick_mode = QComboBox()
-        self.pick_mode.addItems(["blob", "filament", "membrane"])
-        self.pick_mode.setToolTip("blob: one pick per particle; filament: points along centre lines with the "
-                                  "axis; membrane: points on the surface with the normal")
+        self.pick_mode.addItems(list(PICKING_MODES))
+        self.pick_mode.setToolTip("; ".join(f"{m.name}: {m.help}" for m in PICKING_MODES.values()))
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.05, 20)
         self.threshold.setSingleStep(0.1)
@@ -735,18 +735,16 @@ class TomosegWidget(QWidget):
     # -- particles ------------------------------------------------------------
     def _pick_options(self) -> dict:
         """The dock's picking options that apply to the chosen mode (None: the mode's default)."""
-        from tomoseg.workflows.particles import PICK_OPTIONS
 
         values = {"diameter": self.diameter.value(), "min_size": self.min_size.value() or None,
                   "min_distance": self.min_distance.value() or None, "spacing": self.spacing.value() or None}
-        return {k: v for k, v in values.items() if k in PICK_OPTIONS[self.pick_mode.currentText()]}
+        return {k: v for k, v in values.items() if k in PICKING_MODES[self.pick_mode.currentText()].options}
 
     def _pick_mode_changed(self, mode: str) -> None:
-        from tomoseg.workflows.particles import PICK_OPTIONS
 
         for name, spin in (("diameter", self.diameter), ("min_size", self.min_size),
                            ("min_distance", self.min_distance), ("spacing", self.spacing)):
-            spin.setEnabled(name in PICK_OPTIONS[mode])
+            spin.setEnabled(name in PICKING_MODES[mode].options)
         self._live_pick()
 
     def pick(self) -> bool:
@@ -754,7 +752,8 @@ class TomosegWidget(QWidget):
         filaments or on membranes with their axes or normals (a Vectors layer)."""
         def act():
             from tomoseg.ops.rotations import z_axes
-            from tomoseg.workflows.particles import pick_config, pick_scores
+            from tomoseg.steps.picking_modes import pick_config
+            from tomoseg.workflows.particles import pick_scores
 
             project = self._need_project()
             name = self._need_feature()

@@ -72,7 +72,8 @@ def write_tbl(path: str | os.PathLike, picks: Picks, info: TomogramInfo) -> None
         np.savetxt(tmp, table, fmt="%.10g")
 
 
-def read_tbl(path: str | os.PathLike) -> tuple[Picks, dict]:
+def read_tbl(path: str | os.PathLike, info: TomogramInfo | None = None, tomo_name: str | None = None
+             ) -> tuple[Picks, dict]:
     """Read a Dynamo table into tomoseg voxel coordinates and RELION angles."""
     rows, number = [], 0
     try:

@@ -73,7 +73,8 @@ def write_eman2(path: str | os.PathLike, picks: Picks, info: TomogramInfo,
         Path(tmp).write_text(json.dumps(js, indent=1), encoding="utf-8")
 
 
-def read_eman2(path: str | os.PathLike, info: TomogramInfo | None = None) -> tuple[Picks, dict]:
+def read_eman2(path: str | os.PathLike, info: TomogramInfo | None = None, tomo_name: str | None = None
+               ) -> tuple[Picks, dict]:
     """Read ``boxes_3d`` of an EMAN2 info JSON into tomoseg voxel coordinates.
 
     info: the tomogram the boxes belong to (needed for centred boxes unless the

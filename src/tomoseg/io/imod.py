@@ -63,7 +63,8 @@ def write_mod(path: str | os.PathLike, picks: Picks, info: TomogramInfo, radius:
         f.write(b"IEOF")
 
 
-def read_mod(path: str | os.PathLike) -> tuple[Picks, dict]:
+def read_mod(path: str | os.PathLike, info: TomogramInfo | None = None, tomo_name: str | None = None
+             ) -> tuple[Picks, dict]:
     """Read every contour point of an IMOD model into voxel coordinates (angles zero)."""
     data = open(path, "rb").read()
     if data[:8] != b"IMODV1.2" or len(data) < 8 + MODEL_HEADER.size + 4:

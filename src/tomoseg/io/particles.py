@@ -27,12 +27,10 @@ import numpy as np
 import pandas as pd
 
 from tomoseg.errors import InvalidValue, TomosegError
-from tomoseg.io import dynamo, eman2, imod, star
+from tomoseg.io.particle_formats import EXTENSIONS, FORMATS, PARTICLE_FORMATS
 from tomoseg.io.atomic import atomic_output
 from tomoseg.types import Picks, TomogramInfo
 
-FORMATS = ("csv", "relion5", "relion3", "dynamo", "imod", "eman2")
-EXTENSIONS = {".csv": "csv", ".star": "relion5", ".tbl": "dynamo", ".mod": "imod", ".json": "eman2"}
 ANGLE_COLUMNS = ("rot", "tilt", "psi")
 
 
@@ -40,7 +38,7 @@ def extension_of(format: str) -> str:
     """The file extension of a particle format (``.star`` for both RELION formats)."""
     if format not in FORMATS:
         raise InvalidValue(f"unknown particle `format` {format!r}; choose one of {', '.join(FORMATS)}")
-    return ".star" if format == "relion3" else next(e for e, f in EXTENSIONS.items() if f == format)
+    return PARTICLE_FORMATS[format].extension
 
 
 def infer_format(path: str | os.PathLike, format: str | None = None) -> str:
@@ -83,7 +81,8 @@ def write_csv(path: str | os.PathLike, picks: Picks, info: TomogramInfo) -> None
         table.to_csv(tmp, index=False, float_format="%.10g")
 
 
-def read_csv(path: str | os.PathLike, info: TomogramInfo | None = None) -> tuple[Picks, dict]:
+def read_csv(path: str | os.PathLike, info: TomogramInfo | None = None, tomo_name: str | None = None
+             ) -> tuple[Picks, dict]:
     """A CSV particle list (x, y, z voxels; tomoseg's also has x_angst, y_angst, z_angst).
 
     info: the tomogram the picks are wanted in. When the Angstrom columns do not
@@ -123,9 +122,7 @@ def write_particles(path: str | os.PathLike, picks: Picks, info: TomogramInfo, f
     fmt = infer_format(path, format)
     if not info.voxel_size > 0:
         raise TomosegError(f"{path}: the voxel size must be positive, got {info.voxel_size}")
-    writers = {"csv": write_csv, "relion5": star.write_relion5, "relion3": star.write_relion3,
-               "dynamo": dynamo.write_tbl, "imod": imod.write_mod, "eman2": eman2.write_eman2}
-    writers[fmt](path, picks, info)
+    PARTICLE_FORMATS[fmt].write(path, picks, info)
 
 
 def read_particles(path: str | os.PathLike, format: str | None = None, info: TomogramInfo | None = None,
@@ -141,43 +138,4 @@ def read_particles(path: str | os.PathLike, format: str | None = None, info: Tom
     fmt = infer_format(path, format)
     if not Path(path).is_file():
         raise TomosegError(f"{path}: no such file")
-    if fmt in ("relion5", "relion3"):
-        return star.read_star(path, info=info, tomo_name=tomo_name)
-    if fmt == "dynamo":
-        return dynamo.read_tbl(path)
-    if fmt == "imod":
-        return imod.read_mod(path)
-    if fmt == "eman2":
-        return eman2.read_eman2(path, info=info)
-    return read_csv(path, info)
-
-
-def write_picks(
-    path: str | os.PathLike,
-    picks: Picks,
-    voxel_size: float,
-    origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
-    tomo_name: str = "",
-) -> None:
-    """Compatibility wrapper: RELION 3.1 STAR if ``path`` ends in ``.star``, else CSV.
-
-    (RELION 5 STAR needs the tomogram size: use :func:`write_particles`.)
-    """
-    info = TomogramInfo(tomo_name, voxel_size, (0, 0, 0), origin)
-    fmt = "relion3" if Path(path).suffix.lower() == ".star" else "csv"
-    write_particles(path, picks, info, fmt)
-
-
-def read_picks(path: str | os.PathLike) -> pd.DataFrame:
-    """Compatibility wrapper: any particle list as a table with x, y, z, score (voxels).
-
-    STAR files also get their ``rlnTomoName`` column back.
-    """
-    fmt = EXTENSIONS.get(Path(path).suffix.lower(), "csv")
-    picks, meta = read_particles(path, fmt)
-    table = picks_table(picks, meta.get("voxel_size") or 1.0)
-    if fmt == "csv":  # keep whatever the file had (e.g. its own *_angst columns)
-        return pd.read_csv(path)
-    if meta.get("tomo_name") is not None and fmt.startswith("relion"):
-        table["rlnTomoName"] = meta["tomo_name"]
-    return table
+    return PARTICLE_FORMATS[fmt].read(path, info=info, tomo_name=tomo_name)

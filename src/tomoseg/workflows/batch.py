@@ -46,7 +46,8 @@ from tomoseg.errors import Cancelled, InvalidValue, TomosegError
 from tomoseg.io.atomic import atomic_output
 from tomoseg.io.model_file import load_model
 from tomoseg.io.mrc import read_volume
-from tomoseg.io.particles import FORMATS, extension_of
+from tomoseg.io.particle_formats import FORMATS
+from tomoseg.io.particles import extension_of
 from tomoseg.io.resumable import partial_paths
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.nn.threads import available_cores

@@ -11,15 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tomoseg.errors import InvalidValue, TomosegError, about
+from tomoseg.errors import TomosegError, about
 from tomoseg.io.atomic import atomic_directory, check_folder, check_writable
 from tomoseg.io.mrc import check_finite, read_volume, write_volume
 from tomoseg.io.particles import read_particles, write_particles
 from tomoseg.io.subtomograms import image_files, picks_of, read_subtomograms, write_subset_star, write_subtomograms
 from tomoseg.progress import Progress
-from tomoseg.steps.continuous import FilamentConfig, MembraneConfig, pick_filaments, pick_membranes
+from tomoseg.steps.continuous import FilamentConfig, MembraneConfig
 from tomoseg.steps.extract import ExtractConfig, box_start, extract_subtomograms
-from tomoseg.steps.pick import PickConfig, pick_particles
+from tomoseg.steps.pick import PickConfig
+from tomoseg.steps.picking_modes import pick
 from tomoseg.types import Picks, TomogramInfo
 from tomoseg.workflows.maps import label_scores, require_score_map
 
@@ -33,38 +34,13 @@ def tomogram_info(path: Path_, volume=None) -> TomogramInfo:
 
 
 PickMode = PickConfig | FilamentConfig | MembraneConfig
-
-#: The options of each picking mode besides ``threshold`` and ``edge``.
-PICK_OPTIONS: dict[str, tuple[str, ...]] = {
-    "blob": ("diameter", "min_size", "min_distance", "split"),
-    "filament": ("diameter", "spacing", "min_length"),
-    "membrane": ("spacing", "min_area"),
-}
-_PICK_CONFIGS = {"blob": PickConfig, "filament": FilamentConfig, "membrane": MembraneConfig}
-
-
-def pick_config(mode: str, threshold: float = 1.0, edge: float = 0.0, **options) -> PickMode:
-    """The configuration of picking ``mode`` ("blob", "filament" or "membrane").
-
-    ``options`` left at None take the mode's defaults; one that does not apply to
-    the mode, or a value the mode rejects, is a :class:`TomosegError`.
-    """
-    if mode not in _PICK_CONFIGS:
-        raise TomosegError(f"unknown picking mode {mode!r}; choose one of {', '.join(_PICK_CONFIGS)}")
-    given = {k: v for k, v in options.items() if v is not None}
-    for name in given:
-        if name not in PICK_OPTIONS[mode]:
-            raise InvalidValue(f"`{name}` does not apply to {mode} picking")
-    return _PICK_CONFIGS[mode](threshold=threshold, edge=edge, **given)
+"""A picking mode's config (:mod:`tomoseg.steps.picking_modes`)."""
 
 
 def pick_scores(scores: np.ndarray, voxel_size: float, config: PickMode = PickConfig()) -> Picks:
-    """Blobs (PickConfig), filament points (FilamentConfig) or membrane points (MembraneConfig)."""
-    if isinstance(config, FilamentConfig):
-        return pick_filaments(scores, voxel_size, config)
-    if isinstance(config, MembraneConfig):
-        return pick_membranes(scores, voxel_size, config)
-    return pick_particles(scores, voxel_size, config)
+    """Blobs (PickConfig), filament points (FilamentConfig) or membrane points (MembraneConfig):
+    the mode the config belongs to (:data:`~tomoseg.steps.picking_modes.PICKING_MODES`)."""
+    return pick(scores, voxel_size, config)
 
 
 def pick_file(
