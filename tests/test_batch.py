@@ -18,7 +18,7 @@ from tomoseg.io.mrc import read_volume, write_volume
 from tomoseg.io.particles import read_particles
 from tomoseg.nn.model import Model
 from tomoseg.steps.preprocess import PreprocessConfig
-from tomoseg.workflows import batch
+from tomoseg.workflows.batch import runner
 from tomoseg.workflows.batch import BatchConfig, plan_batch, run_batch
 from tomoseg.workflows.pipeline import apply_file
 
@@ -72,21 +72,21 @@ def test_batch_preprocesses_applies_merges_and_picks(batch_dir, tmp_path):
 
 def test_batch_skips_finished_tomograms_and_goes_on_after_a_failure(batch_dir, tmp_path, monkeypatch, capsys):
     d, out = batch_dir, tmp_path / "out"
-    real = batch.run_tomogram
+    real = runner.run_tomogram
 
     def failing_b(job, *args, **kwargs):
         if job.stem == "b":
             raise TomosegError(f"{job.tomogram}: something went wrong")
         return real(job, *args, **kwargs)
 
-    monkeypatch.setattr(batch, "run_tomogram", failing_b)
+    monkeypatch.setattr(runner, "run_tomogram", failing_b)
     assert _run(d, out) == 2
     err = capsys.readouterr().err
     assert f"tomoseg: error: {d / 'b.mrc'}: something went wrong\n" in err
     assert err.count("b.mrc") == 1 and "Traceback" not in err
     assert (out / "a" / "summary.json").exists() and not (out / "b" / "summary.json").exists()
     assert list(pd.read_csv(out / "batch.csv")["status"]) == ["done", "failed"]
-    monkeypatch.setattr(batch, "run_tomogram", real)
+    monkeypatch.setattr(runner, "run_tomogram", real)
     first = (out / "a" / "a_particle.mrc").stat().st_mtime_ns
     assert _run(d, out) == 0
     assert list(pd.read_csv(out / "batch.csv")["status"]) == ["skipped", "done"]
@@ -136,7 +136,7 @@ def test_batch_on_a_distributed_cluster(batch_dir, tmp_path, monkeypatch):
     assert results[0]["status"] == "done"
     run_batch(plan_batch([d / "a.mrc"], [d / "particle.model"], tmp_path / "here", config), config)
     np.testing.assert_allclose(_scores(tmp_path / "out", "a"), _scores(tmp_path / "here", "a"), atol=1e-5)
-    monkeypatch.setattr(batch, "CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr(runner, "CONNECT_TIMEOUT", "2s")
     with pytest.raises(TomosegError, match="cannot reach the Dask scheduler"):
         run_batch(plan_batch([d / "a.mrc"], [d / "particle.model"], tmp_path / "x", config), config,
                   scheduler="tcp://127.0.0.1:1")
@@ -248,7 +248,7 @@ def test_a_worker_that_dies_fails_only_its_own_tomogram(batch_dir, tmp_path):
     def task(i):
         return dask.delayed(_dies_on_b, pure=False)(jobs[i], BatchConfig(), 1)
 
-    suspects, rest = batch._on_processes(task, [0, 1, 2], jobs, 2, results.__setitem__)
+    suspects, rest = runner._on_processes(task, [0, 1, 2], jobs, 2, results.__setitem__)
     # Dask picks which two tomograms start first. If b was one of them, b and the other were running
     # when the pool broke (either could be it); if a and c ran first, b died alone and is reported at once.
     if suspects:
@@ -256,7 +256,7 @@ def test_a_worker_that_dies_fails_only_its_own_tomogram(batch_dir, tmp_path):
     else:
         assert rest == [] and sorted(results) == [0, 1, 2]
     for i in suspects + rest:  # as run_batch does: each suspect alone (a second death is its own)
-        assert batch._on_processes(task, [i], jobs, 1, results.__setitem__) == ([], [])
+        assert runner._on_processes(task, [i], jobs, 1, results.__setitem__) == ([], [])
     assert [results[i]["status"] for i in range(3)] == ["done", "failed", "done"]
     assert "b.mrc: its worker process died" in results[1]["error"]
 
