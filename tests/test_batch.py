@@ -18,8 +18,7 @@ from tomoseg.io.mrc import read_volume, write_volume
 from tomoseg.io.particles import read_particles
 from tomoseg.nn.model import Model
 from tomoseg.steps.preprocess import PreprocessConfig
-from tomoseg.workflows.batch import runner
-from tomoseg.workflows.batch import BatchConfig, plan_batch, run_batch
+from tomoseg.workflows.batch import BatchConfig, plan_batch, run_batch, runner
 from tomoseg.workflows.pipeline import apply_file
 
 

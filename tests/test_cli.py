@@ -13,9 +13,9 @@ from tomoseg.cli.main import build_parser, main
 from tomoseg.io.boxes import write_boxes
 from tomoseg.io.mrc import read_volume, write_volume
 from tomoseg.io.particles import read_particles
-from tomoseg.workflows.particles import tomogram_info
 from tomoseg.steps.recipes import RECIPES
 from tomoseg.steps.trainset import choose_boxes
+from tomoseg.workflows.particles import tomogram_info
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ from tomoseg.nn.model import Model
 from tomoseg.nn.network import SegNet, init_weights
 from tomoseg.types import Box, Picks, TomogramInfo
 
+
 def _write(path, data, voxel=10.0, origin=(0.0, 0.0, 0.0)):
     with mrcfile.new(path, overwrite=True) as m:
         m.set_data(data)
@@ -235,3 +236,18 @@ def test_outputs_get_the_permissions_of_any_new_file(tmp_path, monkeypatch):
     assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o750  # not mkdtemp's 0700
 
+
+
+def test_a_memory_mapped_volume_closes_its_file(tmp_path):
+    import os
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to count open files")
+    write_volume(tmp_path / "v.mrc", np.arange(64, dtype=np.float32).reshape(4, 4, 4), 10.0)
+    opened = len(os.listdir("/proc/self/fd"))
+    with read_volume(tmp_path / "v.mrc") as vol:
+        assert float(vol.data[1, 2, 3]) == 27.0
+        during = len(os.listdir("/proc/self/fd"))
+    assert during > opened and len(os.listdir("/proc/self/fd")) == during - 1  # the file is closed
+    assert float(vol.data[1, 2, 3]) == 27.0  # the data stay readable while referenced (their own map)
+    vol.close()  # twice is harmless

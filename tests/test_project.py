@@ -5,10 +5,10 @@ import pytest
 
 from tomoseg.errors import Cancelled, TomosegError, VoxelSizeMissing
 from tomoseg.gui.jobs import Job
-from tomoseg.workflows.project import Project
 from tomoseg.io.mrc import header_label, write_volume
 from tomoseg.steps.preprocess import PreprocessConfig
 from tomoseg.types import Box
+from tomoseg.workflows.project import Project
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tomoseg.testing import SyntheticTomogram, make_tomogram
-from tomoseg.testing import synthetic
+from tomoseg.testing import SyntheticTomogram, make_tomogram, synthetic
 
 
 @pytest.fixture(scope="module")

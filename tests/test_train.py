@@ -6,8 +6,8 @@ import torch
 
 from tomoseg.errors import Cancelled, TomosegError
 from tomoseg.nn.network import SegNet, init_weights
-from tomoseg.steps.segment import score_volume
 from tomoseg.steps.recipes import RECIPES, recipe
+from tomoseg.steps.segment import score_volume
 from tomoseg.steps.train import augmented_samples, copies_per_tile, l1_penalty, log_mse_loss, train
 from tomoseg.types import TrainingSet
 
@@ -128,19 +128,18 @@ def test_fast_recipe_is_the_default_with_a_short_schedule():
         "sgd", 6, 0.005, 0.75, 0.9, 1.0, 5.0)
 
 
-def test_the_command_line_offers_every_recipe_and_defaults_to_the_default():  # the dock: tests/gui
-    from tomoseg.cli.main import build_parser
+def test_the_command_line_trains_with_the_recipe_named_and_records_it(particle_trainset, tmp_path):
+    """--recipe picks the recipe (the dock lists the same RECIPES: tests/gui); its name and every
+    setting, with the flags that changed one, are recorded in the model."""
+    from tomoseg.cli.main import main
+    from tomoseg.io.model_file import load_model
+    from tomoseg.io.trainset_file import save_trainset
 
-    for name in RECIPES:
-        assert build_parser().parse_args(["train", "x.set", "-o", "x.model", "--recipe", name]).recipe == name
-    assert build_parser().parse_args(["train", "x.set", "-o", "x.model"]).recipe == "default"
-
-
-def test_recipes_are_still_importable_from_train():  # scripts written before tomoseg.steps.recipes
-    import tomoseg.steps.recipes as recipes
-    from tomoseg.steps.train import RECIPES as old_recipes, recipe as old_recipe
-
-    assert old_recipe is recipes.recipe and old_recipes is recipes.RECIPES
+    save_trainset(tmp_path / "p.set", particle_trainset)
+    assert main(["train", str(tmp_path / "p.set"), "-o", str(tmp_path / "p.model"), "--recipe", "paper",
+                 "--epochs", "1", "--copies", "1", "-q"]) == 0
+    recorded = load_model(tmp_path / "p.model").training["config"]
+    assert recorded == {**RECIPES["paper"].to_dict(), "epochs": 1, "negative_copies": 1}
 
 
 @pytest.mark.slow

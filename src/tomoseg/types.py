@@ -5,11 +5,15 @@ They sit below both ``steps`` and ``io`` so that neither imports the other.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from tomoseg.errors import InvalidValue
+
+Path_ = str | os.PathLike
+"""A file name: a string or a path."""
 
 
 @dataclass(frozen=True)

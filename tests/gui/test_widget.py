@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from tomoseg.workflows.project import Project
 from tomoseg.io.mrc import header_label, write_volume
 from tomoseg.steps.preprocess import PreprocessConfig
 from tomoseg.steps.trainset import choose_boxes
+from tomoseg.workflows.project import Project
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from tomoseg.steps.picking_modes import PICKING_MODES
 from tomoseg.steps.recipes import RECIPES, recipe
 
 
-
 def _preprocess(args: argparse.Namespace) -> None:
     from tomoseg.steps.preprocess import PreprocessConfig
     from tomoseg.workflows import preprocess_file
@@ -188,8 +187,8 @@ def _average(args: argparse.Namespace) -> None:
 
 
 def _batch(args: argparse.Namespace) -> None:
-    from tomoseg.workflows.batch import BatchConfig, plan_batch, run_batch, write_batch_table
     from tomoseg.steps.picking_modes import PICKING_MODES, pick_config, picking_mode
+    from tomoseg.workflows.batch import BatchConfig, plan_batch, run_batch, write_batch_table
 
     picks = []
     for item in args.pick or ():

@@ -18,19 +18,32 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QInputDialog, QLabel, QLineEdit,
-    QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.gui.jobs import Job
-from tomoseg.workflows.project import Project
-from tomoseg.allocator import keep_freed_memory
 from tomoseg.nn.threads import share_cores_politely
 from tomoseg.ops.context import MAX_CONTEXT
 from tomoseg.steps.picking_modes import PICKING_MODES
 from tomoseg.steps.recipes import RECIPES
 from tomoseg.steps.trainset import TILE_SIZE
+from tomoseg.workflows.project import Project
 
 MODES = ("off", "positive", "negative", "paint")
 NEGATIVE_EDGE = "#9a9a9a"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tomoseg.errors import OutputExists, TomosegError
 
+
 def _umask() -> int:
     """The process's umask, read without changing it where the system says it (Linux's
     ``/proc/self/status``); elsewhere from a file created for the purpose (``os.umask`` can only be

@@ -115,7 +115,7 @@ def read_volume(
     if not mmap:
         data = np.array(data)
         mrc.close()
-    return Volume(data=data, voxel_size=size, origin=origin, labels=labels)
+    return Volume(data=data, voxel_size=size, origin=origin, labels=labels, closer=mrc.close if mmap else None)
 
 
 def check_finite(path: str | os.PathLike, data: np.ndarray, chunk: int = 16) -> None:

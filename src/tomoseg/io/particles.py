@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from tomoseg.errors import InvalidValue, TomosegError
-from tomoseg.io.particle_formats import EXTENSIONS, FORMATS, PARTICLE_FORMATS
 from tomoseg.io.atomic import atomic_output
+from tomoseg.io.particle_formats import EXTENSIONS, FORMATS, PARTICLE_FORMATS
 from tomoseg.types import Picks, TomogramInfo
 
 ANGLE_COLUMNS = ("rot", "tilt", "psi")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,20 @@ class Volume:
     voxel_size: float
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
     labels: tuple[str, ...] = field(default_factory=tuple)
+    closer: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    """Releases the open file behind a memory-mapped ``data`` (:meth:`close`)."""
+
+    def close(self) -> None:
+        """Close the file behind a memory-mapped volume (``read_volume(mmap=True)``); harmless twice
+        or for a volume in memory. Use the volume as a context manager to close it at the end."""
+        if self.closer is not None:
+            self.closer()
+
+    def __enter__(self) -> Volume:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def label_value(self, key: str) -> str | None:
         """Value of a ``tomoseg KEY: value`` header label, if present (last wins)."""

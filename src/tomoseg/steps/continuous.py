@@ -36,6 +36,17 @@ from tomoseg.steps.pick import suppress_close
 from tomoseg.types import Picks
 
 
+def check_fields(config, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
+    """The validation both continuous modes share: ``positive`` fields > 0, ``non_negative`` >= 0,
+    else an InvalidValue naming the field."""
+    for name in positive:
+        if not getattr(config, name) > 0:
+            raise InvalidValue(f"`{name}` must be > 0, got {getattr(config, name)}")
+    for name in non_negative:
+        if not getattr(config, name) >= 0:
+            raise InvalidValue(f"`{name}` must be >= 0, got {getattr(config, name)}")
+
+
 @dataclass(frozen=True)
 class FilamentConfig:
     """threshold: score needed; diameter: filament diameter in A (closes the lumen
@@ -50,11 +61,7 @@ class FilamentConfig:
     edge: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("diameter", "spacing"):
-            if not getattr(self, name) > 0:
-                raise InvalidValue(f"`{name}` must be > 0, got {getattr(self, name)}")
-        if self.min_length < 0 or self.edge < 0:
-            raise InvalidValue("`min_length` and `edge` must be >= 0")
+        check_fields(self, positive=("diameter", "spacing"), non_negative=("min_length", "edge"))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,11 +80,7 @@ class MembraneConfig:
     edge: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("spacing", "thickness"):
-            if not getattr(self, name) > 0:
-                raise InvalidValue(f"`{name}` must be > 0, got {getattr(self, name)}")
-        if self.min_area < 0 or self.edge < 0:
-            raise InvalidValue("`min_area` and `edge` must be >= 0")
+        check_fields(self, positive=("spacing", "thickness"), non_negative=("min_area", "edge"))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,7 +1,7 @@
 """Training one feature's network (METHOD.md sections 2 and 4).
 
-The recipes (:class:`TrainConfig`, ``RECIPES``, :func:`recipe`) live in
-:mod:`tomoseg.steps.recipes` and are re-exported here.
+The recipes (:class:`~tomoseg.steps.recipes.TrainConfig`, ``RECIPES``, ``recipe``) live in
+:mod:`tomoseg.steps.recipes`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from tomoseg.ops.augment import imaging_jitter
 from tomoseg.ops.tiles import flip_pairs, reduce_masks, rotate_pairs
 from tomoseg.progress import Progress, report
 from tomoseg.steps.calibrate import level_from_histogram, score_histogram
-from tomoseg.steps.recipes import RECIPES, TrainConfig, recipe
+from tomoseg.steps.recipes import RECIPES, TrainConfig
 from tomoseg.types import TrainingSet
 
-__all__ = [  # the recipes are re-exported for scripts written before tomoseg.steps.recipes
-    "RECIPES", "TrainConfig", "TrainResult", "augmented_samples", "copies_per_tile", "l1_penalty",
-    "learning_rate_factor", "log_mse_loss", "network_amplitude", "recipe", "train",
+__all__ = [
+    "TrainResult", "augmented_samples", "copies_per_tile", "l1_penalty", "learning_rate_factor", "log_mse_loss",
+    "network_amplitude", "train",
 ]
 
 

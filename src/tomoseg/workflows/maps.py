@@ -9,16 +9,13 @@ would all count as one feature, a tomogram's densities as scores.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from tomoseg.errors import TomosegError, about
 from tomoseg.io.mrc import Volume, read_volume
 from tomoseg.io.pages import read_slab
 from tomoseg.steps.calibrate import calibration_scale, level_from_histogram, score_histogram
-
-Path_ = str | os.PathLike
+from tomoseg.types import Path_
 
 
 def label_legend(vol: Volume) -> str:

@@ -4,7 +4,6 @@ extract, classify2d, average. The CLI and the GUI call these."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,10 +20,8 @@ from tomoseg.steps.continuous import FilamentConfig, MembraneConfig
 from tomoseg.steps.extract import ExtractConfig, box_start, extract_subtomograms
 from tomoseg.steps.pick import PickConfig
 from tomoseg.steps.picking_modes import pick
-from tomoseg.types import Picks, TomogramInfo
+from tomoseg.types import Path_, Picks, TomogramInfo
 from tomoseg.workflows.maps import label_scores, require_score_map
-
-Path_ = str | os.PathLike
 
 
 def tomogram_info(path: Path_, volume=None) -> TomogramInfo:
@@ -167,11 +164,10 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
     use_angles: start from the particles' own angles (filament axes, membrane normals, an earlier
     refinement) and search only locally around them (no global rounds).
     """
+    import time
     from dataclasses import replace
 
     from tomoseg.nn.device import resolve_device
-    import time
-
     from tomoseg.steps.average import AverageConfig, refine
     from tomoseg.workflows.average_figures import fsc_figure, slices_figure
 

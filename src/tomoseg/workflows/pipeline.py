@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from tomoseg.errors import InvalidValue, TomosegError, about
-from tomoseg.io.atomic import check_writable
 from tomoseg.io import safetensors_file
+from tomoseg.io.atomic import check_writable
 from tomoseg.io.boxes import read_boxes
 from tomoseg.io.model_file import load_model, save_model
 from tomoseg.io.mrc import Volume, check_finite, create_volume, header_label, read_volume, volume_format, write_volume
@@ -34,16 +34,16 @@ from tomoseg.progress import Progress, report
 from tomoseg.steps.consensus import consensus_scores
 from tomoseg.steps.merge import label_dtype, merge_scores
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
-from tomoseg.steps.segment import SLAB_VOXELS, check_tta, score_slabs, slab_slices
 from tomoseg.steps.recipes import TrainConfig
+from tomoseg.steps.segment import SLAB_VOXELS, check_tta, score_slabs, slab_slices
 from tomoseg.steps.train import train
 from tomoseg.steps.trainset import combine_trainsets, make_trainset
+from tomoseg.types import Path_
 from tomoseg.workflows.maps import require_score_map
 
 VOXEL_SIZE_TOLERANCE = 0.01
 """Relative voxel-size difference above which a model refuses a tomogram."""
 
-Path_ = str | os.PathLike
 
 
 def preprocess_file(

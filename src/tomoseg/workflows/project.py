@@ -201,12 +201,6 @@ class Project:
         self.features[name] = feature
         return feature
 
-    def remove_feature(self, name: str) -> None:
-        feature = self._feature(name)
-        self.masks[self.masks == feature.value] = 0
-        del self.features[name]
-        self._undo = [u for u in self._undo if u[1] != name]
-
     def _feature(self, name: str) -> Feature:
         try:
             return self.features[name]

@@ -24,10 +24,9 @@ from tomoseg.io.particles import extension_of
 from tomoseg.io.resumable import partial_paths
 from tomoseg.steps.preprocess import PreprocessConfig
 from tomoseg.steps.segment import check_tta
+from tomoseg.types import Path_
 from tomoseg.workflows.particles import PickMode
 from tomoseg.workflows.pipeline import VOXEL_SIZE_TOLERANCE, check_compatible, file_fingerprint
-
-Path_ = str | os.PathLike
 
 RESERVED_STEMS = ("pre", "labels")
 """Model file names whose score maps would take the name of the batch's own outputs."""

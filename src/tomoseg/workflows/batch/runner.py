@@ -16,16 +16,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from tomoseg.allocator import keep_freed_memory
 from tomoseg.errors import Cancelled, InvalidValue, TomosegError
 from tomoseg.io.atomic import atomic_output
-from tomoseg.allocator import keep_freed_memory
 from tomoseg.nn.threads import available_cores
 from tomoseg.progress import Progress, report, scaled
+from tomoseg.types import Path_
 from tomoseg.workflows.batch.plan import BatchConfig, TomogramJob, is_done, read_summary
 from tomoseg.workflows.batch.tomogram import run_tomogram
 from tomoseg.workflows.pipeline import torch_threads
-
-Path_ = str | os.PathLike
 
 CONNECT_TIMEOUT = "30s"
 """How long to wait for a Dask distributed scheduler to answer."""

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 
 from tomoseg.errors import TomosegError
 from tomoseg.io.atomic import atomic_output
 from tomoseg.io.mrc import read_volume
 from tomoseg.progress import Progress, report, scaled
+from tomoseg.workflows.batch.plan import BatchConfig, TomogramJob, prepare_folder
 from tomoseg.workflows.maps import calibration_scale_of
 from tomoseg.workflows.particles import pick_file
-from tomoseg.workflows.batch.plan import BatchConfig, TomogramJob, prepare_folder
 from tomoseg.workflows.pipeline import apply_files, merge_files, preprocess_file
 
-Path_ = str | os.PathLike
 
 @contextlib.contextmanager
 def _folder_lock(job: TomogramJob):
