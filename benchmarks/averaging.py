@@ -25,7 +25,7 @@ import pandas as pd
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.model_file import load_model, save_model
 from tomoseg.io.mrc import read_volume, write_volume
-from tomoseg.steps.average import AverageConfig, _align_maps, refine
+from tomoseg.steps.average import AverageConfig, align_maps, refine
 from tomoseg.steps.extract import ExtractConfig, extract_subtomograms
 from tomoseg.steps.pick import PickConfig, pick_particles
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
@@ -94,11 +94,11 @@ def main(argv=None) -> None:
     from tomoseg.ops.shells import fsc, lowpass_box, resolution_at, soft_sphere
 
     mask = torch.from_numpy(soft_sphere(n, 0.4 * n, 2.0))
-    t = _align_maps(lowpass_box(template, voxel, res.resolution), res.average, voxel, max(res.resolution, 25.0),
+    t = align_maps(lowpass_box(template, voxel, res.resolution), res.average, voxel, max(res.resolution, 25.0),
                     mask, True, 5.0, 0)
-    from tomoseg.steps.average import _fourier_shift
+    from tomoseg.steps.average import fourier_shift
 
-    moved = _fourier_shift(rotate_volumes(torch.from_numpy(res.average), t.angles), t.shifts).numpy()[0]
+    moved = fourier_shift(rotate_volumes(torch.from_numpy(res.average), t.angles), t.shifts).numpy()[0]
     m = mask.numpy()
     cc = float(np.corrcoef((moved * m).ravel(), (lowpass_box(template, voxel, res.resolution) * m).ravel())[0, 1])
     unaligned = lowpass_box(stack.mean(axis=0), voxel, res.resolution)

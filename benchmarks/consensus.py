@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import CLASSES, load  # noqa: E402
 
-from tomoseg.allocator import keep_freed_memory
+from tomoseg.allocator import keep_freed_memory  # noqa: E402
 from tomoseg.steps.consensus import consensus_scores  # noqa: E402
 from tomoseg.steps.preprocess import PreprocessConfig  # noqa: E402
 from tomoseg.steps.recipes import recipe  # noqa: E402

@@ -14,7 +14,7 @@ from tomoseg.errors import Cancelled
 from tomoseg.steps.classify2d import (
     Classes2D,
     Classify2DConfig,
-    align,
+    align_images,
     circular_mask,
     classify2d,
     transform_images,
@@ -205,7 +205,7 @@ def test_config_round_trip():
 def test_align_inverts_a_known_transform():
     reference = pattern(L_POINTS)
     image = transform_images(reference[None], [40.0], [[1.5, -2.0]])  # turned by 40, then moved
-    angles, shifts, _ = align(image, reference[None], circular_mask(SIZE), 6.0, 3.2)
+    angles, shifts, _ = align_images(image, reference[None], circular_mask(SIZE), 6.0, 3.2)
     assert abs((angles[0, 0] + 40.0 + 180) % 360 - 180) < 1.5
     back = transform_images(image, angles[:, 0], shifts[:, 0])[0]
     assert np.corrcoef(back.ravel(), reference.ravel())[0, 1] > 0.98

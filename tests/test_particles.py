@@ -25,7 +25,7 @@ from tomoseg.ops.rotations import (
     z_axes,
 )
 from tomoseg.ops.shells import fsc, resolution_at, wedge_mask
-from tomoseg.steps.average import AverageConfig, _align_maps, _fourier_shift, refine
+from tomoseg.steps.average import AverageConfig, align_maps, fourier_shift, refine
 from tomoseg.steps.continuous import FilamentConfig, MembraneConfig, pick_filaments, pick_membranes
 from tomoseg.steps.extract import ExtractConfig, extract_subtomograms
 from tomoseg.testing.particles import asymmetric_template, planted_subtomograms
@@ -120,8 +120,8 @@ def _to_template(average, template, voxel=10.0):
 
     n = template.shape[0]
     mask = torch.from_numpy(soft_sphere(n, 0.4 * n, 2.0))
-    t = _align_maps(template, average, voxel, 30.0, mask, True, 5.0, 0)
-    return _fourier_shift(rotate_volumes(torch.from_numpy(average), t.angles), t.shifts).numpy()[0]
+    t = align_maps(template, average, voxel, 30.0, mask, True, 5.0, 0)
+    return fourier_shift(rotate_volumes(torch.from_numpy(average), t.angles), t.shifts).numpy()[0]
 
 
 def test_refinement_from_a_reference_recovers_planted_orientations():
@@ -332,3 +332,30 @@ def test_refinement_from_given_angles_searches_locally():
     result = refine(stack, 10.0, config, start_angles=nudged, device="cpu")
     assert all(h["search"] == "local" for h in result.history)
     assert np.median(angular_distance(result.alignment.angles, angles)) < np.median(angular_distance(nudged, angles))
+
+
+def test_align_map_puts_a_turned_and_moved_map_back_on_its_reference(tmp_path, capsys):
+    """tomoseg align-map: a map turned by known angles and shifted comes back onto the reference."""
+    from tomoseg.cli.main import main
+    from tomoseg.io.mrc import read_volume
+    from tomoseg.steps.average import Alignment, move_map
+
+    n = 32
+    z, y, x = np.mgrid[:n, :n, :n].astype(np.float32)
+    ref = np.zeros((n, n, n), np.float32)
+    for (cx, cy, cz), r in (((16, 16, 16), 5.0), ((22, 15, 17), 3.0), ((14, 22, 13), 2.0)):  # no symmetry
+        ref += np.exp(-((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) / (2 * r**2))
+    turned = move_map(ref, Alignment(np.array([[40.0, 30.0, -60.0]]), np.array([[2.0, -1.5, 1.0]]), np.zeros(1)))
+    write_volume(tmp_path / "ref.mrc", ref, 10.0)
+    write_volume(tmp_path / "map.mrc", turned, 10.0, origin=(5.0, 6.0, 7.0))
+    assert main(["align-map", str(tmp_path / "map.mrc"), str(tmp_path / "ref.mrc"), "-o", str(tmp_path / "on.mrc"),
+                 "--resolution", "25"]) == 0
+    out = capsys.readouterr().out
+    back = read_volume(tmp_path / "on.mrc")
+    assert back.origin == (5.0, 6.0, 7.0) and back.voxel_size == pytest.approx(10.0)
+    assert _corr(back.data, ref) > 0.97 > _corr(turned, ref), out
+    write_volume(tmp_path / "small.mrc", ref[:16, :16, :16], 10.0)
+    assert main(["align-map", str(tmp_path / "map.mrc"), str(tmp_path / "small.mrc"), "-o", str(tmp_path / "x.mrc")]) == 2
+    err = capsys.readouterr().err
+    assert "small.mrc: box 16x16x16 differs" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.mrc").exists()

@@ -186,6 +186,17 @@ def _average(args: argparse.Namespace) -> None:
                f"{summary['resolution_fsc_0143']:.1f} A at FSC 0.143 ({summary['seconds']:.0f} s)")
 
 
+def _align_map(args: argparse.Namespace) -> None:
+    from tomoseg.workflows.particles import align_map_file
+
+    r = align_map_file(args.map, args.reference, args.output, resolution=args.resolution, local=args.local,
+                       overwrite=args.overwrite)
+    _say(args, f"wrote {args.output}: turned by rot {r['rot']:.1f}, tilt {r['tilt']:.1f}, psi {r['psi']:.1f} degrees "
+               f"and moved by {r['shift_x']:.2f}, {r['shift_y']:.2f}, {r['shift_z']:.2f} voxels; correlation with "
+               f"the reference {r['correlation_before']:.3f} -> {r['correlation_after']:.3f} "
+               f"(up to {r['resolution']:.1f} A)")
+
+
 def _batch(args: argparse.Namespace) -> None:
     from tomoseg.steps.picking_modes import PICKING_MODES, pick_config, picking_mode
     from tomoseg.workflows.batch import BatchConfig, plan_batch, run_batch, write_batch_table
@@ -467,6 +478,17 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_options(q)
     q.add_argument("--device", default="auto", help=DEVICE_HELP)
     q.add_argument("--threads", type=int, help=THREADS_HELP)
+
+    p = command("align-map", "Turn and move a map (e.g. an average) onto a reference on the same grid.", _align_map,
+                ["tomoseg align-map average/average.mrc ribosome_ref.mrc -o average_on_ref.mrc",
+                 "tomoseg align-map half2.mrc half1.mrc -o half2_on_1.mrc --local --resolution 30"])
+    p.add_argument("map", help="the map to move (MRC or TIFF, a cube with an even edge)")
+    p.add_argument("reference", help="the map to move it onto (same box and voxel size)")
+    p.add_argument("-o", "--output", required=True, help=f"the moved map ({VOLUME_OUTPUTS})")
+    p.add_argument("--resolution", type=float, metavar="A",
+                   help="compare the maps up to this resolution in A (default: 3 voxels)")
+    p.add_argument("--local", action="store_true",
+                   help="only a small correction (within 10 degrees), for maps nearly aligned already")
 
     p = command("apply", "Apply a model to a preprocessed tomogram: a normalised score map.", _apply,
                 ["tomoseg apply membrane.model pre.mrc -o membrane.mrc",

@@ -37,6 +37,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from tomoseg.errors import InvalidValue
+from tomoseg.ops.peaks import parabola_offset
 from tomoseg.ops.rotations import angles_of, local_grid, orientation_grid, rotate_volumes, rotation
 from tomoseg.ops.shells import fsc, lowpass_box, resolution_at, soft_sphere, wedge_mask
 from tomoseg.progress import Progress, report
@@ -136,6 +137,26 @@ def _crop_spectrum(spectrum: torch.Tensor, m: int) -> torch.Tensor:
     return torch.fft.ifftshift(s, dim=dims)
 
 
+CC_CHUNK_VOXELS = 12_000_000
+"""Cross-correlation voxels computed at once (orientations x particles x m^3): about 100 MB of float64."""
+
+FINEST_RESOLUTION = 2.2
+"""The finest resolution the references are filtered to, in voxels (just above Nyquist's 2)."""
+
+SEED_STRIDE = 1000
+"""Seeds of the orientation grids: ``seed + SEED_STRIDE * iteration + half``, distinct for every search."""
+
+MAP_GLOBAL_STEP, MAP_LOCAL_STEP, MAP_LOCAL_EXTENT = 15.0, 5.0, 10.0
+"""Degrees: aligning two maps searches every orientation 15 degrees apart, then 5 degrees apart within
+10 degrees of the best (:func:`align_maps`)."""
+
+HALVES_RESOLUTION = 2.5
+"""The finest resolution, in voxels, at which the second half map is put into the first's frame."""
+
+CORRECTION_STEP = 5.0
+"""Degrees: the search step of the small correction between two halves that share a frame."""
+
+
 def _band(m: int, n: int, voxel_size: float, resolution: float) -> torch.Tensor:
     """Low-pass at ``resolution`` (cosine edge) with zero DC on the cropped m^3 grid of an n box."""
     k = torch.fft.fftfreq(m, dtype=torch.float64) * (m / n)  # cycles per original voxel
@@ -156,22 +177,21 @@ def _shift_mask(m: int, max_shift: float) -> torch.Tensor:
 
 
 def _subvoxel(cc: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Peak positions (k, 3) z, y, x as signed shifts, refined by a parabola per axis."""
+    """Peak positions (k, 3) z, y, x as signed shifts, refined by a parabola per axis
+    (:func:`tomoseg.ops.peaks.parabola_offset`)."""
     m = cc.shape[-1]
     k = cc.shape[0]
     zyx = torch.stack(torch.unravel_index(index, (m, m, m)), dim=1)
     rows = torch.arange(k, device=cc.device)
     out = zyx.double().clone()
+    c0 = cc[rows, zyx[:, 0], zyx[:, 1], zyx[:, 2]].double()
     for axis in range(3):
         plus, minus = zyx.clone(), zyx.clone()
         plus[:, axis] = (zyx[:, axis] + 1) % m
         minus[:, axis] = (zyx[:, axis] - 1) % m
-        c0 = cc[rows, zyx[:, 0], zyx[:, 1], zyx[:, 2]].double()
         cp = cc[rows, plus[:, 0], plus[:, 1], plus[:, 2]].double()
         cm = cc[rows, minus[:, 0], minus[:, 1], minus[:, 2]].double()
-        denom = cp - 2 * c0 + cm
-        delta = torch.where(denom < 0, 0.5 * (cm - cp) / denom, torch.zeros_like(denom)).clamp(-0.5, 0.5)
-        out[:, axis] = out[:, axis] + delta
+        out[:, axis] = out[:, axis] + parabola_offset(cm, c0, cp)
     return torch.where(out > m / 2, out - m, out)
 
 
@@ -203,7 +223,7 @@ class _Searcher:
         best_idx = torch.zeros(len(which), dtype=torch.int64)
         best_shift = torch.zeros((len(which), 3), dtype=torch.float64)
         spec = self.spec[which]
-        per_chunk = max(1, int(12_000_000 // (m**3 * max(1, len(which)))))
+        per_chunk = max(1, int(CC_CHUNK_VOXELS // (m**3 * max(1, len(which)))))
         for start in range(0, len(angles), per_chunk):
             a = angles[start : start + per_chunk]
             turned = torch.fft.fftn(rotate_volumes(ref_small, a), dim=_XYZ) * self.filt
@@ -226,7 +246,7 @@ class _Searcher:
         return best.numpy(), best_shift.numpy(), best_idx.numpy()
 
 
-def _fourier_shift(volumes: torch.Tensor, shifts: np.ndarray) -> torch.Tensor:
+def fourier_shift(volumes: torch.Tensor, shifts: np.ndarray) -> torch.Tensor:
     """Move (k, n, n, n) volumes by (k, 3) x, y, z voxels (periodic, sub-voxel)."""
     n = volumes.shape[-1]
     k = torch.fft.fftfreq(n, dtype=torch.float64, device=volumes.device)
@@ -250,7 +270,7 @@ def weighted_average(particles: torch.Tensor, wedge: torch.Tensor, angles: np.nd
     centred_wedge = torch.fft.fftshift(wedge)
     for start in range(0, len(particles), 16):
         part = particles[start : start + 16]
-        back = rotate_volumes(_fourier_shift(part, -shifts[start : start + 16]), inverse[start : start + 16])
+        back = rotate_volumes(fourier_shift(part, -shifts[start : start + 16]), inverse[start : start + 16])
         total += torch.fft.fftn(back, dim=_XYZ).sum(dim=0)
         w = rotate_volumes(centred_wedge, inverse[start : start + 16])
         weight += torch.fft.ifftshift(w, dim=(-3, -2, -1)).sum(dim=0)
@@ -261,7 +281,7 @@ def weighted_average(particles: torch.Tensor, wedge: torch.Tensor, angles: np.nd
 # ----------------------------------------------------------------------------------------------
 
 
-def align(particles: torch.Tensor, reference: np.ndarray, wedge: torch.Tensor, voxel_size: float,
+def align_particles(particles: torch.Tensor, reference: np.ndarray, wedge: torch.Tensor, voxel_size: float,
           resolution: float, max_shift: float, mask: torch.Tensor, start: np.ndarray | None,
           step: float, extent: float | None, seed: int) -> Alignment:
     """Align particles to a reference: a global grid (``start`` None) or local grids around ``start``."""
@@ -354,8 +374,8 @@ def refine(
         for h in (0, 1):
             sel = np.flatnonzero(half == h)
             start = None if is_global else aligned.angles[sel]
-            a = align(data[sel], refs[h], wedge, voxel_size, res, max_shift, mask, start, step,
-                      None if is_global else 2 * step, seed=config.seed + 1000 * it + h)
+            a = align_particles(data[sel], refs[h], wedge, voxel_size, res, max_shift, mask, start, step,
+                      None if is_global else 2 * step, seed=config.seed + SEED_STRIDE * it + h)
             aligned.angles[sel], aligned.shifts[sel], aligned.score[sel] = a.angles, a.shifts, a.score
             report(progress, 2 * it + h + 1, total, f"iteration {it + 1}/{config.iterations}, half {h + 1}")
         maps = [weighted_average(data[half == h], wedge, aligned.angles[half == h], aligned.shifts[half == h])
@@ -364,15 +384,15 @@ def refine(
         # correction when both started from the same reference or orientations)
         sel2 = np.flatnonzero(half == 1)
         free = reference is None and start_angles is None  # halves may sit in different frames
-        t = _align_maps(maps[0], maps[1], voxel_size, max(res, 2.5 * voxel_size), mask, free and is_global,
-                        max(step, config.min_step) if free else 5.0, config.seed + it)
+        t = align_maps(maps[0], maps[1], voxel_size, max(res, HALVES_RESOLUTION * voxel_size), mask, free and is_global,
+                       max(step, config.min_step) if free else CORRECTION_STEP, config.seed + it)
         moved = _compose(Alignment(aligned.angles[sel2], aligned.shifts[sel2], aligned.score[sel2]), t)
         aligned.angles[sel2], aligned.shifts[sel2] = moved.angles, moved.shifts
         maps[1] = weighted_average(data[sel2], wedge, aligned.angles[sel2], aligned.shifts[sel2])
         m = mask.cpu().numpy()
         curve = fsc(maps[0] * m, maps[1] * m)
         fsc_res = resolution_at(curve, n, voxel_size)
-        res = min(max(fsc_res, 2.2 * voxel_size), config.initial_resolution)
+        res = min(max(fsc_res, FINEST_RESOLUTION * voxel_size), config.initial_resolution)
         refs = [lowpass_box(mp, voxel_size, res) for mp in maps]
         history.append({"iteration": it + 1, "search": "global" if is_global else "local", "step": step,
                         "resolution": fsc_res, "mean_score": float(aligned.score.mean())})
@@ -389,16 +409,34 @@ def refine(
     )
 
 
-def _align_maps(fixed: np.ndarray, moving: np.ndarray, voxel_size: float, resolution: float,
-                mask: torch.Tensor, full: bool, step: float, seed: int) -> Alignment:
-    """The transform (R, s) with ``fixed ~ shift(rotate(moving, R), s)``: global then local search."""
+def align_maps(fixed: np.ndarray, moving: np.ndarray, voxel_size: float, resolution: float,
+               mask: torch.Tensor | None = None, full: bool = True, step: float = CORRECTION_STEP,
+               seed: int = 0) -> Alignment:
+    """The transform (R, s) with ``fixed ~ shift(rotate(moving, R), s)`` (apply it with :func:`move_map`).
+
+    Both maps are (n, n, n) on the same grid; compared up to ``resolution`` (A) inside ``mask`` (a
+    soft sphere of 0.4 n by default). ``full``: search every orientation (:data:`MAP_GLOBAL_STEP`, then
+    :data:`MAP_LOCAL_STEP` around the best), else only within ``2 step`` of no rotation, ``step`` apart.
+    Shifts up to n / 4 voxels. The ``score`` is the normalised cross-correlation of the best match.
+    """
     n = fixed.shape[0]
+    if mask is None:
+        mask = torch.from_numpy(soft_sphere(n, 0.4 * n, edge=max(2.0, 0.05 * n)))
     ones = torch.ones((n, n, n), device=mask.device)
-    target = torch.from_numpy(fixed)[None].to(mask.device)
+    target = torch.from_numpy(np.ascontiguousarray(fixed, dtype=np.float32))[None].to(mask.device)
     ref = moving.astype(np.float32)
     if full:
-        a = align(target, ref, ones, voxel_size, resolution, n / 4, mask, None, 15.0, None, seed)
-        a = align(target, ref, ones, voxel_size, resolution, n / 4, mask, a.angles, 5.0, 10.0, seed)
+        a = align_particles(target, ref, ones, voxel_size, resolution, n / 4, mask, None, MAP_GLOBAL_STEP, None,
+                            seed)
+        a = align_particles(target, ref, ones, voxel_size, resolution, n / 4, mask, a.angles, MAP_LOCAL_STEP,
+                            MAP_LOCAL_EXTENT, seed)
     else:
-        a = align(target, ref, ones, voxel_size, resolution, n / 4, mask, np.zeros((1, 3)), step, 2 * step, seed)
+        a = align_particles(target, ref, ones, voxel_size, resolution, n / 4, mask, np.zeros((1, 3)), step,
+                            2 * step, seed)
     return Alignment(a.angles, a.shifts, a.score)
+
+
+def move_map(volume: np.ndarray, transform: Alignment) -> np.ndarray:
+    """``volume`` turned by ``transform``'s rotation and moved by its shift (:func:`align_maps`)."""
+    turned = rotate_volumes(torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32)), transform.angles[:1])
+    return fourier_shift(turned, transform.shifts[:1]).numpy()[0]

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from tomoseg.errors import InvalidValue
+from tomoseg.ops.peaks import parabola_offset
 from tomoseg.progress import Progress, report
 
 # About the most float32 elements of one intermediate block (correlations, grids) held at once.
@@ -358,14 +359,7 @@ def _centre(refs: np.ndarray, mask: np.ndarray, limit: float) -> np.ndarray:
     return transform_images(refs, np.zeros(len(refs)), shift).astype(np.float64)
 
 
-def _parabola(minus: torch.Tensor, centre: torch.Tensor, plus: torch.Tensor) -> torch.Tensor:
-    """Offset in [-0.5, 0.5] of a parabola's vertex through three equally spaced samples."""
-    curvature = minus - 2 * centre + plus
-    offset = 0.5 * (minus - plus) / torch.where(curvature < 0, curvature, torch.full_like(curvature, -1.0))
-    return torch.where(curvature < 0, offset, torch.zeros_like(offset)).clamp(-0.5, 0.5)
-
-
-def align(
+def align_images(
     images: np.ndarray, references: np.ndarray, mask: np.ndarray, angular_step: float, max_shift: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best in-plane rotation and shift of every image onto every reference.
@@ -435,7 +429,7 @@ def align(
             per_rot = cc.amax(dim=(-2, -1))  # (c, k, R)
             take = lambda t, idx: torch.gather(t, -1, idx[..., None])[..., 0]  # noqa: E731
             if n_rot >= 3:
-                dr = _parabola(take(per_rot, (r - 1) % n_rot), peak, take(per_rot, (r + 1) % n_rot))
+                dr = parabola_offset(take(per_rot, (r - 1) % n_rot), peak, take(per_rot, (r + 1) % n_rot))
             else:
                 dr = torch.zeros_like(peak)
 
@@ -446,8 +440,8 @@ def align(
 
             inner_y = (oy > 0) & (oy < width - 1)
             inner_x = (ox > 0) & (ox < width - 1)
-            dy = torch.where(inner_y, _parabola(at(-1, 0), peak, at(1, 0)), torch.zeros_like(peak))
-            dx = torch.where(inner_x, _parabola(at(0, -1), peak, at(0, 1)), torch.zeros_like(peak))
+            dy = torch.where(inner_y, parabola_offset(at(-1, 0), peak, at(1, 0)), torch.zeros_like(peak))
+            dx = torch.where(inner_x, parabola_offset(at(0, -1), peak, at(0, 1)), torch.zeros_like(peak))
             phi = np.radians((r.double() + dr.double()).numpy() * step)  # reference turned by phi ...
             ty = (oy - m).double().numpy() + dy.double().numpy()  # ... then moved by t matches the image
             tx = (ox - m).double().numpy() + dx.double().numpy()
@@ -525,7 +519,7 @@ def classify2d(
 
     inside = mask.ravel()
     for it in range(1, config.iterations + 1):
-        angles, shifts, peaks = align(work, refs, mask, config.angular_step, max_shift)
+        angles, shifts, peaks = align_images(work, refs, mask, config.angular_step, max_shift)
         best = np.argmax(peaks, axis=1)
         rows = np.arange(n)
         aligned = transform_images(work, angles[rows, best], shifts[rows, best])
@@ -553,7 +547,7 @@ def classify2d(
     for j in range(k):
         members = np.flatnonzero(labels == j)
         if len(members):
-            a, t, _ = align(work[members], refs[j:j + 1], mask, config.angular_step, max_shift)
+            a, t, _ = align_images(work[members], refs[j:j + 1], mask, config.angular_step, max_shift)
             angles[members], shifts[members] = a[:, 0], t[:, 0]
     aligned = transform_images(raw, angles, shifts).astype(np.float64)
     counts = np.bincount(labels, minlength=k)

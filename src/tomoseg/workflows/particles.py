@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tomoseg.errors import TomosegError, about
+from tomoseg.errors import InvalidValue, TomosegError, about
 from tomoseg.io.atomic import atomic_directory, check_folder, check_writable
 from tomoseg.io.mrc import check_finite, read_volume, write_volume
 from tomoseg.io.particles import read_particles, write_particles
@@ -223,3 +223,53 @@ def average_file(star_path: Path_, output_dir: Path_, config=None, reference: Pa
         write_particles(tmp / "particles.star", refined, TomogramInfo(name, sv, (0, 0, 0)), "relion3")
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def align_map_file(map_path: Path_, reference_path: Path_, output_path: Path_, resolution: float | None = None,
+                   local: bool = False, overwrite: bool = False) -> dict:
+    """Turn and move a map (an average) onto a reference map on the same grid, and write it.
+
+    ``resolution`` (A): compare the maps up to it (default: 3 voxels). ``local``: only a small
+    correction (within 10 degrees), for maps known to be nearly aligned. Returns the transform
+    (``rot, tilt, psi`` degrees, RELION's ZYZ; ``shift_x/y/z`` voxels) and the maps' correlation
+    inside the mask before and after. The output keeps the map's voxel size and origin."""
+    import torch
+
+    from tomoseg.ops.shells import soft_sphere
+    from tomoseg.steps.average import CORRECTION_STEP, align_maps, move_map
+
+    check_writable(output_path, inputs=(map_path, reference_path), overwrite=overwrite)
+    moving, fixed = read_volume(map_path, mmap=False), read_volume(reference_path, mmap=False)
+    shape = moving.data.shape
+    if len(set(shape)) != 1 or shape[0] % 2:
+        raise TomosegError(f"{map_path}: a map to align must be a cube with an even edge, got "
+                           f"{'x'.join(map(str, shape[::-1]))}")
+    if fixed.data.shape != shape:
+        raise TomosegError(f"{reference_path}: box {'x'.join(map(str, fixed.data.shape[::-1]))} differs from "
+                           f"{map_path}'s {'x'.join(map(str, shape[::-1]))}; resample one onto the other first")
+    if abs(fixed.voxel_size - moving.voxel_size) > 0.01 * moving.voxel_size:
+        raise TomosegError(f"{reference_path}: voxel size {fixed.voxel_size:g} A differs from {map_path}'s "
+                           f"{moving.voxel_size:g} A")
+    check_finite(map_path, moving.data)
+    check_finite(reference_path, fixed.data)
+    voxel = float(moving.voxel_size)
+    resolution = 3 * voxel if resolution is None else float(resolution)
+    if not resolution >= 2 * voxel:
+        raise InvalidValue(f"`resolution` must be at least 2 voxels ({2 * voxel:g} A), got {resolution:g}")
+    n = shape[0]
+    mask = soft_sphere(n, 0.4 * n, edge=max(2.0, 0.05 * n))
+    t = align_maps(fixed.data, moving.data, voxel, resolution, torch.from_numpy(mask.astype(np.float32)),
+                   full=not local, step=CORRECTION_STEP, seed=0)
+    moved = move_map(moving.data, t)
+
+    def correlation(a: np.ndarray) -> float:
+        return float(np.corrcoef((a * mask).ravel(), (fixed.data * mask).ravel())[0, 1])
+
+    write_volume(output_path, moved.astype(np.float32), voxel, origin=moving.origin,
+                 labels=(f"tomoseg aligned-to: {Path(reference_path).name}"[:80],))
+    rot, tilt, psi = (float(a) for a in t.angles[0])
+    sx, sy, sz = (float(v) for v in t.shifts[0])
+    return {"rot": rot, "tilt": tilt, "psi": psi, "shift_x": sx, "shift_y": sy, "shift_z": sz,
+            "correlation_before": correlation(moving.data), "correlation_after": correlation(moved),
+            "resolution": resolution}
+
