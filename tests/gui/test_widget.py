@@ -119,8 +119,11 @@ def test_paint_train_preview_apply_merge_pick(widget, small_tomo):
     scores = viewer.layers["tomoseg scores: particle"].data
     assert scores.shape == labels.shape
     assert np.median(np.asarray(scores)[labels == 3]) > np.median(np.asarray(scores)[labels == 0])
-    assert w.merge() and "tomoseg merged" in viewer.layers
+    assert w.merge()
+    w.wait()
+    assert "tomoseg merged" in viewer.layers
     assert w.pick()
+    w.wait()
     picks = viewer.layers["tomoseg picks: particle"]
     assert len(w.picks) > 0 and set(picks.features["pick"]) == set(range(len(w.picks)))
     # each pick is drawn on every slice its sphere (250 A = 25 voxels across) crosses, widest at its centre
@@ -238,6 +241,7 @@ def test_pick_filaments_with_axes_then_back_to_blobs(widget):
     assert not w.min_size.isEnabled() and w.spacing.isEnabled() and w.diameter.isEnabled()
     w.diameter.setValue(120)
     assert w.pick(), w.status.text()
+    w.wait()
     points = w.picks.xyz[:, ::-1]
     assert len(points) >= 8 and "points along filaments" in w.status.text()
     assert viewer.layers["tomoseg picks: microtubule"].features["pick"].nunique() == len(points)
@@ -253,7 +257,8 @@ def test_pick_filaments_with_axes_then_back_to_blobs(widget):
     viewer.dims.ndisplay = 2
     out = w.project.folder / "filament.star"
     assert w.export(out) and out.exists()
-    w.pick_mode.setCurrentText("blob")  # re-picks live: blobs carry no axes
+    w.pick_mode.setCurrentText("blob")  # re-picks live (after a short rest, in the background): no axes
+    w.wait()
     assert w.min_size.isEnabled() and not w.spacing.isEnabled()
     assert "tomoseg axes: microtubule" not in viewer.layers and "particles" in w.status.text()
 
@@ -280,5 +285,69 @@ def test_the_dock_trains_with_context_and_jitter_and_applies_with_tta(widget, sm
     scores = read_volume(w.project.path("scores", "particle"))
     assert scores.label_value("tta") == "2" and scores.label_value("level") is not None
     w.calibrate.setChecked(True)
-    assert w.pick() and len(w._scales) == 1  # measured once, reused by merge and by live picking
-    assert w.merge() and "tomoseg merged" in viewer.layers and len(w._scales) == 1
+    assert w.pick()
+    w.wait()
+    assert len(w._scales) == 1  # measured once, reused by merge and by live picking
+    assert w.merge()
+    w.wait()
+    assert "tomoseg merged" in viewer.layers and len(w._scales) == 1
+
+
+@pytest.mark.slow
+def test_dragging_the_threshold_never_blocks_the_viewer(widget, qtbot):
+    """Live picking on a 256 x 1024 x 1024 score map: the spin box is dragged through 12 values while a
+    timer measures the event loop; no gap may exceed 0.5 s (issue #18). The picks come back after."""
+    import time
+
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    w, viewer = widget, widget.viewer
+    w.add_feature("ribosome")
+    scores = np.zeros((256, 1024, 1024), np.float32)
+    rng = np.random.default_rng(0)
+    for z, y, x in rng.integers((20, 40, 40), (236, 984, 984), size=(60, 3)):
+        scores[z - 4 : z + 4, y - 6 : y + 6, x - 6 : x + 6] = 2.0 + rng.random()
+    w._add_score_layer("tomoseg scores: ribosome", scores, "ribosome")
+    w.diameter.setValue(120)
+    assert w.pick()
+    w.wait()
+    assert len(w.picks) > 30
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(20)
+    try:
+        value = 1.0
+        for _ in range(12):  # a drag: a new value every 50 ms
+            value += 0.05
+            w.threshold.setValue(value)
+            end = time.perf_counter() + 0.05
+            while time.perf_counter() < end:
+                QApplication.processEvents()
+        end = time.perf_counter() + 2.0  # the re-pick runs meanwhile, in the background
+        while time.perf_counter() < end:
+            QApplication.processEvents()
+    finally:
+        timer.stop()
+    gaps = np.diff(ticks)
+    assert len(ticks) > 50 and gaps.max() < 0.5, f"the event loop stopped for {gaps.max():.2f} s"
+    w.wait()
+    assert f"at threshold {value:g}" in w.status.text() and len(w.picks) > 30
+
+
+def test_the_dock_adopts_a_tomogram_opened_in_napari(make_napari_viewer, tmp_path, small_pre):
+    """File > Open through the plugin's reader, then New: no second question for the file."""
+    from tomoseg.gui.widget import TomosegWidget
+
+    path = tmp_path / "pre.mrc"
+    write_volume(path, small_pre, 10.0, labels=(header_label("preprocess", PreprocessConfig().describe()),))
+    viewer = make_napari_viewer()
+    w = TomosegWidget(viewer)
+    assert not w.new_project(tmp_path / "none") and "no tomogram" in w.status.text()
+    viewer.open(str(path), plugin="tomoseg")
+    assert "pre.mrc is open: New... makes a project for it" in w.status.text()
+    assert w.opened_tomogram() == path
+    assert w.new_project(tmp_path / "proj")
+    assert w.project.tomogram == path.resolve() and w.project.volume.voxel_size == pytest.approx(10.0)
+    assert [layer.name for layer in viewer.layers].count("tomogram") == 1 and "pre" not in viewer.layers

@@ -104,9 +104,14 @@ class TomosegWidget(QWidget):
         self._scales: dict[tuple[str, int], float] = {}  # calibration scales of score maps (file, version)
         self._build()
         self.viewer.dims.events.ndisplay.connect(self._ndisplay_changed)
+        self.viewer.layers.events.inserted.connect(self._layers_changed)
         self._timer = QTimer(self)
         self._timer.setInterval(100)
         self._timer.timeout.connect(self.poll)
+        self._live_timer = QTimer(self)
+        self._live_timer.setSingleShot(True)
+        self._live_timer.timeout.connect(self._live_pick_now)
+        self._pick_again = False
         self._autosave = QTimer(self)
         self._autosave.setSingleShot(True)
         self._autosave.setInterval(1500)
@@ -310,8 +315,27 @@ class TomosegWidget(QWidget):
             return False
 
     # -- project --------------------------------------------------------------
+    def opened_tomogram(self) -> Path | None:
+        """The file of a tomogram the user opened in napari already (the active layer first, then any
+        image layer read from an MRC or TIFF file, by tomoseg's reader or napari's ``source``)."""
+        layers = [self.viewer.layers.selection.active, *reversed(list(self.viewer.layers))]
+        for layer in layers:
+            if layer is None or type(layer).__name__ != "Image" or layer.name == "tomogram" or layer.ndim != 3:
+                continue
+            path = layer.metadata.get("path") or getattr(getattr(layer, "source", None), "path", None)
+            if path and Path(path).suffix.lower() in (".mrc", ".rec", ".map", ".st", ".ali", ".tif", ".tiff") \
+                    and Path(path).is_file():
+                return Path(path)
+        return None
+
+    def _layers_changed(self, _event=None) -> None:
+        if self.project is None and (opened := self.opened_tomogram()) is not None:
+            self.say(f"{opened.name} is open: New... makes a project for it")
+
     def _ask_new(self) -> None:
-        tomo, _ = QFileDialog.getOpenFileName(self, "Tomogram", "", "Tomogram (*.mrc *.rec *.map *.tif *.tiff)")
+        tomo = self.opened_tomogram()
+        if tomo is None:
+            tomo, _ = QFileDialog.getOpenFileName(self, "Tomogram", "", "Tomogram (*.mrc *.rec *.map *.tif *.tiff)")
         if tomo:
             folder = QFileDialog.getExistingDirectory(self, "Empty project folder")
             if folder:
@@ -328,10 +352,16 @@ class TomosegWidget(QWidget):
         if folder:
             self.open_project(folder)
 
-    def new_project(self, folder, tomogram, voxel_size: float | None = None, ask_voxel_size=None) -> bool:
-        """Start a project on ``tomogram`` in ``folder``. A file that records no voxel size needs
-        ``voxel_size`` (A), or ``ask_voxel_size(tomogram)`` to return one (None: give up)."""
+    def new_project(self, folder, tomogram=None, voxel_size: float | None = None, ask_voxel_size=None) -> bool:
+        """Start a project on ``tomogram`` in ``folder`` (default: the tomogram open in napari already,
+        :meth:`opened_tomogram`). A file that records no voxel size needs ``voxel_size`` (A), or
+        ``ask_voxel_size(tomogram)`` to return one (None: give up)."""
         def act():
+            nonlocal tomogram
+            if tomogram is None:
+                tomogram = self.opened_tomogram()
+                if tomogram is None:
+                    raise TomosegError("no tomogram: open one (File > Open) or choose its file")
             try:
                 project = Project.create(folder, tomogram, voxel_size)
             except VoxelSizeMissing:
@@ -348,8 +378,9 @@ class TomosegWidget(QWidget):
     def _set_project(self, project: Project) -> None:
         self.project = project
         for layer in list(self.viewer.layers):
-            if layer.name.startswith("tomoseg") or layer.name in ("tomogram", "boxes", "masks"):
-                self.viewer.layers.remove(layer)
+            opened_here = layer.metadata.get("path") and Path(layer.metadata["path"]).resolve() == project.tomogram
+            if layer.name.startswith("tomoseg") or layer.name in ("tomogram", "boxes", "masks") or opened_here:
+                self.viewer.layers.remove(layer)  # the project's own layers replace them
         vol = project.volume
         scale = (vol.voxel_size,) * 3
         image = self.viewer.add_image(vol.data, name="tomogram", scale=scale, colormap="gray")
@@ -585,13 +616,22 @@ class TomosegWidget(QWidget):
             cancelled = self.job.cancelled
             self.say(f"{self.job.name} cancelled" if cancelled else f"error: {dock_words(state.error)}")
         else:
-            self._on_done(state.result)
+            self._guard(lambda: self._on_done(state.result))
+        if self._pick_again:
+            self._pick_again = False
+            self._live_pick_now()
 
     def wait(self, timeout: float = 600) -> None:
-        """Block until the running job ends, then handle it as the timer would (scripts, tests)."""
-        if self.job is not None:
+        """Block until the running job (and a re-pick waiting for its delay or for that job) ends, then
+        handle it as the timers would (scripts, tests)."""
+        if self._live_timer.isActive():
+            self._live_timer.stop()
+            self._live_pick_now()
+        while self.job is not None:
             self.job.wait(timeout)
             self.poll()
+            if self.job.poll().finished and not self._live_timer.isActive():
+                break
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -698,10 +738,8 @@ class TomosegWidget(QWidget):
                                      colormap=cmap, contrast_limits=(0, 2), blending="additive", opacity=0.7)
 
     def merge(self) -> bool:
-        """Merge all features with score maps into one label layer (feature colours)."""
+        """Merge all features with score maps into one label layer (feature colours), in the background."""
         def act():
-            from napari.utils.colormaps import DirectLabelColormap
-
             from tomoseg.io.mrc import read_volume
             from tomoseg.workflows import merge_files
 
@@ -711,26 +749,34 @@ class TomosegWidget(QWidget):
                 raise TomosegError("no feature has a score map yet: Apply first")
             out = project.path("merged")
             paths = [project.path("scores", n) for n in names]
-            scales = [self._calibration(p) for p in paths] if self.calibrate.isChecked() else None
-            merge_files(paths, out, threshold=self.threshold.value(), overwrite=True, scales=scales)
-            merged = np.asarray(read_volume(out).data).view(np.uint8)
-            colours = {0: np.zeros(4), None: np.zeros(4)}
-            colours.update({k: _rgba(project.features[n].colour) for k, n in enumerate(names, start=1)})
-            if "tomoseg merged" in self.viewer.layers:
-                self.viewer.layers.remove("tomoseg merged")
-            self.viewer.add_labels(merged, name="tomoseg merged", scale=(project.volume.voxel_size,) * 3,
-                                   colormap=DirectLabelColormap(color_dict=colours), opacity=0.6)
-            self.say("merged: " + ", ".join(f"{k}={n}" for k, n in enumerate(names, start=1)))
+            threshold, calibrate = self.threshold.value(), self.calibrate.isChecked()
+
+            def work(progress):
+                scales = [self._calibration(p) for p in paths] if calibrate else None
+                merge_files(paths, out, threshold=threshold, overwrite=True, scales=scales)
+                return np.asarray(read_volume(out).data).view(np.uint8)
+
+            def done(merged):
+                from napari.utils.colormaps import DirectLabelColormap
+
+                colours = {0: np.zeros(4), None: np.zeros(4)}
+                colours.update({k: _rgba(project.features[n].colour) for k, n in enumerate(names, start=1)})
+                if "tomoseg merged" in self.viewer.layers:
+                    self.viewer.layers.remove("tomoseg merged")
+                self.viewer.add_labels(merged, name="tomoseg merged", scale=(project.volume.voxel_size,) * 3,
+                                       colormap=DirectLabelColormap(color_dict=colours), opacity=0.6)
+                self.say("merged: " + ", ".join(f"{k}={n}" for k, n in enumerate(names, start=1)))
+            self._start("merging", work, done)
         return self._guard(act)
 
     def _calibration(self, path: Path) -> float:
-        """A score map's calibration scale (tomoseg.workflows.maps), measured once per file version."""
+        """A score map's calibration scale (tomoseg.workflows.maps), measured once per file version.
+        Called from the background jobs (a dict's get and set are atomic)."""
         from tomoseg.workflows.maps import calibration_scale_of
 
         key = (str(path), path.stat().st_mtime_ns)
         if key not in self._scales:
-            self._scales[key], note = calibration_scale_of(path)
-            self.say(note)
+            self._scales[key] = calibration_scale_of(path)[0]
         return self._scales[key]
 
     def show_3d(self) -> None:
@@ -761,11 +807,10 @@ class TomosegWidget(QWidget):
         self._live_pick()
 
     def pick(self) -> bool:
-        """Pick the active feature's score map: particles (blob mode) into a Points layer; points along
-        filaments or on membranes with their axes or normals (a Vectors layer)."""
+        """Pick the active feature's score map in the background: particles (blob mode) into a Points
+        layer; points along filaments or on membranes with their axes or normals (a Vectors layer)."""
         def act():
-            from tomoseg.ops.rotations import z_axes
-            from tomoseg.steps.picking_modes import pick_config
+            from tomoseg.steps.picking_modes import PICKING_MODES, pick_config
             from tomoseg.workflows.particles import pick_scores
 
             project = self._need_project()
@@ -775,31 +820,45 @@ class TomosegWidget(QWidget):
                 raise TomosegError(f"feature {name!r} has no score map yet: Apply first")
             mode = self.pick_mode.currentText()
             config = pick_config(mode, self.threshold.value(), **self._pick_options())
-            scores = np.asarray(self.viewer.layers[layer].data, dtype=np.float32)
-            if self.calibrate.isChecked():
-                scores = scores / np.float32(self._calibration(project.path("scores", name)))
+            data = self.viewer.layers[layer].data
+            scores_file = project.path("scores", name) if self.calibrate.isChecked() else None
             vs = project.volume.voxel_size
-            self.picks = pick_scores(scores, vs, config)
-            points = self.picks.xyz[:, ::-1] if len(self.picks) else np.zeros((0, 3))
-            colour = project.features[name].colour
-            title, axes = f"tomoseg picks: {name}", f"tomoseg axes: {name}"
-            for old in (title, axes):
-                if old in self.viewer.layers:
-                    self.viewer.layers.remove(old)
-            size = (config.spacing / 2 if mode == "membrane" else config.diameter) / vs
-            # White rings: the feature's colour would vanish over its own score and merged layers.
-            layer = self.viewer.add_points(np.zeros((0, 3)), name=title, scale=(vs,) * 3, border_color="white",
-                                           face_color=_rgba(colour, 0.2), border_width=0.06)
-            directions = None
-            if mode != "blob" and len(self.picks):
-                directions = z_axes(self.picks.angles)[:, ::-1] * (config.spacing / 2 / vs)
-                self.viewer.add_vectors(np.zeros((0, 2, 3)), name=axes, scale=(vs,) * 3, edge_color="white",
-                                        edge_width=1.5)
-            layer.metadata["tomoseg picks"] = (points, size, scores.shape[0], directions)
-            self._draw_picks(layer)
-            what = {"blob": "particles", "filament": "points along filaments", "membrane": "points on membranes"}
-            self.say(f"{name}: {len(self.picks)} {what[mode]} at threshold {config.threshold:g}")
+
+            def work(progress):
+                scores = np.asarray(data, dtype=np.float32)
+                if scores_file is not None:
+                    scores = scores / np.float32(self._calibration(scores_file))
+                return pick_scores(scores, vs, config), scores.shape[0]
+
+            def done(result):
+                self.picks, depth = result
+                self._show_picks(name, mode, config, depth)
+                self.say(f"{name}: {len(self.picks)} {PICKING_MODES[mode].what} at threshold {config.threshold:g}")
+            self._start(f"picking {name}", work, done)
         return self._guard(act)
+
+    def _show_picks(self, name: str, mode: str, config, depth: int) -> None:
+        from tomoseg.ops.rotations import z_axes
+
+        project = self._need_project()
+        vs = project.volume.voxel_size
+        points = self.picks.xyz[:, ::-1] if len(self.picks) else np.zeros((0, 3))
+        colour = project.features[name].colour
+        title, axes = f"tomoseg picks: {name}", f"tomoseg axes: {name}"
+        for old in (title, axes):
+            if old in self.viewer.layers:
+                self.viewer.layers.remove(old)
+        size = (config.spacing / 2 if mode == "membrane" else config.diameter) / vs
+        # White rings: the feature's colour would vanish over its own score and merged layers.
+        layer = self.viewer.add_points(np.zeros((0, 3)), name=title, scale=(vs,) * 3, border_color="white",
+                                       face_color=_rgba(colour, 0.2), border_width=0.06)
+        directions = None
+        if mode != "blob" and len(self.picks):
+            directions = z_axes(self.picks.angles)[:, ::-1] * (config.spacing / 2 / vs)
+            self.viewer.add_vectors(np.zeros((0, 2, 3)), name=axes, scale=(vs,) * 3, edge_color="white",
+                                    edge_width=1.5)
+        layer.metadata["tomoseg picks"] = (points, size, depth, directions)
+        self._draw_picks(layer)
 
     def _draw_picks(self, layer) -> None:
         """A picks layer as spheres in 3D, and as the discs they cut out of each slice in 2D; its
@@ -821,7 +880,20 @@ class TomosegWidget(QWidget):
             if "tomoseg picks" in layer.metadata:
                 self._draw_picks(layer)
 
+    LIVE_PICK_DELAY_MS = 300
+    """A changed picking option re-picks once it has rested this long (dragging a spin box re-picks once)."""
+
     def _live_pick(self) -> None:
+        """Re-pick after the options stopped changing (debounced); the picking runs in the background,
+        and a change made meanwhile re-picks once more when it ends. Never blocks the viewer."""
+        if self.feature and f"tomoseg picks: {self.feature}" in self.viewer.layers:
+            self._live_timer.start(self.LIVE_PICK_DELAY_MS)
+
+    def _live_pick_now(self) -> None:
+        if self.job is not None and not self.job.poll().finished:
+            if self.job.name.startswith("picking "):
+                self._pick_again = True  # after this one
+            return  # another job (training, applying) runs: the user re-picks with Pick
         if self.feature and f"tomoseg picks: {self.feature}" in self.viewer.layers:
             self.pick()
 

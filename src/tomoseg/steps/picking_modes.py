@@ -54,9 +54,9 @@ PICKING_MODES: dict[str, PickingMode] = {m.name: m for m in (
                 "particles", "one pick per particle (connected piece, split where pieces touch)"),
     PickingMode("filament", "tomoseg.steps.continuous", "FilamentConfig", "pick_filaments",
                 ("diameter", "spacing", "min_length"),
-                "filament points", "points along centre lines, with the filament's axis"),
+                "points along filaments", "points along centre lines, with the filament's axis"),
     PickingMode("membrane", "tomoseg.steps.continuous", "MembraneConfig", "pick_membranes", ("spacing", "min_area"),
-                "membrane points", "points on the surface, with the normal"),
+                "points on membranes", "points on the surface, with the normal"),
 )}
 """The picking modes by name, the default (blob) first."""
 
