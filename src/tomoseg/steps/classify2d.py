@@ -226,6 +226,17 @@ def lowpass_images(images: np.ndarray, cutoff: float) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- statistics
 
+GRAM_LIMIT = 2000
+"""PCA through the Gram matrix (eigenvectors of the smaller of x x^T and x^T x) up to this size; a
+randomised SVD beyond."""
+
+POLAR_ANGLES = 64
+"""Angles sampled on each ring of the power spectrum for the rotation-invariant features."""
+
+HARMONICS = slice(0, 17, 2)
+"""Angular harmonics kept as invariants: the even ones up to 16 (a power spectrum is centrosymmetric,
+so the odd ones are zero)."""
+
 
 def _pca(x: np.ndarray, components: int, seed: int) -> np.ndarray:
     """Coordinates (n, q) of the rows of ``x`` on their first principal components."""
@@ -233,7 +244,7 @@ def _pca(x: np.ndarray, components: int, seed: int) -> np.ndarray:
     x = x - x.mean(axis=0)
     n, p = x.shape
     q = max(1, min(components, n, p))
-    if min(n, p) <= 2000:
+    if min(n, p) <= GRAM_LIMIT:
         # The top q eigenvectors of the smaller Gram matrix (much cheaper than an SVD of x).
         xt = torch.from_numpy(x)  # torch's matrix product honours torch's thread setting
         gram = (xt @ xt.T if n <= p else xt.T @ xt).numpy()
@@ -326,7 +337,7 @@ def _invariants(images: np.ndarray, mask: np.ndarray, cutoff: float) -> np.ndarr
     size = images.shape[-1]
     power = np.abs(np.fft.fftshift(np.fft.fft2(images * mask), axes=(-2, -1))) ** 2
     n_radii = max(2, int(round(cutoff * size)))
-    n_theta = 64
+    n_theta = POLAR_ANGLES
     radii = np.arange(1, n_radii + 1, dtype=np.float64)
     theta = np.arange(n_theta) * (2 * math.pi / n_theta)
     c = size // 2
@@ -342,7 +353,7 @@ def _invariants(images: np.ndarray, mask: np.ndarray, cutoff: float) -> np.ndarr
             align_corners=False,
         )[:, 0].numpy()  # (n, radii, theta)
     # The power spectrum is centrosymmetric: only even harmonics carry anything.
-    harmonics = np.abs(np.fft.rfft(polar, axis=-1))[..., 0:17:2]
+    harmonics = np.abs(np.fft.rfft(polar, axis=-1))[..., HARMONICS]
     return np.log(harmonics + 1e-3 * harmonics[..., :1].mean() + 1e-12).reshape(len(images), -1)
 
 
