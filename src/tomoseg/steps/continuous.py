@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 from scipy import ndimage
@@ -36,23 +37,34 @@ from tomoseg.steps.pick import suppress_close
 from tomoseg.types import Picks
 
 
-def check_fields(config, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
-    """The validation both continuous modes share: ``positive`` fields > 0, ``non_negative`` >= 0,
-    else an InvalidValue naming the field."""
-    for name in positive:
-        if not getattr(config, name) > 0:
-            raise InvalidValue(f"`{name}` must be > 0, got {getattr(config, name)}")
-    for name in non_negative:
-        if not getattr(config, name) >= 0:
-            raise InvalidValue(f"`{name}` must be >= 0, got {getattr(config, name)}")
+class _PointsConfig:
+    """What both continuous modes' configs share: their validation (``POSITIVE`` fields > 0,
+    ``NON_NEGATIVE`` fields >= 0, else an InvalidValue naming the field) and ``to_dict``."""
+
+    POSITIVE: tuple[str, ...] = ()
+    NON_NEGATIVE: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in self.POSITIVE:
+            if not getattr(self, name) > 0:
+                raise InvalidValue(f"`{name}` must be > 0, got {getattr(self, name)}")
+        for name in self.NON_NEGATIVE:
+            if not getattr(self, name) >= 0:
+                raise InvalidValue(f"`{name}` must be >= 0, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
-class FilamentConfig:
+class FilamentConfig(_PointsConfig):
     """threshold: score needed; diameter: filament diameter in A (closes the lumen
     of tubes, e.g. 250 for microtubules, 70 for actin); spacing: A between points
     along a filament; min_length: drop pieces shorter than this (A); edge: drop
     points closer than this to the volume's border (A)."""
+
+    POSITIVE: ClassVar = ("diameter", "spacing")
+    NON_NEGATIVE: ClassVar = ("min_length", "edge")
 
     threshold: float = 1.0
     diameter: float = 250.0
@@ -60,30 +72,21 @@ class FilamentConfig:
     min_length: float = 500.0
     edge: float = 0.0
 
-    def __post_init__(self) -> None:
-        check_fields(self, positive=("diameter", "spacing"), non_negative=("min_length", "edge"))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class MembraneConfig:
+class MembraneConfig(_PointsConfig):
     """threshold: score needed; spacing: A between points on the surface;
     min_area: drop pieces with a smaller area than this (A^2, estimated as
     volume / thickness); thickness: membrane thickness in A; edge: as for filaments."""
+
+    POSITIVE: ClassVar = ("spacing", "thickness")
+    NON_NEGATIVE: ClassVar = ("min_area", "edge")
 
     threshold: float = 1.0
     spacing: float = 100.0
     min_area: float = 1.0e5
     thickness: float = 50.0
     edge: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_fields(self, positive=("spacing", "thickness"), non_negative=("min_area", "edge"))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _keep_large(mask: np.ndarray, min_voxels: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
