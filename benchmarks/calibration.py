@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from skimage.filters import threshold_otsu
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from transfer import lazy_boxes  # noqa: E402  (the lazy annotator's tiles, as transfer.py chose them)
 
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.model_file import load_model
@@ -83,6 +87,8 @@ def main(argv=None) -> None:
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sim"))
     parser.add_argument("--configs", nargs="+", default=["default"])
     parser.add_argument("--detail", action="store_true", help="also print each map's Dice")
+    parser.add_argument("--seeds", nargs="+", type=int, help="only these seeds (default: every kept one)")
+    parser.add_argument("--variants", nargs="+", default=["spread", "lazy"], help="tile choices (transfer.py)")
     args = parser.parse_args(argv)
     labels = {t: read_volume(Path(args.data) / f"{t}_labels.mrc", mmap=False).data.view(np.uint8) for t in CONDITION}
     volumes = {}
@@ -95,12 +101,16 @@ def main(argv=None) -> None:
         m = pattern.match(model.name)
         if not m or m.group(1) not in args.configs:
             continue
-        config, _, train_on, cls, _ = m.groups()
+        config, variant, train_on, cls, _ = m.groups()
+        value, seed = CLASSES[cls], int(m.group(5))
+        if variant not in args.variants or (args.seeds and seed not in args.seeds):
+            continue
+        config = config if variant == "spread" else f"{config}, lazy tiles"
         stem = model.name[: -len(".model")]
         train_map = np.load(model.parent / f"{stem}_on_{train_on}.npy").astype(np.float32)
-        value, seed = CLASSES[cls], int(m.group(5))
-        boxes = choose_boxes(labels[train_on], value, 10, 100, seed=seed + value) if m.group(2) == "spread" else None
-        tiles = tile_scores(train_map, boxes) if boxes is not None else None
+        boxes = (choose_boxes(labels[train_on], value, 10, 100, seed=seed + value) if variant == "spread"
+                 else lazy_boxes(labels[train_on], value, seed=seed + value))  # as transfer.py chose them
+        tiles = tile_scores(train_map, boxes)
         model_level = None
         if boxes is not None:  # the level train() records now, for networks kept before it did
             net = load_model(model).net
@@ -122,7 +132,7 @@ def main(argv=None) -> None:
                       + (f"{dice_at(test_map, truth, got[CALIBRATE]):.2f} (at {got[CALIBRATE]:.2f})"
                          if CALIBRATE in got else "-") + f", best {best:.2f}", flush=True)
             table[(config, "best threshold (oracle)", cls, kind)].append(best)
-    for config in args.configs:
+    for config in sorted({k[0] for k in table}):
         names = sorted({k[1] for k in table if k[0] == config}, key=lambda r: (r != "threshold 1", "oracle" in r, r))
         print(f"\n**{config}**: mean Dice, same conditions / across conditions (worst across), networks counted\n")
         print("| rule | " + " | ".join(CLASSES) + " |")

@@ -17,31 +17,14 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QInputDialog,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QInputDialog, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.gui.jobs import Job
+from tomoseg.gui.panels import FeaturePanel, ParticlesPanel, ProjectPanel, TrainPanel, button
 from tomoseg.nn.threads import share_cores_politely
-from tomoseg.ops.context import MAX_CONTEXT
 from tomoseg.steps.picking_modes import PICKING_MODES
-from tomoseg.steps.recipes import RECIPES
 from tomoseg.steps.trainset import TILE_SIZE
 from tomoseg.workflows.project import Project
 
@@ -121,162 +104,18 @@ class TomosegWidget(QWidget):
         self.viewer.bind_key("u", lambda _v: self.undo(), overwrite=True)
 
     # -- layout ---------------------------------------------------------------
-    def _button(self, text: str, slot, tip: str = "") -> QPushButton:
-        b = QPushButton(text)
-        b.clicked.connect(lambda _=False: slot())
-        b.setToolTip(tip)
-        return b
-
     def _build(self) -> None:
         layout = QVBoxLayout(self)
-        box = QGroupBox("Project")
-        rows = QVBoxLayout(box)
-        row = QHBoxLayout()
-        self.project_label = QLabel("no project")
-        row.addWidget(self.project_label)
-        row.addWidget(self._button("New...", self._ask_new, "choose a tomogram and an empty project folder"))
-        row.addWidget(self._button("Open...", self._ask_open, "open a project folder"))
-        rows.addLayout(row)
-        row = QHBoxLayout()
-        row.addWidget(self._button("Preprocess", self.preprocess,
-                                   "low-pass 20 A, high-pass 4000 A, normalise, clamp 3 sd (as the CLI)"))
-        row.addWidget(self._button("Import model...", self._ask_import,
-                                   "a model trained with 'tomoseg train': becomes a feature"))
-        row.addWidget(self._button("Import training set...", self._ask_import_set,
-                                   "boxes and masks from 'tomoseg trainset' on this tomogram"))
-        rows.addLayout(row)
-        layout.addWidget(box)
-
-        box = QGroupBox("Feature")
-        form = QFormLayout(box)
-        self.feature_combo = QComboBox()
-        self.feature_combo.currentTextChanged.connect(lambda _t: self._refresh_layers())
-        self.feature_name = QLineEdit()
-        self.feature_name.setPlaceholderText("name, e.g. membrane")
-        add = QHBoxLayout()
-        self.feature_colour = QLineEdit()
-        self.feature_colour.setPlaceholderText("colour (auto)")
-        self.feature_colour.setMaximumWidth(110)
-        add.addWidget(self.feature_name)
-        add.addWidget(self.feature_colour)
-        add.addWidget(self._button("Add", lambda: self.add_feature(self.feature_name.text(),
-                                                                   self.feature_colour.text() or None)))
-        form.addRow("active", self.feature_combo)
-        form.addRow("new", add)
-        modes = QHBoxLayout()
-        self.mode_buttons = {}
-        for mode, text in (("positive", "+ box (P)"), ("negative", "- box (N)"), ("paint", "paint (B)"),
-                           ("off", "off (Esc)")):
-            b = self._button(text, lambda m=mode: self.set_mode(m))
-            b.setCheckable(True)
-            self.mode_buttons[mode] = b
-            modes.addWidget(b)
-        form.addRow(modes)
-        self.brush = QSpinBox()
-        self.brush.setRange(1, 40)
-        self.brush.setValue(5)
-        self.brush.valueChanged.connect(lambda v: self._masks_layer() and setattr(self._masks_layer(), "brush_size", v))
-        form.addRow("brush", self.brush)
-        self.box_count = QLabel("")
-        form.addRow(self.box_count)
-        layout.addWidget(box)
-
-        box = QGroupBox("Train and apply")
-        form = QFormLayout(box)
-        self.recipe = QComboBox()
-        self.recipe.addItems(list(RECIPES))
-        self.epochs = QSpinBox()
-        self.epochs.setRange(0, 200)
-        self.epochs.setSpecialValueText("recipe's")
-        self.context = QSpinBox()
-        self.context.setRange(0, MAX_CONTEXT)
-        self.context.setSpecialValueText("none (2D)")
-        self.context.setToolTip("slab context (2.5D): the network sees this many slices above and below each "
-                                "slice it annotates (trainset --context)")
-        self.jitter = QDoubleSpinBox()
-        self.jitter.setRange(0.0, 3.0)
-        self.jitter.setSingleStep(0.5)
-        self.jitter.setSpecialValueText("none")
-        self.jitter.setToolTip("augmentation imitating other imaging conditions while training (train --imaging-jitter)")
-        self.tta = QSpinBox()
-        self.tta.setRange(1, 8)
-        self.tta.setSpecialValueText("none")
-        self.tta.setToolTip("test-time augmentation: average the map over this many of the 8 rotations by 90 degrees "
-                            "and flips (apply --tta; N times the time)")
-        form.addRow("recipe", self.recipe)
-        form.addRow("epochs", self.epochs)
-        form.addRow("slab context", self.context)
-        form.addRow("imaging jitter", self.jitter)
-        form.addRow("test-time aug.", self.tta)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self._button("Train", self.train, "train the active feature's network"))
-        buttons.addWidget(self._button("Preview slice", self.preview, "apply the network to the current slice"))
-        form.addRow(buttons)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self._button("Apply", self.apply, "score the whole tomogram"))
-        buttons.addWidget(self._button("Merge", self.merge, "one label map from all features' scores"))
-        buttons.addWidget(self._button("3D", self.show_3d, "isosurfaces of the score maps at threshold 1"))
-        form.addRow(buttons)
-        self.loss_label = QLabel("")
-        form.addRow(self.loss_label)
-        self._loss_canvas = self._make_loss_canvas()
-        if self._loss_canvas is not None:
-            form.addRow(self._loss_canvas)
-        layout.addWidget(box)
-
-        box = QGroupBox("Particles")
-        form = QFormLayout(box)
-        self.pick_mode = QComboBox()
-        self.pick_mode.addItems(list(PICKING_MODES))
-        self.pick_mode.setToolTip("; ".join(f"{m.name}: {m.help}" for m in PICKING_MODES.values()))
-        self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.05, 20)
-        self.threshold.setSingleStep(0.1)
-        self.threshold.setValue(1.0)
-        self.diameter = QDoubleSpinBox()
-        self.diameter.setRange(10, 5000)
-        self.diameter.setValue(250)
-        self.diameter.setSuffix(" A")
-        self.min_size = QDoubleSpinBox()
-        self.min_size.setRange(0, 1e9)
-        self.min_size.setDecimals(0)
-        self.min_size.setSingleStep(1e5)
-        self.min_size.setSpecialValueText("from diameter")
-        self.min_size.setSuffix(" A^3")
-        self.min_distance = QDoubleSpinBox()
-        self.min_distance.setRange(0, 5000)
-        self.min_distance.setSpecialValueText("from diameter")
-        self.min_distance.setSuffix(" A")
-        self.spacing = QDoubleSpinBox()
-        self.spacing.setRange(0, 5000)
-        self.spacing.setSpecialValueText("mode's default")
-        self.spacing.setSuffix(" A")
-        self.spacing.setToolTip("filament and membrane: distance between points")
-        for spin in (self.threshold, self.diameter, self.min_size, self.min_distance, self.spacing):
-            spin.valueChanged.connect(lambda _v: self._live_pick())
-        self.pick_mode.currentTextChanged.connect(self._pick_mode_changed)
-        self.calibrate = QCheckBox("calibrate merge and picks to this tomogram")
-        self.calibrate.setToolTip("merge and pick each map on its network's training scale, measured from the map's "
-                                  "own scores: for a tomogram imaged otherwise than the training one "
-                                  "(merge/pick --calibrate)")
-        self.calibrate.toggled.connect(lambda _v: self._live_pick())
-        form.addRow("mode", self.pick_mode)
-        form.addRow("threshold", self.threshold)
-        form.addRow(self.calibrate)
-        form.addRow("diameter", self.diameter)
-        form.addRow("min size", self.min_size)
-        form.addRow("min distance", self.min_distance)
-        form.addRow("spacing", self.spacing)
+        self.panels = [ProjectPanel(self), FeaturePanel(self), TrainPanel(self), ParticlesPanel(self)]
+        for panel in self.panels:
+            layout.addWidget(panel)
+            for name in panel.CONTROLS:  # the handlers below read the controls as the dock's own
+                setattr(self, name, getattr(panel, name))
         self._pick_mode_changed(self.pick_mode.currentText())
-        buttons = QHBoxLayout()
-        buttons.addWidget(self._button("Pick", self.pick))
-        buttons.addWidget(self._button("Export...", self._ask_export, "RELION STAR, CSV, Dynamo, IMOD or EMAN2 JSON"))
-        form.addRow(buttons)
-        layout.addWidget(box)
 
         self.progress = QProgressBar()
         self.progress.setVisible(False)
-        self.cancel_button = self._button("Cancel", self.cancel)
+        self.cancel_button = button("Cancel", self.cancel)
         self.cancel_button.setVisible(False)
         row = QHBoxLayout()
         row.addWidget(self.progress)
@@ -286,18 +125,6 @@ class TomosegWidget(QWidget):
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         layout.addStretch()
-
-    def _make_loss_canvas(self):
-        try:
-            from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-            from matplotlib.figure import Figure
-        except ImportError:  # pragma: no cover - matplotlib is a dependency
-            return None
-        fig = Figure(figsize=(3, 1.6), tight_layout=True)
-        self._loss_axes = fig.add_subplot(111)
-        canvas = FigureCanvasQTAgg(fig)
-        canvas.setMinimumHeight(120)
-        return canvas
 
     # -- messages -------------------------------------------------------------
     def say(self, text: str) -> None:
