@@ -505,25 +505,14 @@ class TomosegWidget(QWidget):
             self._start(f"training {name}", work, done)
         return self._guard(act)
 
-    def _model(self, name: str):
-        from tomoseg.io.model_file import load_model
-
-        path = self._need_project().path("model", name)
-        if not path.exists():
-            raise TomosegError(f"feature {name!r} has no trained network yet: Train first")
-        return load_model(path)
-
     def preview(self) -> bool:
         """Score the current slice with the active feature's network (immediate, one slice)."""
         def act():
-            from tomoseg.steps.segment import score_slices, slices_with_context
+            from tomoseg.workflows.project import preview_slice
 
             name = self._need_feature()
-            model = self._model(name)
             z = int(self.viewer.dims.current_step[0])
-            data = self.project.volume.data
-            scores = score_slices(model.net, model.amplitude,
-                                  slices_with_context(data, z, z + 1, model.net.config.context))
+            scores = preview_slice(self._need_project(), name, z)
             # a one-slice layer placed at z (no tomogram-sized array for one slice)
             self._add_score_layer(f"tomoseg preview: {name}", scores, name, first_slice=z)
             self.say(f"preview of {name} on slice {z}: {np.count_nonzero(scores >= 1)} pixels score >= 1")

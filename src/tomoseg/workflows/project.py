@@ -415,3 +415,20 @@ def train_feature(project: Project, name: str, config: TrainConfig, trainset_pat
     colour = project.features[name].colour if name in project.features else None
     return train_file(trainset_path, project.path("model", name), config, name=name, colour=colour,
                       progress=progress, device=device, threads=threads, on_epoch=on_epoch, overwrite=True)
+
+
+def preview_slice(project: Project, name: str, z: int) -> np.ndarray:
+    """The feature's network (``models/NAME.model``) on slice ``z`` of the project's tomogram, with the
+    slices around it that a network with slab context needs: scores (1, y, x)."""
+    from tomoseg.io.model_file import load_model
+    from tomoseg.io.pages import Paged
+    from tomoseg.steps.segment import score_slices, slices_with_context
+
+    path = project.path("model", name)
+    if not path.exists():
+        raise TomosegError(f"feature {name!r} has no trained network yet: Train first")
+    model = load_model(path)
+    data = project.volume.data
+    if not 0 <= z < data.shape[0]:
+        raise TomosegError(f"slice {z} is outside the tomogram (0..{data.shape[0] - 1})")
+    return score_slices(model.net, model.amplitude, slices_with_context(Paged(data), z, z + 1, model.net.config.context))
