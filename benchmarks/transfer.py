@@ -193,6 +193,37 @@ def report(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+CONDITION = {"tomo_s11": "a", "tomo_s12": "a", "tomo_s31": "c", "tomo_s41": "d"}
+
+
+def summary_table(results: list[dict], train: list[str] | None = None, seeds: list[int] | None = None) -> str:
+    """One row per configuration (recipe, tile choice): per class, Dice at threshold 1 same conditions
+    (tomo_s11 -> tomo_s12) / across conditions (every pair between different conditions), the worst
+    single map across in brackets; then the same for the best threshold. Means over the networks there
+    (``train``: only these training tomograms; ``seeds``: only these seeds)."""
+    lines = ["| configuration | networks | " + " | ".join(CLASSES.values()) + " |", "|---" * (len(CLASSES) + 2) + "|"]
+    groups = sorted({(r["recipe"], r["variant"]) for r in results})
+    for metric, name in (("dice_at_1", "threshold 1"), ("best_dice", "best threshold")):
+        for recipe_name, variant in groups:
+            rows = [r for r in results if r["recipe"] == recipe_name and r["variant"] == variant
+                    and (train is None or r["train"] in train) and (seeds is None or r["seed"] in seeds)]
+            if not rows:
+                continue
+            cells = []
+            for cls in CLASSES.values():
+                same = [r["tests"][t][metric] for r in rows if r["class"] == cls for t in r["tests"]
+                        if CONDITION[t] == CONDITION[r["train"]]]
+                cross = [r["tests"][t][metric] for r in rows if r["class"] == cls for t in r["tests"]
+                         if CONDITION[t] != CONDITION[r["train"]]]
+                text = f"{np.mean(same):.2f}" if same else "-"
+                text += f" / {np.mean(cross):.2f} ({min(cross):.2f})" if cross else " / -"
+                cells.append(text)
+            used = sorted({r["seed"] for r in rows})
+            lines.append(f"| {recipe_name}, {variant} tiles, {name} | {len(rows)} (seeds {', '.join(map(str, used))}) | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sim"))
@@ -210,12 +241,18 @@ def main(argv=None) -> None:
                         help="also save each network (.model) and its maps on every tomogram (float16 .npy) in DIR, "
                              "to study calibration rules or test-time augmentation without training again")
     parser.add_argument("--report", action="store_true", help="print the tables of the results so far and stop")
+    parser.add_argument("--summary", action="store_true",
+                        help="print one row per configuration (same / across conditions, worst map) and stop; "
+                             "with --train and --seeds, only those networks")
     args = parser.parse_args(argv)
 
     path = Path(args.results)
     results = json.loads(path.read_text()) if path.exists() else []
     if args.report:
         print(report(results))
+        return
+    if args.summary:
+        print(summary_table(results, args.train, args.seeds))
         return
     done = {key(r) for r in results}
     print(f"# {platform.machine()}, {time.strftime('%Y-%m-%d %H:%M')}; {len(done)} runs already in {path}", flush=True)
