@@ -698,12 +698,29 @@ RENAMED = {"learning_rate": "lr", "batch_size": "batch", "negative_copies": "cop
 """Config fields whose flag is not ``--`` + the field's name with dashes."""
 
 
-def flag_words(parser: argparse.ArgumentParser) -> Callable[[str], str]:
+def flag_words(parser: argparse.ArgumentParser, everywhere: argparse.ArgumentParser | None = None
+               ) -> Callable[[str], str]:
     """What the CLI calls a config field or argument named in a library message (`field`, see
-    :mod:`tomoseg.errors`): the flag of ``parser`` (a subcommand's) with that destination, or the
-    field's own name, plainly, where no flag sets it (a positional argument, a data array)."""
-    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
-    return lambda field: flags.get(RENAMED.get(field, field), flags.get(field, field))
+    :mod:`tomoseg.errors`): the flag of ``parser`` (a subcommand's) with that destination, else of any
+    subcommand of ``everywhere`` (a remedy may name another command's option, e.g. preprocess's
+    ``--resample``), else the field's own name, plainly (a positional argument, a data array)."""
+    def flags_of(p: argparse.ArgumentParser) -> dict[str, str]:
+        found = {}
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    found = {**flags_of(sub), **found}
+            elif action.option_strings:
+                found[action.dest] = action.option_strings[-1]
+        return found
+
+    own = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+    other = flags_of(everywhere) if everywhere is not None else {}
+
+    def word(field: str) -> str:
+        dest = RENAMED.get(field, field)
+        return own.get(dest) or own.get(field) or other.get(dest) or other.get(field) or field
+    return word
 
 
 def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
@@ -719,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    words = flag_words(_command_parser(parser, args))
+    words = flag_words(_command_parser(parser, args), parser)
 
     def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"tomoseg: warning: {TomosegError(str(message)).in_words(words)}", file=sys.stderr)
