@@ -363,3 +363,12 @@ def test_preprocess_says_when_the_lowpass_is_beyond_nyquist(tmp_path):
     assert "low-pass cutoff 20 A" in lines[0] and "46.4 A" in lines[0]
     r = run_cli("preprocess", tmp_path / "coarse.mrc", "-o", tmp_path / "pre2.mrc", "--lowpass", 60, "-q")
     assert r.returncode == 0 and r.stderr == ""
+
+
+def test_the_command_line_starts_without_torch():
+    """--help and argument errors stay instant: the CLI, its registries (picking modes, particle formats,
+    recipes) and the error words load neither torch nor scipy nor scikit-image."""
+    code = ("import sys, tomoseg.cli.main as m; m.build_parser(); "
+            "print(sorted(k for k in ('torch', 'scipy', 'skimage', 'pandas') if k in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
