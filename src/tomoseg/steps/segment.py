@@ -117,10 +117,10 @@ def score_slabs(
 
     Each slab is read once (``volume[lo:hi]``: any array that slices along z; the workflows pass a
     memory map wrapped in :class:`tomoseg.io.pages.Paged`, which releases the pages of each slab
-    it has copied, so memory does not grow with the volume) and scored by every model. Yields ``(z0, [scores of each model])``; slabs starting at a z0 in
-    ``skip`` are neither read nor scored. ``slices_per_batch``: slab thickness
-    (default :func:`slab_slices`). ``tta``: test-time augmentation, see :func:`score_prepared`.
-    Reports progress per slab (cancellable).
+    it has copied, so memory does not grow with the volume) and scored by every model. Yields
+    ``(z0, [scores of each model])``; slabs starting at a z0 in ``skip`` are neither read nor scored.
+    ``slices_per_batch``: slab thickness (default :func:`slab_slices`). ``tta``: test-time
+    augmentation, see :func:`score_prepared`. Reports progress per slab (cancellable).
     Raises ValueError naming the slices if they hold NaN or infinity.
     """
     check_tta(tta)
