@@ -171,3 +171,54 @@ def test_the_command_line_builds_and_trains_a_project_without_a_display(tmp_path
     assert "--lr must be > 0" in capsys.readouterr().err
     assert main(["project", "show", str(tmp_path / "nowhere")]) == 2
     assert "not a tomoseg project" in capsys.readouterr().err
+
+
+def test_the_dock_s_file_steps_import_merge_and_export(tmp_path, tomo_path, particle_model, small_pre):
+    """What the dock calls: a model file becomes a feature; score maps merge by argmax above the
+    threshold into merged.mrc; picks are written with the tomogram's voxel size and origin."""
+    from tomoseg.io.mrc import read_volume
+    from tomoseg.io.model_file import save_model
+    from tomoseg.io.particles import read_particles
+    from tomoseg.steps.pick import PickConfig, pick_particles
+    from tomoseg.workflows.project import export_picks, import_model_file, merge_features, read_scores
+
+    from tomoseg.nn.model import Model
+
+    save_model(tmp_path / "m.model", Model(particle_model.net, particle_model.amplitude, "particle", 10.0))
+    p = Project.create(tmp_path / "proj", tomo_path)
+    assert import_model_file(p, tmp_path / "m.model") == "particle"
+    assert (tmp_path / "proj" / "models" / "particle.model").read_bytes() == (tmp_path / "m.model").read_bytes()
+    assert "particle" in Project.open(tmp_path / "proj").features  # saved
+    (tmp_path / "junk.model").write_bytes(b"not a model")
+    with pytest.raises(TomosegError, match="junk.model"):
+        import_model_file(p, tmp_path / "junk.model")
+
+    with pytest.raises(TomosegError, match="no feature has a score map"):
+        merge_features(p)
+    p.add_feature("membrane")
+    shape = small_pre.shape
+    a = np.zeros(shape, np.float32)
+    b = np.zeros(shape, np.float32)
+    a[:, :20] = 2.0   # particle strong at the top
+    b[:, :40] = 1.5   # membrane weaker there, alone below it
+    b[:, 100:] = 0.5  # below threshold: background
+    for name, scores in (("particle", a), ("membrane", b)):
+        p.path("scores", name).parent.mkdir(exist_ok=True)
+        write_volume(p.path("scores", name), scores, 10.0)
+    labels, names = merge_features(p, threshold=1.0)
+    assert names == ["particle", "membrane"]
+    assert (labels[:, :20] == 1).all() and (labels[:, 20:40] == 2).all() and (labels[:, 40:] == 0).all()
+    np.testing.assert_array_equal(read_volume(p.path("merged")).data, labels)
+    np.testing.assert_array_equal(read_scores(p, "membrane"), b)
+    # calibrated: each map divided by its scale first (here membrane x 2 -> wins everywhere it is set)
+    labels, _ = merge_features(p, 1.0, calibrate=True, scale_of=lambda path: 0.5 if "membrane" in path.name else 1.0)
+    assert (labels[:, :40] == 2).all() and (labels[:, 100:] == 2).all()
+
+    blob = np.zeros(shape, np.float32)
+    blob[10:14, 60:64, 60:64] = 2.0
+    picks = pick_particles(blob, 10.0, PickConfig(threshold=1.0, diameter=40.0))
+    with pytest.raises(TomosegError, match="Pick first"):
+        export_picks(p, None, tmp_path / "picks.star")
+    assert export_picks(p, picks, tmp_path / "picks.star") == len(picks) == 1
+    back, _ = read_particles(tmp_path / "picks.star", info=None)
+    np.testing.assert_allclose(back.xyz, picks.xyz, atol=1e-3)

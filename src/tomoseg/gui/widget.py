@@ -259,19 +259,13 @@ class TomosegWidget(QWidget):
     def import_model(self, path) -> bool:
         """Use a model file made elsewhere (CLI, another project) as a feature of this project."""
         def act():
-            import shutil
+            from tomoseg.workflows.project import import_model_file
 
-            from tomoseg.io.model_file import load_model
-
-            project = self._need_project()
-            model = load_model(path)
-            if model.name not in project.features:
-                project.add_feature(model.name, model.colour)
-                self.feature_combo.addItem(model.name)
-            shutil.copyfile(path, project.path("model", model.name))
-            self.feature_combo.setCurrentText(model.name)
-            self.save()
-            self.say(f"model {Path(path).name} is now feature {model.name!r}: Preview slice or Apply")
+            name = import_model_file(self._need_project(), path)
+            if self.feature_combo.findText(name) < 0:
+                self.feature_combo.addItem(name)
+            self.feature_combo.setCurrentText(name)
+            self.say(f"model {Path(path).name} is now feature {name!r}: Preview slice or Apply")
         return self._guard(act)
 
     def _ask_import_set(self) -> None:
@@ -282,9 +276,9 @@ class TomosegWidget(QWidget):
     def import_trainset(self, path) -> bool:
         """Boxes and masks of a training-set file become (part of) a feature of this project."""
         def act():
-            from tomoseg.io.trainset_file import load_trainset
+            from tomoseg.workflows.project import import_trainset_file
 
-            feature = self._need_project().import_trainset(load_trainset(path))
+            feature = import_trainset_file(self._need_project(), path)
             if self.feature_combo.findText(feature.name) < 0:
                 self.feature_combo.addItem(feature.name)
             self.feature_combo.setCurrentText(feature.name)
@@ -537,9 +531,9 @@ class TomosegWidget(QWidget):
         return self._guard(act)
 
     def _show_scores(self, name: str, path: Path) -> None:
-        from tomoseg.io.mrc import read_volume
+        from tomoseg.workflows.project import read_scores
 
-        self._add_score_layer(f"tomoseg scores: {name}", read_volume(path).data, name)
+        self._add_score_layer(f"tomoseg scores: {name}", read_scores(self._need_project(), name), name)
         self.say(f"scores of {name} in {path}")
 
     def _add_score_layer(self, layer_name: str, data: np.ndarray, feature: str, first_slice: int = 0):
@@ -556,25 +550,20 @@ class TomosegWidget(QWidget):
     def merge(self) -> bool:
         """Merge all features with score maps into one label layer (feature colours), in the background."""
         def act():
-            from tomoseg.io.mrc import read_volume
-            from tomoseg.workflows import merge_files
+            from tomoseg.workflows.project import merge_features
 
             project = self._need_project()
-            names = [n for n in project.features if project.path("scores", n).exists()]
-            if not names:
+            if not any(project.path("scores", n).exists() for n in project.features):
                 raise TomosegError("no feature has a score map yet: Apply first")
-            out = project.path("merged")
-            paths = [project.path("scores", n) for n in names]
             threshold, calibrate = self.threshold.value(), self.calibrate.isChecked()
 
             def work(progress):
-                scales = [self._calibration(p) for p in paths] if calibrate else None
-                merge_files(paths, out, threshold=threshold, overwrite=True, scales=scales)
-                return np.asarray(read_volume(out).data).view(np.uint8)
+                return merge_features(project, threshold, calibrate, scale_of=self._calibration)
 
-            def done(merged):
+            def done(result):
                 from napari.utils.colormaps import DirectLabelColormap
 
+                merged, names = result
                 colours = {0: np.zeros(4), None: np.zeros(4)}
                 colours.update({k: _rgba(project.features[n].colour) for k, n in enumerate(names, start=1)})
                 if "tomoseg merged" in self.viewer.layers:
@@ -714,22 +703,17 @@ class TomosegWidget(QWidget):
             self.pick()
 
     def _ask_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export particles", "",
-            "RELION 5 STAR (*.star);;CSV (*.csv);;Dynamo table (*.tbl);;IMOD model (*.mod);;EMAN2 JSON (*.json)")
+        from tomoseg.io.particle_formats import EXTENSIONS, PARTICLE_FORMATS
+
+        kinds = ";;".join(f"{PARTICLE_FORMATS[name].help} (*{ext})" for ext, name in EXTENSIONS.items())
+        path, _ = QFileDialog.getSaveFileName(self, "Export particles", "", kinds)
         if path:
             self.export(path)
 
     def export(self, path) -> bool:
         def act():
-            from tomoseg.io.particles import write_particles
-            from tomoseg.types import TomogramInfo
+            from tomoseg.workflows.project import export_picks
 
-            project = self._need_project()
-            if self.picks is None:
-                raise TomosegError("nothing to export: Pick first")
-            vol = project.volume
-            info = TomogramInfo(project.tomogram.stem, float(vol.voxel_size), tuple(vol.data.shape), vol.origin)
-            write_particles(path, self.picks, info)
-            self.say(f"wrote {len(self.picks)} particles to {path}")
+            n = export_picks(self._need_project(), self.picks, path)
+            self.say(f"wrote {n} particles to {path}")
         return self._guard(act)

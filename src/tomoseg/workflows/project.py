@@ -417,6 +417,75 @@ def train_feature(project: Project, name: str, config: TrainConfig, trainset_pat
                       progress=progress, device=device, threads=threads, on_epoch=on_epoch, overwrite=True)
 
 
+def import_model_file(project: Project, path: str | os.PathLike) -> str:
+    """Use a model file made elsewhere (the CLI, another project) as a feature of this project: the
+    feature named in the model (added if new) gets it as ``models/NAME.model``. Saves; returns the name."""
+    import shutil
+
+    from tomoseg.io.model_file import load_model
+
+    model = load_model(path)  # refuses anything that is not a tomoseg model, before copying
+    if model.name not in project.features:
+        project.add_feature(model.name, model.colour)
+    target = project.path("model", model.name)
+    with atomic_output(target) as tmp:
+        shutil.copyfile(path, tmp)
+    project.save()
+    return model.name
+
+
+def import_trainset_file(project: Project, path: str | os.PathLike) -> Feature:
+    """The boxes and masks of a training-set file become (part of) a feature. Saves; returns it."""
+    from tomoseg.io.trainset_file import load_trainset
+
+    feature = project.import_trainset(load_trainset(path))
+    project.save()
+    return feature
+
+
+def read_scores(project: Project, name: str) -> np.ndarray:
+    """The feature's score map (``scores/NAME.mrc``), memory-mapped."""
+    path = project.path("scores", name)
+    if not path.exists():
+        raise TomosegError(f"feature {name!r} has no score map yet: Apply first")
+    return read_volume(path, mmap=True).data
+
+
+def merge_features(project: Project, threshold: float = 1.0, calibrate: bool = False,
+                   scale_of: Callable[[Path], float] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Merge the score maps of every feature that has one into ``merged.mrc`` (argmax above
+    ``threshold``; :func:`~tomoseg.workflows.pipeline.merge_files`); returns the labels (k = k-th
+    name) and the names. ``calibrate``: each map divided by its calibration scale first
+    (``scale_of(path)``, default :func:`~tomoseg.workflows.maps.calibration_scale_of`)."""
+    from tomoseg.workflows.maps import calibration_scale_of
+    from tomoseg.workflows.pipeline import merge_files
+
+    names = [n for n in project.features if project.path("scores", n).exists()]
+    if not names:
+        raise TomosegError("no feature has a score map yet: Apply first")
+    paths = [project.path("scores", n) for n in names]
+    if scale_of is None:
+        scale_of = lambda p: calibration_scale_of(p)[0]  # noqa: E731
+    scales = [scale_of(p) for p in paths] if calibrate else None
+    out = project.path("merged")
+    merge_files(paths, out, threshold=threshold, overwrite=True, scales=scales)
+    return np.asarray(read_volume(out).data).view(np.uint8), names
+
+
+def export_picks(project: Project, picks, path: str | os.PathLike) -> int:
+    """Write picked particles of the project's tomogram to ``path`` in the format its extension names
+    (:mod:`tomoseg.io.particle_formats`), with the tomogram's name, voxel size and origin; returns how many."""
+    from tomoseg.io.particles import write_particles
+    from tomoseg.types import TomogramInfo
+
+    if picks is None:
+        raise TomosegError("nothing to export: Pick first")
+    vol = project.volume
+    write_particles(path, picks, TomogramInfo(project.tomogram.stem, float(vol.voxel_size), tuple(vol.data.shape),
+                                              vol.origin))
+    return len(picks)
+
+
 def preview_slice(project: Project, name: str, z: int) -> np.ndarray:
     """The feature's network (``models/NAME.model``) on slice ``z`` of the project's tomogram, with the
     slices around it that a network with slab context needs: scores (1, y, x)."""
