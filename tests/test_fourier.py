@@ -61,3 +61,21 @@ def test_bin_volume_is_a_block_mean_and_drops_the_remainder():
     assert out[1, 2, 2] == pytest.approx(vol[2:4, 4:6, 4:6].mean())
     with pytest.raises(ValueError):
         bin_volume(vol, 0)
+
+
+def test_every_lowpass_states_its_gain_at_the_cutoff():
+    """One convention (ops/fourier): cutoffs are resolutions; Gaussian 1/e there, cosine edge 1/2."""
+    from tomoseg.ops.fourier import cosine_lowpass, gaussian_lowpass_images
+    from tomoseg.ops.shells import lowpass_box
+
+    # cosine edge: 1 well below, 1/2 at, 0 well above the cutoff (voxel 10 A, cutoff 40 A = 0.25 cycles/voxel)
+    np.testing.assert_allclose(cosine_lowpass(np.array([0.0, 0.2, 0.25, 0.3]), 10.0, 40.0), [1, 1, 0.5, 0], atol=1e-12)
+    # the cube filter of averaging is that transfer: a plane wave at the cutoff comes out at half its amplitude
+    n = 32
+    x = np.arange(n)
+    wave = np.cos(2 * np.pi * 8 * x / n)[None, None, :] * np.ones((n, n, 1))  # 8/32 = 0.25 cycles/voxel
+    np.testing.assert_allclose(lowpass_box(wave, 10.0, 40.0), 0.5 * wave, atol=1e-5)
+    # images (pixels): a wave whose period is the cutoff keeps 1/e of its amplitude
+    img = np.cos(2 * np.pi * 8 * x / n)[None, None, :] * np.ones((2, n, 1))
+    np.testing.assert_allclose(gaussian_lowpass_images(img, 4.0), np.exp(-1) * img, atol=1e-6)
+    np.testing.assert_array_equal(gaussian_lowpass_images(img, 0), img)

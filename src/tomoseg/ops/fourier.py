@@ -1,10 +1,17 @@
-"""Gaussian Fourier filters with cutoffs in Angstrom (periodic boundaries).
+"""Fourier filters, one convention: a cutoff is a resolution in Angstrom (a period; or in pixels
+where an image has no voxel size, i.e. Angstrom at 1 A/pixel), and every filter states its gain there.
 
-Both filters are real, radially symmetric transfer functions of the spatial
-frequency ``s`` (1/Angstrom), with ``c = 1 / cutoff``:
+With ``s`` the spatial frequency (1/A) and ``c = 1 / cutoff``, two shapes:
 
-* low-pass  ``H(s) = exp(-(s/c)^2)``      (gain 1 at DC, 1/e at the cutoff)
-* high-pass ``H(s) = 1 - exp(-(s/c)^2)``  (gain 0 at DC, 1 - 1/e at the cutoff)
+* Gaussian low-pass  ``H(s) = exp(-(s/c)^2)``      (gain 1 at DC, 1/e at the cutoff): preprocessing
+  (:mod:`tomoseg.steps.preprocess`, EMAN2's ``filter.lowpass.gauss``) and the images of 2D
+  classification (:mod:`tomoseg.steps.classify2d`);
+* Gaussian high-pass ``H(s) = 1 - exp(-(s/c)^2)``  (gain 0 at DC, 1 - 1/e at the cutoff);
+* cosine-edged low-pass (:func:`cosine_lowpass`): gain 1 below and 0 above a band ``width``
+  wide centred on ``c``, 1/2 at the cutoff: averaging (:mod:`tomoseg.steps.average`,
+  :func:`tomoseg.ops.shells.lowpass_box`), where a map is limited to the resolution its FSC reached.
+
+Boundaries are periodic.
 """
 
 from __future__ import annotations
@@ -64,3 +71,22 @@ def gaussian_filter_fourier(
     spectrum = scipy.fft.rfftn(data, workers=workers)
     spectrum *= gaussian_transfer(data.shape, voxel_size, lowpass, highpass)
     return scipy.fft.irfftn(spectrum, s=data.shape, workers=workers).astype(np.float32)
+
+
+def cosine_lowpass(radius: np.ndarray, voxel_size: float, resolution: float, width: float = 0.05) -> np.ndarray:
+    """Transfer of the cosine-edged low-pass at ``resolution`` A, for spatial frequencies ``radius`` in
+    cycles/voxel (any grid: ``tomoseg.ops.shells.radius_grid``, a cropped spectrum): 1 below
+    ``voxel_size / resolution - width / 2``, 0 above ``+ width / 2``, 1/2 at the cutoff. float64."""
+    cut = voxel_size / resolution
+    h = np.clip((cut + width / 2 - np.asarray(radius, dtype=np.float64)) / width, 0.0, 1.0)
+    return 0.5 - 0.5 * np.cos(np.pi * h)
+
+
+def gaussian_lowpass_images(images: np.ndarray, cutoff: float) -> np.ndarray:
+    """Each (..., b, b) image low-passed by the Gaussian with gain 1/e at ``cutoff`` pixels (0 = unchanged). float64."""
+    images = np.asarray(images, dtype=np.float64)
+    if cutoff <= 0:
+        return images
+    shape = images.shape[-2:]
+    gain = gaussian_transfer(shape, 1.0, lowpass=cutoff).astype(np.float64)
+    return np.fft.irfft2(np.fft.rfft2(images) * gain, s=shape)

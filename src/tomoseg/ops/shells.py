@@ -1,4 +1,4 @@
-"""Fourier-space tools for cubic boxes: missing wedge, FSC, low-pass, masks.
+"""Fourier-space tools for cubic boxes: missing wedge, FSC, low-pass (:mod:`tomoseg.ops.fourier`), masks.
 
 All work on the full (not half) spectrum in numpy's unshifted ``fftn`` layout
 of a (z, y, x) box of edge ``n``; frequencies are in cycles per voxel
@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from tomoseg.ops.fourier import cosine_lowpass
 
 
 def frequencies(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,12 +80,9 @@ def resolution_at(curve: np.ndarray, n: int, voxel_size: float, threshold: float
 
 
 def lowpass_box(volume: np.ndarray, voxel_size: float, resolution: float, width: float = 0.05) -> np.ndarray:
-    """Low-pass a cube to ``resolution`` A with a cosine edge ``width`` cycles/voxel wide."""
-    n = volume.shape[0]
-    f = radius_grid(n)
-    cut = voxel_size / resolution
-    h = np.clip((cut + width / 2 - f) / width, 0.0, 1.0)
-    h = 0.5 - 0.5 * np.cos(math.pi * h)
+    """Low-pass a cube to ``resolution`` A: the cosine-edged filter of :func:`tomoseg.ops.fourier.cosine_lowpass`
+    (gain 1/2 at the resolution, an edge ``width`` cycles/voxel wide)."""
+    h = cosine_lowpass(radius_grid(volume.shape[0]), voxel_size, resolution, width)
     return np.real(np.fft.ifftn(np.fft.fftn(volume) * h)).astype(np.float32)
 
 

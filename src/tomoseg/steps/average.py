@@ -37,6 +37,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from tomoseg.errors import InvalidValue
+from tomoseg.ops.fourier import cosine_lowpass
 from tomoseg.ops.peaks import parabola_offset
 from tomoseg.ops.rotations import angles_of, local_grid, orientation_grid, rotate_volumes, rotation
 from tomoseg.ops.shells import fsc, lowpass_box, resolution_at, soft_sphere, wedge_mask
@@ -158,15 +159,13 @@ CORRECTION_STEP = 5.0
 
 
 def _band(m: int, n: int, voxel_size: float, resolution: float) -> torch.Tensor:
-    """Low-pass at ``resolution`` (cosine edge) with zero DC on the cropped m^3 grid of an n box."""
-    k = torch.fft.fftfreq(m, dtype=torch.float64) * (m / n)  # cycles per original voxel
-    r = torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
-    cut = voxel_size / resolution
-    width = 0.05
-    h = torch.clamp((cut + width / 2 - r) / width, 0.0, 1.0)
-    h = 0.5 - 0.5 * torch.cos(math.pi * h)
+    """Low-pass at ``resolution`` (:func:`~tomoseg.ops.fourier.cosine_lowpass`) with zero DC on the
+    cropped m^3 grid of an n box."""
+    k = np.fft.fftfreq(m) * (m / n)  # cycles per original voxel
+    r = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+    h = cosine_lowpass(r, voxel_size, resolution)
     h[0, 0, 0] = 0.0
-    return h.float()
+    return torch.from_numpy(h).float()
 
 
 def _shift_mask(m: int, max_shift: float) -> torch.Tensor:

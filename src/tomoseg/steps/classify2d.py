@@ -45,8 +45,12 @@ import torch
 import torch.nn.functional as F
 
 from tomoseg.errors import InvalidValue
+from tomoseg.ops.fourier import gaussian_lowpass_images
 from tomoseg.ops.peaks import parabola_offset
 from tomoseg.progress import Progress, report
+
+LOWPASS_PIXELS = 4 * math.sqrt(math.log(2))
+"""The default low-pass of the images, in pixels (gain 1/e; 1/2 at 4 pixels)."""
 
 # About the most float32 elements of one intermediate block (correlations, grids) held at once.
 _BLOCK_ELEMENTS = 1 << 24
@@ -59,9 +63,10 @@ class Classify2DConfig:
     n_classes: number of classes. iterations: alignment/classification rounds.
     angular_step: in-plane rotation search step in degrees. max_shift:
     translation search range as a fraction of the box. mask_radius: circular
-    mask radius as a fraction of the box. lowpass: Gaussian low-pass (gain 1/2
-    at this many cycles/pixel) applied to the images used for alignment and
-    classification, 0 = none. pca_components: dimensions kept for k-means.
+    mask radius as a fraction of the box. lowpass: resolution in pixels of the
+    Gaussian low-pass (gain 1/e there, the convention of :mod:`tomoseg.ops.fourier`)
+    applied to the images used for alignment and classification, 0 = none; the
+    default, 4 sqrt(ln 2) = 3.33 pixels, passes half of the signal at 4 pixels. pca_components: dimensions kept for k-means.
     seed: random seed (the result is deterministic for a seed).
     """
 
@@ -70,7 +75,7 @@ class Classify2DConfig:
     angular_step: float = 6.0
     max_shift: float = 0.1
     mask_radius: float = 0.45
-    lowpass: float = 0.25
+    lowpass: float = LOWPASS_PIXELS
     pca_components: int = 8
     seed: int = 0
 
@@ -84,8 +89,8 @@ class Classify2DConfig:
             raise InvalidValue(f"`max_shift` must be in [0, 0.5) of the box, got {self.max_shift}")
         if not 0 < self.mask_radius <= 0.75:
             raise InvalidValue(f"`mask_radius` must be in (0, 0.75] of the box, got {self.mask_radius}")
-        if not 0 <= self.lowpass <= 0.5:
-            raise InvalidValue(f"`lowpass` must be in [0, 0.5] cycles/pixel (0 = none), got {self.lowpass}")
+        if self.lowpass != 0 and not self.lowpass >= 2:
+            raise InvalidValue(f"`lowpass` must be 0 (none) or a resolution >= 2 pixels (Nyquist), got {self.lowpass}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -209,19 +214,6 @@ def transform_images(images: np.ndarray, angles: np.ndarray, shifts: np.ndarray 
                 torch.from_numpy(np.ascontiguousarray(images[i:i + step])), angles[i:i + step], shifts[i:i + step]
             ).numpy()
     return out
-
-
-def lowpass_images(images: np.ndarray, cutoff: float) -> np.ndarray:
-    """Gaussian low-pass with gain 1/2 at ``cutoff`` cycles/pixel (0 = unchanged)."""
-    images = np.asarray(images, dtype=np.float64)
-    if cutoff <= 0:
-        return images
-    size = images.shape[-1]
-    fy = np.fft.fftfreq(size)[:, None]
-    fx = np.fft.rfftfreq(size)[None, :]
-    sigma = cutoff / math.sqrt(2 * math.log(2))
-    gain = np.exp(-(fy**2 + fx**2) / (2 * sigma**2))
-    return np.fft.irfft2(np.fft.rfft2(images) * gain, s=(size, size))
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -509,8 +501,9 @@ def classify2d(
     mask = circular_mask(size, config.mask_radius)
     max_shift = config.max_shift * size
     raw = normalise_masked(images, mask)
-    work = normalise_masked(lowpass_images(raw, config.lowpass), mask)
-    cutoff = config.lowpass if config.lowpass > 0 else 0.25
+    work = normalise_masked(gaussian_lowpass_images(raw, config.lowpass), mask)
+    # the rotation-invariant features use the band the low-pass keeps (gain >= 1/2)
+    cutoff = math.sqrt(math.log(2)) / (config.lowpass or LOWPASS_PIXELS)
 
     # Start: invariant footprints -> PCA -> k-means; the member nearest each centroid is a reference.
     features = _invariants(work, mask, cutoff)
