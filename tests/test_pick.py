@@ -1,24 +1,21 @@
+"""Picking particles from a score map (steps/pick)."""
+
 import numpy as np
 import pytest
 
-from tomoseg.steps.merge import merge_scores
-from tomoseg.steps.pick import PickConfig, find_components, pick_particles, suppress_close
-
-
-def test_merge_takes_the_highest_score_above_threshold():
-    a = np.array([[0.5, 1.5, 2.0, 3.0, 1.0]], dtype=np.float32)
-    b = np.array([[0.9, 1.2, 2.5, 0.0, 1.0]], dtype=np.float32)
-    labels = merge_scores([a, b], threshold=1.0)
-    np.testing.assert_array_equal(labels, [[0, 1, 2, 1, 1]])  # tie -> the earlier map
-    assert merge_scores([a, b], threshold=2.2).tolist() == [[0, 0, 2, 1, 0]]
-    with pytest.raises(ValueError):
-        merge_scores([a, b[:, :3]])
+from tomoseg.steps.pick import (
+    PickConfig,
+    find_components,
+    pick_particles,
+    suppress_close,
+)
 
 
 def _ball(shape, centre, radius, value=2.0):
     z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
     d2 = (z - centre[2]) ** 2 + (y - centre[1]) ** 2 + (x - centre[0]) ** 2
     return np.where(d2 <= radius**2, value * (1.5 - np.sqrt(d2) / radius / 2), 0.0).astype(np.float32)
+
 
 
 def test_pick_finds_planted_particles_at_their_maxima():
@@ -32,10 +29,12 @@ def test_pick_finds_planted_particles_at_their_maxima():
     assert np.all(picks.score > 0) and np.all(np.diff(picks.score) <= 0)  # strongest first
 
 
+
 def test_single_component_is_not_lost_to_an_off_by_one():
     scores = _ball((20, 30, 30), (15, 15, 10), 4)
     assert len(find_components(scores, 1.0)) == 1
     assert len(pick_particles(scores, 10.0, PickConfig(diameter=60.0))) == 1
+
 
 
 def test_small_components_are_dropped_by_physical_volume():
@@ -49,6 +48,7 @@ def test_small_components_are_dropped_by_physical_volume():
     assert PickConfig(diameter=200.0).min_size_a3 == pytest.approx(np.pi / 6 * 100.0**3)
 
 
+
 def test_close_peaks_are_suppressed_and_edge_margin_applies():
     xyz = np.array([[10.0, 10, 10], [13, 10, 10], [30, 10, 10]])
     kept = suppress_close(xyz, np.array([1, 0, 2]), min_distance=5.0)
@@ -57,6 +57,7 @@ def test_close_peaks_are_suppressed_and_edge_margin_applies():
     scores = _ball(shape, (5, 30, 15), 4) + _ball(shape, (30, 30, 15), 4)
     assert len(pick_particles(scores, 10.0, PickConfig(diameter=80.0, edge=0.0))) == 2
     assert len(pick_particles(scores, 10.0, PickConfig(diameter=80.0, edge=80.0))) == 1
+
 
 
 def test_touching_particles_are_split_unless_asked_not_to():
@@ -77,9 +78,11 @@ def test_touching_particles_are_split_unless_asked_not_to():
     assert len(pick_particles(scores, 10.0, PickConfig(diameter=140.0, min_distance=120.0, min_size=0.0))) == 1
 
 
+
 def test_no_components_gives_no_picks():
     picks = pick_particles(np.zeros((5, 10, 10), np.float32), 10.0)
     assert len(picks) == 0 and picks.xyz.shape == (0, 3)
+
 
 
 def test_split_keeps_components_too_small_to_hold_two_peaks_whole():
@@ -111,6 +114,7 @@ def test_split_keeps_components_too_small_to_hold_two_peaks_whole():
     assert len(rows(whole, lambda x: x >= 64)) == 1
     centres = sorted(tuple(r[:3].astype(int)) for r in rows(split, lambda x: x >= 64))
     assert centres == [(74, 30, 10), (86, 30, 10)]
+
 
 
 def test_components_match_scipy_and_ties_go_to_the_first_voxel():
