@@ -309,6 +309,61 @@ def _compose(alignment: Alignment, transform: Alignment) -> Alignment:
     return Alignment(angles_of(new_rot), shifts, alignment.score)
 
 
+def _check_particles(particles: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
+    """The particles as float32 (k, n, n, n) with k >= 4 and n even, or one clear error."""
+    particles = np.asarray(particles, dtype=np.float32)
+    if particles.ndim != 4 or len(set(particles.shape[1:])) != 1:
+        raise InvalidValue(f"`particles` must be (k, n, n, n) cubes, got {particles.shape}")
+    k, n = particles.shape[0], particles.shape[-1]
+    if k < 4:
+        raise InvalidValue(f"need at least 4 particles for two half sets, got {k}")
+    if n % 2:
+        raise InvalidValue(f"the box must have an even edge for averaging, got {n} (extract with an even `box`)")
+    if reference is not None and reference.shape != (n, n, n):
+        raise InvalidValue(f"reference is {reference.shape}, particles are {n}^3")
+    return particles
+
+
+def _starting_maps(data: torch.Tensor, wedge: torch.Tensor, half: np.ndarray, voxel_size: float, resolution: float,
+                   seed: int, reference: np.ndarray | None, start_angles: np.ndarray | None
+                   ) -> tuple[Alignment, list[np.ndarray]]:
+    """The starting orientations (given, random without a reference, else zero) and each half's
+    starting map at ``resolution``: the reference, or the half's average at those orientations."""
+    k = data.shape[0]
+    if start_angles is not None:
+        angles0 = np.asarray(start_angles, dtype=np.float64)
+    elif reference is None:
+        angles0 = angles_of(Rotation.random(k, random_state=seed))
+    else:
+        angles0 = np.zeros((k, 3))
+    refs = []
+    for h in (0, 1):
+        sel = half == h
+        if reference is not None:
+            refs.append(lowpass_box(reference.astype(np.float32), voxel_size, resolution))
+        else:
+            avg = weighted_average(data[sel], wedge, angles0[sel], np.zeros((int(sel.sum()), 3)))
+            refs.append(lowpass_box(avg, voxel_size, resolution))
+    return Alignment(angles0.copy(), np.zeros((k, 3)), np.zeros(k)), refs
+
+
+def _half_maps_in_one_frame(data: torch.Tensor, wedge: torch.Tensor, half: np.ndarray, aligned: Alignment,
+                            voxel_size: float, resolution: float, mask: torch.Tensor, free: bool, search: bool,
+                            step: float, seed: int) -> list[np.ndarray]:
+    """Each half's average, the second put into the first's frame: one transform for the whole half
+    (``aligned`` updated), a full search where the halves may sit in different frames (``free``, and
+    ``search`` in global iterations), else a small correction."""
+    maps = [weighted_average(data[half == h], wedge, aligned.angles[half == h], aligned.shifts[half == h])
+            for h in (0, 1)]
+    sel2 = np.flatnonzero(half == 1)
+    t = align_maps(maps[0], maps[1], voxel_size, max(resolution, HALVES_RESOLUTION * voxel_size), mask,
+                   free and search, step if free else CORRECTION_STEP, seed)
+    moved = _compose(Alignment(aligned.angles[sel2], aligned.shifts[sel2], aligned.score[sel2]), t)
+    aligned.angles[sel2], aligned.shifts[sel2] = moved.angles, moved.shifts
+    maps[1] = weighted_average(data[sel2], wedge, aligned.angles[sel2], aligned.shifts[sel2])
+    return maps
+
+
 def refine(
     particles: np.ndarray,
     voxel_size: float,
@@ -325,42 +380,24 @@ def refine(
     (k, 3) starting orientations (e.g. filament axes); with them and no
     reference the starting maps are averages at those orientations. device:
     where the searches and averages run (a CUDA device if given).
+
+    Each iteration aligns each half to its own map (a global search in the first
+    ``config.global_iterations``, then local with a halving step), puts the halves in one
+    frame, measures their FSC and low-passes the next maps to the resolution it reached.
     """
-    particles = np.asarray(particles, dtype=np.float32)
-    if particles.ndim != 4 or len(set(particles.shape[1:])) != 1:
-        raise InvalidValue(f"`particles` must be (k, n, n, n) cubes, got {particles.shape}")
+    particles = _check_particles(particles, reference)
     k, n = particles.shape[0], particles.shape[-1]
-    if k < 4:
-        raise InvalidValue(f"need at least 4 particles for two half sets, got {k}")
-    if n % 2:
-        raise InvalidValue(f"the box must have an even edge for averaging, got {n} (extract with an even `box`)")
-    if reference is not None and reference.shape != (n, n, n):
-        raise InvalidValue(f"reference is {reference.shape}, particles are {n}^3")
     rng = np.random.default_rng(config.seed)
     half = np.zeros(k, dtype=np.int64)
     half[rng.permutation(k)[: k // 2]] = 1
     data = torch.from_numpy(particles).to(device)
     wedge = torch.from_numpy(wedge_mask(n, config.tilt_range)).to(device)
     mask = torch.from_numpy(soft_sphere(n, config.mask_radius * n, edge=max(2.0, 0.05 * n))).to(device)
+    m = mask.cpu().numpy()
     max_shift = (n / 4) if config.max_shift is None else config.max_shift / voxel_size
     res = float(config.initial_resolution)
-
-    # starting orientations and maps per half
-    if start_angles is not None:
-        angles0 = np.asarray(start_angles, dtype=np.float64)
-    elif reference is None:
-        angles0 = angles_of(Rotation.random(k, random_state=config.seed))
-    else:
-        angles0 = np.zeros((k, 3))
-    aligned = Alignment(angles0.copy(), np.zeros((k, 3)), np.zeros(k))
-    refs = []
-    for h in (0, 1):
-        sel = half == h
-        if reference is not None:
-            refs.append(lowpass_box(reference.astype(np.float32), voxel_size, res))
-        else:
-            avg = weighted_average(data[sel], wedge, angles0[sel], np.zeros((int(sel.sum()), 3)))
-            refs.append(lowpass_box(avg, voxel_size, res))
+    aligned, refs = _starting_maps(data, wedge, half, voxel_size, res, config.seed, reference, start_angles)
+    free = reference is None and start_angles is None  # the halves may sit in different frames
 
     history = []
     total = config.iterations * 2
@@ -374,21 +411,11 @@ def refine(
             sel = np.flatnonzero(half == h)
             start = None if is_global else aligned.angles[sel]
             a = align_particles(data[sel], refs[h], wedge, voxel_size, res, max_shift, mask, start, step,
-                      None if is_global else 2 * step, seed=config.seed + SEED_STRIDE * it + h)
+                                None if is_global else 2 * step, seed=config.seed + SEED_STRIDE * it + h)
             aligned.angles[sel], aligned.shifts[sel], aligned.score[sel] = a.angles, a.shifts, a.score
             report(progress, 2 * it + h + 1, total, f"iteration {it + 1}/{config.iterations}, half {h + 1}")
-        maps = [weighted_average(data[half == h], wedge, aligned.angles[half == h], aligned.shifts[half == h])
-                for h in (0, 1)]
-        # bring half 2 into half 1's frame (one transform for the whole half; only a small
-        # correction when both started from the same reference or orientations)
-        sel2 = np.flatnonzero(half == 1)
-        free = reference is None and start_angles is None  # halves may sit in different frames
-        t = align_maps(maps[0], maps[1], voxel_size, max(res, HALVES_RESOLUTION * voxel_size), mask, free and is_global,
-                       max(step, config.min_step) if free else CORRECTION_STEP, config.seed + it)
-        moved = _compose(Alignment(aligned.angles[sel2], aligned.shifts[sel2], aligned.score[sel2]), t)
-        aligned.angles[sel2], aligned.shifts[sel2] = moved.angles, moved.shifts
-        maps[1] = weighted_average(data[sel2], wedge, aligned.angles[sel2], aligned.shifts[sel2])
-        m = mask.cpu().numpy()
+        maps = _half_maps_in_one_frame(data, wedge, half, aligned, voxel_size, res, mask, free, is_global,
+                                       max(step, config.min_step), config.seed + it)
         curve = fsc(maps[0] * m, maps[1] * m)
         fsc_res = resolution_at(curve, n, voxel_size)
         res = min(max(fsc_res, FINEST_RESOLUTION * voxel_size), config.initial_resolution)

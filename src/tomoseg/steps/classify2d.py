@@ -362,6 +362,83 @@ def _centre(refs: np.ndarray, mask: np.ndarray, limit: float) -> np.ndarray:
     return transform_images(refs, np.zeros(len(refs)), shift).astype(np.float64)
 
 
+def _turned_references(references: np.ndarray, mask: torch.Tensor, rot_angles: np.ndarray) -> torch.Tensor:
+    """Every reference turned by every angle, masked, mean 0 and unit norm inside the mask:
+    (k * R, b, b), reference-major."""
+    k = len(references)
+    refs = torch.from_numpy(np.asarray(references, dtype=np.float32))
+    rotated = _transform(refs.repeat_interleave(len(rot_angles), dim=0), np.tile(rot_angles, k),
+                         np.zeros((k * len(rot_angles), 2)))
+    rotated = rotated * mask
+    inside = rotated[:, mask]
+    rotated = (rotated - inside.mean(dim=1)[:, None, None]) * mask
+    return rotated / rotated.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]
+
+
+def _windowed_correlation(rotated: torch.Tensor, size: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two matrices of a cross-correlation with ``rotated`` restricted to shifts -m..m.
+
+    The correlation is needed only for those shifts: an inverse DFT restricted to the W = 2m + 1
+    rows and columns (two matrix products) replaces a full inverse FFT. A phase ramp moves shift
+    -m to index 0, so the window is indices 0..W-1. Returns ``g`` (h, b, kR * W), that takes an
+    image's half spectrum (transposed to (h, ., b)) to the rows, and ``dft_x`` (W, h), that takes
+    rows to the window (h = b // 2 + 1)."""
+    half = size // 2 + 1
+    width = 2 * m + 1
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.rfftfreq(size)[None, :]
+    ramp = torch.from_numpy(np.exp(-2j * np.pi * m * (fy + fx)).astype(np.complex64))
+    ref_ft = torch.conj(torch.fft.rfft2(rotated)) * ramp  # (kR, b, h)
+    j = np.arange(width)
+    dft_y = np.exp(2j * np.pi * np.outer(j, np.arange(size)) / size)  # (W, b)
+    weight_x = np.full(half, 2.0)  # the half spectrum stands for both halves ...
+    weight_x[0] = 1.0
+    if size % 2 == 0:
+        weight_x[-1] = 1.0  # ... except the zero and Nyquist columns
+    dft_x = torch.from_numpy((weight_x * np.exp(2j * np.pi * np.outer(j, np.arange(half)) / size)
+                              / size**2).astype(np.complex64))  # (W, h)
+    # g[x, y, (ref, wy)] = dft_y[wy, y] * conj(ref)[y, x]
+    g = (torch.from_numpy(dft_y.T.astype(np.complex64))[None, :, None, :]
+         * ref_ft.permute(2, 1, 0)[..., None]).reshape(half, size, len(rotated) * width)
+    return g, dft_x
+
+
+def _best_turn_and_shift(cc: torch.Tensor, step: float, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From correlations (c, k, R, W, W) over turns of ``step`` degrees and shifts -m..m: the
+    angle (c, k), shift (c, k, 2) as (dy, dx) that align each image to each reference, refined
+    by parabolas over turns and over shifts, and the peak (c, k)."""
+    c, k, n_rot, width = cc.shape[:4]
+    flat = cc.reshape(c, k, -1)
+    peak, where = flat.max(dim=-1)  # (c, k)
+    r = where // (width * width)
+    oy = (where // width) % width
+    ox = where % width
+    # Sub-step refinement: over rotations (best shift at each) and over shifts.
+    per_rot = cc.amax(dim=(-2, -1))  # (c, k, R)
+    take = lambda t, idx: torch.gather(t, -1, idx[..., None])[..., 0]  # noqa: E731
+    if n_rot >= 3:
+        dr = parabola_offset(take(per_rot, (r - 1) % n_rot), peak, take(per_rot, (r + 1) % n_rot))
+    else:
+        dr = torch.zeros_like(peak)
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        yy = (oy + dy).clamp(0, width - 1)
+        xx = (ox + dx).clamp(0, width - 1)
+        return take(flat, r * width * width + yy * width + xx)
+
+    inner_y = (oy > 0) & (oy < width - 1)
+    inner_x = (ox > 0) & (ox < width - 1)
+    dy = torch.where(inner_y, parabola_offset(at(-1, 0), peak, at(1, 0)), torch.zeros_like(peak))
+    dx = torch.where(inner_x, parabola_offset(at(0, -1), peak, at(0, 1)), torch.zeros_like(peak))
+    phi = np.radians((r.double() + dr.double()).numpy() * step)  # reference turned by phi ...
+    ty = (oy - m).double().numpy() + dy.double().numpy()  # ... then moved by t matches the image
+    tx = (ox - m).double().numpy() + dx.double().numpy()
+    # Undo: rotate by -phi, then shift by -R(-phi) t.
+    cos, sin = np.cos(phi), np.sin(phi)
+    shifts = np.stack([-(-sin * tx + cos * ty), -(cos * tx + sin * ty)], axis=-1)
+    return np.degrees(-phi) % 360.0, shifts, peak.double().numpy()
+
+
 def align_images(
     images: np.ndarray, references: np.ndarray, mask: np.ndarray, angular_step: float, max_shift: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -379,43 +456,15 @@ def align_images(
     k = len(references)
     n_rot = max(1, math.ceil(360.0 / angular_step - 1e-9))
     step = 360.0 / n_rot
-    rot_angles = np.arange(n_rot) * step
     m = int(math.floor(max_shift))
     width = 2 * m + 1
-    mask_t = torch.from_numpy(mask)
+    half = size // 2 + 1
+    angles = np.empty((n, k))
+    shifts = np.empty((n, k, 2))
+    peaks = np.empty((n, k))
     with torch.no_grad():
-        refs = torch.from_numpy(np.asarray(references, dtype=np.float32))
-        # (k * R, b, b), reference-major
-        rotated = _transform(
-            refs.repeat_interleave(n_rot, dim=0), np.tile(rot_angles, k), np.zeros((k * n_rot, 2))
-        )
-        rotated = rotated * mask_t
-        inside = rotated[:, mask_t]
-        rotated = (rotated - inside.mean(dim=1)[:, None, None]) * mask_t
-        rotated = rotated / rotated.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None]
-        # The correlation is needed only for shifts -m..m: an inverse DFT restricted to those
-        # W = 2m + 1 rows and columns (two matrix products) replaces a full inverse FFT.
-        # A phase ramp moves shift -m to index 0, so the window is indices 0..W-1.
-        half = size // 2 + 1
-        fy = np.fft.fftfreq(size)[:, None]
-        fx = np.fft.rfftfreq(size)[None, :]
-        ramp = torch.from_numpy(np.exp(-2j * np.pi * m * (fy + fx)).astype(np.complex64))
-        ref_ft = torch.conj(torch.fft.rfft2(rotated)) * ramp  # (kR, b, h)
-        j = np.arange(width)
-        dft_y = np.exp(2j * np.pi * np.outer(j, np.arange(size)) / size)  # (W, b)
-        weight_x = np.full(half, 2.0)  # the half spectrum stands for both halves ...
-        weight_x[0] = 1.0
-        if size % 2 == 0:
-            weight_x[-1] = 1.0  # ... except the zero and Nyquist columns
-        dft_x = torch.from_numpy((weight_x * np.exp(2j * np.pi * np.outer(j, np.arange(half)) / size)
-                                  / size**2).astype(np.complex64))  # (W, h)
-        # g[x, y, (ref, wy)] = dft_y[wy, y] * conj(ref)[y, x]
-        g = (torch.from_numpy(dft_y.T.astype(np.complex64))[None, :, None, :]
-             * ref_ft.permute(2, 1, 0)[..., None]).reshape(half, size, k * n_rot * width)
-
-        angles = np.empty((n, k))
-        shifts = np.empty((n, k, 2))
-        peaks = np.empty((n, k))
+        rotated = _turned_references(references, torch.from_numpy(mask), np.arange(n_rot) * step)
+        g, dft_x = _windowed_correlation(rotated, size, m)
         chunk = max(1, _BLOCK_ELEMENTS // (2 * half * k * n_rot * width))
         for i0 in range(0, n, chunk):
             img = torch.from_numpy(np.asarray(images[i0:i0 + chunk], dtype=np.float32))
@@ -423,37 +472,7 @@ def align_images(
             rows = torch.bmm(torch.fft.rfft2(img).permute(2, 0, 1).contiguous(), g)  # (h, c, kR * W): y done
             cc = (dft_x @ rows.reshape(half, -1)).real  # (W_x, c * kR * W_y)
             cc = cc.reshape(width, c, k, n_rot, width).permute(1, 2, 3, 4, 0).contiguous()  # (c, k, R, y, x)
-            flat = cc.reshape(c, k, -1)
-            peak, where = flat.max(dim=-1)  # (c, k)
-            r = where // (width * width)
-            oy = (where // width) % width
-            ox = where % width
-            # Sub-step refinement: over rotations (best shift at each) and over shifts.
-            per_rot = cc.amax(dim=(-2, -1))  # (c, k, R)
-            take = lambda t, idx: torch.gather(t, -1, idx[..., None])[..., 0]  # noqa: E731
-            if n_rot >= 3:
-                dr = parabola_offset(take(per_rot, (r - 1) % n_rot), peak, take(per_rot, (r + 1) % n_rot))
-            else:
-                dr = torch.zeros_like(peak)
-
-            def at(dy: int, dx: int) -> torch.Tensor:
-                yy = (oy + dy).clamp(0, width - 1)
-                xx = (ox + dx).clamp(0, width - 1)
-                return take(flat, r * width * width + yy * width + xx)
-
-            inner_y = (oy > 0) & (oy < width - 1)
-            inner_x = (ox > 0) & (ox < width - 1)
-            dy = torch.where(inner_y, parabola_offset(at(-1, 0), peak, at(1, 0)), torch.zeros_like(peak))
-            dx = torch.where(inner_x, parabola_offset(at(0, -1), peak, at(0, 1)), torch.zeros_like(peak))
-            phi = np.radians((r.double() + dr.double()).numpy() * step)  # reference turned by phi ...
-            ty = (oy - m).double().numpy() + dy.double().numpy()  # ... then moved by t matches the image
-            tx = (ox - m).double().numpy() + dx.double().numpy()
-            # Undo: rotate by -phi, then shift by -R(-phi) t.
-            cos, sin = np.cos(phi), np.sin(phi)
-            angles[i0:i0 + c] = np.degrees(-phi) % 360.0
-            shifts[i0:i0 + c, :, 0] = -(-sin * tx + cos * ty)
-            shifts[i0:i0 + c, :, 1] = -(cos * tx + sin * ty)
-            peaks[i0:i0 + c] = peak.double().numpy()
+            angles[i0:i0 + c], shifts[i0:i0 + c], peaks[i0:i0 + c] = _best_turn_and_shift(cc, step, m)
     return angles, shifts, peaks
 
 
@@ -479,33 +498,22 @@ def _class_averages(images, labels, angles, shifts, k, mask) -> np.ndarray:
 # ----------------------------------------------------------------------------- classification
 
 
-def classify2d(
-    images: np.ndarray, config: Classify2DConfig = Classify2DConfig(), progress: Progress | None = None
-) -> Classes2D:
-    """Reference-free alignment and classification of (n, b, b) images into ``config.n_classes``.
-
-    See the module docstring for the method. Deterministic for ``config.seed``.
-    Progress is reported after the start and after each iteration.
-    """
+def _check_images(images: np.ndarray, k: int) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise InvalidValue(f"expected square images (n, b, b), got shape {images.shape}")
-    n, size = len(images), images.shape[-1]
-    k = config.n_classes
-    if n < k:
-        raise InvalidValue(f"cannot make {k} classes from {n} images: need at least as many images as classes")
+    if len(images) < k:
+        raise InvalidValue(f"cannot make {k} classes from {len(images)} images: need at least as many images as classes")
     if not np.all(np.isfinite(images)):
         raise InvalidValue("images contain NaN or infinite values")
-    rng = np.random.default_rng(config.seed)
-    total = config.iterations + 2
-    mask = circular_mask(size, config.mask_radius)
-    max_shift = config.max_shift * size
-    raw = normalise_masked(images, mask)
-    work = normalise_masked(gaussian_lowpass_images(raw, config.lowpass), mask)
-    # the rotation-invariant features use the band the low-pass keeps (gain >= 1/2)
-    cutoff = math.sqrt(math.log(2)) / (config.lowpass or LOWPASS_PIXELS)
+    return images
 
-    # Start: invariant footprints -> PCA -> k-means; the member nearest each centroid is a reference.
+
+def _starting_references(work: np.ndarray, mask: np.ndarray, cutoff: float, config: Classify2DConfig,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Rotation-invariant footprints (up to ``cutoff`` cycles/pixel) -> PCA -> k-means; the member
+    nearest each centroid is a reference (centred). (k, b, b)."""
+    n, size, k = len(work), work.shape[-1], config.n_classes
     features = _invariants(work, mask, cutoff)
     features = (features - features.mean(axis=0)) / (features.std(axis=0) + 1e-12)
     coords = _pca(features, config.pca_components, config.seed)
@@ -518,35 +526,41 @@ def classify2d(
         if len(members) == 0:
             members = np.arange(n)
         refs[j] = work[members[np.argmin(dist[members])]]
-    refs = _centre(normalise_masked(refs, mask) * mask, mask, size / 4)
-    report(progress, 1, total, "start: references from rotation-invariant features")
+    return _centre(normalise_masked(refs, mask) * mask, mask, size / 4)
 
-    inside = mask.ravel()
-    for it in range(1, config.iterations + 1):
-        angles, shifts, peaks = align_images(work, refs, mask, config.angular_step, max_shift)
-        best = np.argmax(peaks, axis=1)
-        rows = np.arange(n)
-        aligned = transform_images(work, angles[rows, best], shifts[rows, best])
-        coords = _pca(aligned.reshape(n, -1)[:, inside].astype(np.float64), config.pca_components, config.seed)
-        if k > 1:
-            # Seed empty best-reference classes with the worst-fitting images.
-            counts = np.bincount(best, minlength=k)
-            if np.any(counts == 0):
-                order = np.argsort(peaks[rows, best], kind="stable")
-                order = order[counts[best[order]] > 1]
-                for j, i in zip(np.flatnonzero(counts == 0), order):
-                    best[i] = j
-            labels, _ = kmeans(coords, best, k)
-        else:
-            labels = np.zeros(n, dtype=np.int64)
-        refs = _class_averages(work, labels, angles[rows, labels], shifts[rows, labels], k, mask)
-        for j in np.flatnonzero(np.bincount(labels, minlength=k) == 0):
-            refs[j] = work[np.argmin(peaks[rows, labels])] * mask  # a re-seed for an empty class
-        refs = _centre(refs, mask, size / 4)
-        sizes = np.sort(np.bincount(labels, minlength=k))[::-1]
-        report(progress, it + 1, total, f"iteration {it}/{config.iterations}: classes of {', '.join(map(str, sizes))}")
 
-    # Final: each image aligned to its own class; averages of the unfiltered images.
+def _classify_round(work: np.ndarray, refs: np.ndarray, mask: np.ndarray, config: Classify2DConfig,
+                    max_shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """One iteration: align every image to every reference, k-means the images aligned to their
+    best reference (PCA of the masked pixels), new references from the classes. (labels, refs)."""
+    n, size, k = len(work), work.shape[-1], config.n_classes
+    angles, shifts, peaks = align_images(work, refs, mask, config.angular_step, max_shift)
+    best = np.argmax(peaks, axis=1)
+    rows = np.arange(n)
+    aligned = transform_images(work, angles[rows, best], shifts[rows, best])
+    coords = _pca(aligned.reshape(n, -1)[:, mask.ravel()].astype(np.float64), config.pca_components, config.seed)
+    if k > 1:
+        # Seed empty best-reference classes with the worst-fitting images.
+        counts = np.bincount(best, minlength=k)
+        if np.any(counts == 0):
+            order = np.argsort(peaks[rows, best], kind="stable")
+            order = order[counts[best[order]] > 1]
+            for j, i in zip(np.flatnonzero(counts == 0), order):
+                best[i] = j
+        labels, _ = kmeans(coords, best, k)
+    else:
+        labels = np.zeros(n, dtype=np.int64)
+    refs = _class_averages(work, labels, angles[rows, labels], shifts[rows, labels], k, mask)
+    for j in np.flatnonzero(np.bincount(labels, minlength=k) == 0):
+        refs[j] = work[np.argmin(peaks[rows, labels])] * mask  # a re-seed for an empty class
+    return labels, _centre(refs, mask, size / 4)
+
+
+def _final_classes(raw: np.ndarray, work: np.ndarray, labels: np.ndarray, refs: np.ndarray, mask: np.ndarray,
+                   config: Classify2DConfig, max_shift: float) -> Classes2D:
+    """Each image aligned to its own class; averages of the unfiltered images; classes numbered
+    by size, largest first, empty ones dropped."""
+    n, k = len(work), config.n_classes
     angles, shifts = np.zeros(n), np.zeros((n, 2))
     for j in range(k):
         members = np.flatnonzero(labels == j)
@@ -561,13 +575,41 @@ def classify2d(
     relabel[order] = np.arange(len(order))
     labels = relabel[labels]
     averages = np.stack([aligned[labels == j].mean(axis=0) for j in range(len(order))])
-    score = _masked_correlation(aligned, averages[labels], mask)
-    report(progress, total, total, "done")
     return Classes2D(
         labels=labels,
         angles=angles % 360.0,
         shifts=shifts,
         averages=averages.astype(np.float32),
         counts=counts[order].astype(np.int64),
-        score=score,
+        score=_masked_correlation(aligned, averages[labels], mask),
     )
+
+
+def classify2d(
+    images: np.ndarray, config: Classify2DConfig = Classify2DConfig(), progress: Progress | None = None
+) -> Classes2D:
+    """Reference-free alignment and classification of (n, b, b) images into ``config.n_classes``.
+
+    See the module docstring for the method. Deterministic for ``config.seed``.
+    Progress is reported after the start and after each iteration.
+    """
+    images = _check_images(images, config.n_classes)
+    size = images.shape[-1]
+    rng = np.random.default_rng(config.seed)
+    total = config.iterations + 2
+    mask = circular_mask(size, config.mask_radius)
+    max_shift = config.max_shift * size
+    raw = normalise_masked(images, mask)
+    work = normalise_masked(gaussian_lowpass_images(raw, config.lowpass), mask)
+    # the rotation-invariant features use the band the low-pass keeps (gain >= 1/2)
+    cutoff = math.sqrt(math.log(2)) / (config.lowpass or LOWPASS_PIXELS)
+    refs = _starting_references(work, mask, cutoff, config, rng)
+    report(progress, 1, total, "start: references from rotation-invariant features")
+    labels = None
+    for it in range(1, config.iterations + 1):
+        labels, refs = _classify_round(work, refs, mask, config, max_shift)
+        sizes = np.sort(np.bincount(labels, minlength=config.n_classes))[::-1]
+        report(progress, it + 1, total, f"iteration {it}/{config.iterations}: classes of {', '.join(map(str, sizes))}")
+    result = _final_classes(raw, work, labels, refs, mask, config, max_shift)
+    report(progress, total, total, "done")
+    return result
