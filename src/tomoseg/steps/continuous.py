@@ -125,6 +125,18 @@ def _empty() -> Picks:
     return Picks(np.zeros((0, 3)), z, z, z.astype(np.int64), np.zeros((0, 3)))
 
 
+def _spaced_points(zyx: np.ndarray, scores: np.ndarray, labels: np.ndarray, voxel_size: float, config
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate voxels ``zyx`` as x, y, z points with their score and piece (``labels``), and the
+    indices of those kept: strongest first, ``config.spacing`` A apart, ``config.edge`` A inside."""
+    xyz = zyx[:, ::-1].astype(np.float64)
+    value = scores[tuple(zyx.T)].astype(np.float64)
+    piece = labels[tuple(zyx.T)]
+    idx = np.flatnonzero(_inside(xyz, scores.shape, config.edge / voxel_size))
+    order = idx[np.argsort(-value[idx], kind="stable")]
+    return xyz, value, piece, suppress_close(xyz, order, config.spacing / voxel_size)
+
+
 def pick_filaments(scores: np.ndarray, voxel_size: float, config: FilamentConfig = FilamentConfig()) -> Picks:
     """Points every ``spacing`` A along the centre lines of filaments in a (z, y, x) score map.
 
@@ -145,13 +157,7 @@ def pick_filaments(scores: np.ndarray, voxel_size: float, config: FilamentConfig
     zyx = np.argwhere(skeleton)
     if len(zyx) == 0:
         return _empty()
-    xyz = zyx[:, ::-1].astype(np.float64)
-    value = scores[tuple(zyx.T)].astype(np.float64)
-    piece = labels[tuple(zyx.T)]
-    ok = _inside(xyz, scores.shape, config.edge / voxel_size)
-    idx = np.flatnonzero(ok)
-    order = idx[np.argsort(-value[idx], kind="stable")]
-    kept = suppress_close(xyz, order, config.spacing / voxel_size)
+    xyz, value, piece, kept = _spaced_points(zyx, scores, labels, voxel_size, config)
     if len(kept) == 0:
         return _empty()
     axis, _ = _principal_axes(xyz, xyz[kept], max(config.spacing / voxel_size, 3.0))
@@ -171,13 +177,7 @@ def pick_membranes(scores: np.ndarray, voxel_size: float, config: MembraneConfig
         return _empty()
     zyx = np.argwhere(pieces)
     del pieces
-    xyz = zyx[:, ::-1].astype(np.float64)
-    value = scores[tuple(zyx.T)].astype(np.float64)
-    piece = labels[tuple(zyx.T)]
-    ok = _inside(xyz, scores.shape, config.edge / voxel_size)
-    idx = np.flatnonzero(ok)
-    order = idx[np.argsort(-value[idx], kind="stable")]
-    kept = suppress_close(xyz, order, config.spacing / voxel_size)
+    xyz, value, piece, kept = _spaced_points(zyx, scores, labels, voxel_size, config)
     if len(kept) == 0:
         return _empty()
     _, normal = _principal_axes(xyz, xyz[kept], max(config.spacing / voxel_size, 3.0))
