@@ -20,6 +20,7 @@ from tomoseg.io.particle_formats import FORMATS
 from tomoseg.nn.threads import share_cores_politely
 from tomoseg.steps.picking_modes import PICKING_MODES
 from tomoseg.steps.recipes import RECIPES, recipe
+from tomoseg.steps.suggest import STRATEGIES
 
 
 def _preprocess(args: argparse.Namespace) -> None:
@@ -48,9 +49,11 @@ def _trainset(args: argparse.Namespace) -> None:
     _say(args, f"wrote {args.output}")
 
 
-def _recipe_of(args: argparse.Namespace):
+def _recipe_of(args: argparse.Namespace, fine_tune: bool = False):
+    """The recipe the flags give: --recipe (default: default, or fine-tune when a network is continued)
+    with the settings given."""
     return recipe(
-        args.recipe, epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr,
+        args.recipe or ("fine-tune" if fine_tune else "default"), epochs=args.epochs, batch_size=args.batch, learning_rate=args.lr,
         seed=args.seed, l1=args.l1, negative_copies=args.copies, optimizer=args.optimizer,
         momentum=args.momentum, positive_weight=args.positive_weight, warmup=args.warmup,
         clip_negatives=args.clip_negatives, lr_decay=args.lr_decay, clip_norm=args.clip_norm,
@@ -61,13 +64,28 @@ def _recipe_of(args: argparse.Namespace):
 def _train(args: argparse.Namespace) -> None:
     from tomoseg.workflows import train_file
 
-    config = _recipe_of(args)
+    config = _recipe_of(args, fine_tune=args.init is not None)
     with progress_bar("train", unit="batch", quiet=args.quiet) as bar:
         model = train_file(args.trainsets, args.output, config, name=args.name, colour=args.colour, progress=bar,
-                           device=args.device, threads=args.threads, overwrite=args.overwrite)
+                           device=args.device, threads=args.threads, overwrite=args.overwrite, init=args.init)
     losses = model.training["losses"]
     _say(args, f"wrote {args.output}: feature {model.name!r}, loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
                f"amplitude {model.amplitude:.3g}")
+
+
+def _suggest(args: argparse.Namespace) -> None:
+    from tomoseg.steps.suggest import SuggestConfig
+    from tomoseg.workflows.suggest import suggest_file
+
+    config = SuggestConfig(n=args.n, strategy=args.strategy, threshold=args.threshold, seed=args.seed)
+    with progress_bar("suggest", unit="network", quiet=args.quiet) as bar:
+        found = suggest_file(args.model, args.tomogram, args.output, config, boxes=args.boxes, models=args.models or (),
+                             others=args.others or (), voxel_size=args.voxel_size, force=args.force,
+                             max_slices=args.slices, overwrite=args.overwrite, progress=bar)
+    if len(found) < args.n:
+        warnings.warn(f"only {len(found)} of {args.n} tiles: the strategy {args.strategy} finds nothing more to fix")
+    _say(args, f"wrote {args.output}: {len(found)} suggested tiles; set each kind (? -> positive or negative), "
+               "then add them to the feature's boxes and train --init the network")
 
 
 def _apply(args: argparse.Namespace) -> None:
@@ -342,9 +360,9 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 def _recipe_options(p: argparse.ArgumentParser) -> None:
     """The training recipe and its settings (``tomoseg train``, ``tomoseg project train``)."""
-    p.add_argument("--recipe", default="default", choices=list(RECIPES),
-                   help=f"training recipe (default: default): {_recipes_help()}; the options below change one "
-                        "setting of it")
+    p.add_argument("--recipe", choices=list(RECIPES),
+                   help=f"training recipe (default: default; fine-tune when a network is continued): "
+                        f"{_recipes_help()}; the options below change one setting of it")
     p.add_argument("--epochs", type=int, help="passes over the training set")
     p.add_argument("--batch", type=int, help="minibatch size")
     p.add_argument("--lr", type=float, help="learning rate of the first epoch")
@@ -421,11 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train", "Train one feature's network on a training set.", _train,
                 ["tomoseg train membrane.set -o membrane.model",
                  "tomoseg train membrane.set -o membrane.model --recipe fast --threads 1",
-                 "tomoseg train tomo1_membrane.set tomo2_membrane.set -o membrane.model   # one network, two tomograms"])
+                 "tomoseg train tomo1_membrane.set tomo2_membrane.set -o membrane.model   # one network, two tomograms",
+                 "tomoseg train membrane2.set -o membrane2.model --init membrane.model   # fine-tune on more tiles"])
     p.add_argument("trainsets", nargs="+", metavar="TRAINSET",
                    help="training-set file(s) (from 'tomoseg trainset'); several (other tomograms or annotators, "
                         "same feature, voxel size and preprocessing) train one network on all their tiles")
     p.add_argument("-o", "--output", required=True, help="model file")
+    p.add_argument("--init", metavar="MODEL",
+                   help="fine-tune this model (same feature, context, voxel size and preprocessing) on the sets, "
+                        "from its weights, with the fine-tune recipe unless --recipe says otherwise (the annotation "
+                        "loop: tomoseg suggest, answer, train --init)")
     _recipe_options(p)
     p.add_argument("--name", help="feature name (default: the training set's)")
     p.add_argument("--colour", help="display colour, e.g. '#ffcc00'")
@@ -489,6 +512,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare the maps up to this resolution in A (default: 3 voxels)")
     p.add_argument("--local", action="store_true",
                    help="only a small correction (within 10 degrees), for maps nearly aligned already")
+
+    p = command("suggest", "Suggest the tiles to label next for a feature's network (the annotation loop).", _suggest,
+                ["tomoseg suggest mt.model pre.mrc -o next.csv --boxes mt_boxes.csv",
+                 "tomoseg suggest mt.model pre.mrc -o next.csv --n 5 --others actin.model membrane.model",
+                 "tomoseg suggest mt_anna.model pre.mrc -o next.csv --models mt_ben.model --strategy disagree"])
+    p.add_argument("model", help="the feature's network (model file)")
+    p.add_argument("tomogram", help="the preprocessed tomogram it annotates (MRC or TIFF)")
+    p.add_argument("-o", "--output", required=True,
+                   help="CSV of tiles x,y,z,kind,reason,score with kind '?': set each to positive or negative")
+    p.add_argument("--n", type=int, default=10, help="tiles to suggest (default: 10)")
+    p.add_argument("--strategy", default="mixed", choices=list(STRATEGIES),
+                   help="uncertain: many pixels near the threshold; disagree: networks (or the turned slice) "
+                        "differ; false-positive: detections where another feature fires or far from positive boxes; "
+                        "mixed: those in turn; random: the baseline (default: mixed)")
+    p.add_argument("--boxes", help="the feature's boxes so far (CSV x,y,z,kind): not suggested again, and positive "
+                                   "ones tell known detections from new ones")
+    p.add_argument("--models", nargs="+", metavar="MODEL",
+                   help="more networks of the same feature (other annotators or seeds) for disagree")
+    p.add_argument("--others", nargs="+", metavar="MODEL", help="networks of other features, for false-positive")
+    p.add_argument("--threshold", type=float, default=1.0, help="the score that decides (default: 1)")
+    p.add_argument("--slices", type=int, default=48,
+                   help="score at most this many slices, evenly spaced; suggestions fall on them (default: 48)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (random strategy, ties; default: 0)")
+    p.add_argument("--voxel-size", type=float, help="voxel size in A of the tomogram, if its header's is missing or wrong")
+    p.add_argument("--force", action="store_true",
+                   help="go on despite a voxel-size or preprocessing mismatch (warns about each one)")
 
     p = command("apply", "Apply a model to a preprocessed tomogram: a normalised score map.", _apply,
                 ["tomoseg apply membrane.model pre.mrc -o membrane.mrc",
@@ -681,6 +730,7 @@ VOLUME_OUTPUTS = "MRC .mrc/.rec/.map, or TIFF .tif/.tiff"
 
 def _recipes_help() -> str:
     what = {"default": "tomoseg's measured default", "fast": "about a minute on 2 cores",
+            "fine-tune": "continues a network, --init",
             "paper": "Chen et al. 2017 exactly", "reference": "later EMAN2"}
     parts = []
     for name, r in RECIPES.items():

@@ -4,7 +4,8 @@ A :class:`TrainConfig` is a recipe. ``RECIPES["paper"]`` is the paper exactly
 (SGD, batch 20, 20 epochs, lr 0.01 x0.9 per epoch, L1 1e-5, fixed rotated
 copies: each negative 10 times, positives balanced); ``"reference"`` is later
 EMAN2 (Adam 1e-4, no L1); ``"default"`` is tomoseg's own, chosen by measurement
-(docs/accuracy.md); ``"fast"`` trains in about a minute on 2 CPU cores (600 instead of
+(docs/accuracy.md); ``"fine-tune"`` continues an existing network on an enlarged set
+(``train --init``: a few epochs at half the learning rate); ``"fast"`` trains in about a minute on 2 CPU cores (600 instead of
 2,000 steps, with momentum and gradient clipping), at the cost of a lower Dice at threshold 1
 on compact particles such as ribosomes (docs/accuracy-history.md, "A one-minute recipe").
 
@@ -79,6 +80,10 @@ class TrainConfig:
 
 _DEFAULT = TrainConfig(recipe="default", resample=True, flips=True, positive_weight=3.0)
 
+FINE_TUNE_EPOCHS = 4
+"""Epochs of the ``fine-tune`` recipe (``train --init``): the default recipe at half its learning rate
+for a few epochs, from the existing network's weights (measured: docs/accuracy.md, "Where to click next")."""
+
 #: The named recipes, the default first (the CLI and the napari dock list them in this order).
 RECIPES: dict[str, TrainConfig] = {
     "default": _DEFAULT,
@@ -92,6 +97,7 @@ RECIPES: dict[str, TrainConfig] = {
         warmup=1.0,
         clip_norm=5.0,
     ),
+    "fine-tune": replace(_DEFAULT, recipe="fine-tune", epochs=FINE_TUNE_EPOCHS, learning_rate=0.005),
     "paper": TrainConfig(recipe="paper"),
     "reference": TrainConfig(recipe="reference", optimizer="adam", learning_rate=1e-4, lr_decay=1.0, l1=0.0),
 }

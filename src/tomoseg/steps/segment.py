@@ -53,10 +53,42 @@ def score_prepared(
     check_tta(tta)
     y = torch.relu_(engine(net, x))
     for i in range(1, tta):
-        y += dihedral.undo(torch.relu_(engine(net, dihedral.transform(x, i).contiguous())), i)
-    y.div_(amplitude * tta)
+        y += _turned(net, x, i, engine)
+    return _full_size(y.div_(amplitude * tta), shape)
+
+
+def _turned(net: SegNet, x: torch.Tensor, i: int, engine: Engine) -> torch.Tensor:
+    """The network's ReLU'd output on symmetry ``i`` of the slices, turned back."""
+    return dihedral.undo(torch.relu_(engine(net, dihedral.transform(x, i).contiguous())), i)
+
+
+def _full_size(y: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+    """Network outputs (z, 1, y/2, x/2) upsampled x2 (bilinear), cropped to ``shape``: float32 (z, y, x)."""
     y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
     return np.ascontiguousarray(y[:, 0, : shape[0], : shape[1]].cpu().numpy(), dtype=np.float32)
+
+
+def score_symmetries(net: SegNet, amplitude: float, slices: np.ndarray, count: int, engine: Engine | None = None,
+                     device: torch.device | str = "cpu") -> np.ndarray:
+    """The scores of :func:`score_slices` under each of the first ``count`` symmetries of the slice
+    grid separately (each turned back): float32 (count, z, y, x); their mean is ``tta=count``.
+    Where they differ the network is unsure (:mod:`tomoseg.steps.suggest`, "disagree")."""
+    check_tta(count)
+    engine = engine or OverlapSaveEngine()
+    net = net.to(device).eval()
+    x = _checked_input(net, slices, device)
+    maps = [_full_size(torch.relu_(engine(net, x)).div_(amplitude), slices.shape[-2:])]
+    for i in range(1, count):
+        maps.append(_full_size(_turned(net, x, i, engine).div_(amplitude), slices.shape[-2:]))
+    return np.stack(maps)
+
+
+def _checked_input(net: SegNet, slices: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    x = prepare_slices(slices, device)
+    if x.shape[1] != net.config.inputs:
+        raise InvalidValue(f"the network takes {net.config.inputs} slice(s) per output slice (slab context "
+                         f"{net.config.context}), got {x.shape[1]}")
+    return x
 
 
 def score_slices(
@@ -76,10 +108,7 @@ def score_slices(
     Returns float32 (z, y, x).
     """
     net = net.to(device).eval()
-    x = prepare_slices(slices, device)
-    if x.shape[1] != net.config.inputs:
-        raise InvalidValue(f"the network takes {net.config.inputs} slice(s) per output slice (slab context "
-                         f"{net.config.context}), got {x.shape[1]}")
+    x = _checked_input(net, slices, device)
     return score_prepared(net, amplitude, x, slices.shape[-2:], engine or OverlapSaveEngine(), tta)
 
 

@@ -6,13 +6,15 @@ The recipes (:class:`~tomoseg.steps.recipes.TrainConfig`, ``RECIPES``, ``recipe`
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from tomoseg.errors import TomosegError
+from tomoseg.errors import InvalidValue, TomosegError
 from tomoseg.nn.network import INPUT_SCALE, NetworkConfig, SegNet, init_weights
 from tomoseg.nn.spectral import spectral_forward
 from tomoseg.ops.augment import imaging_jitter
@@ -21,6 +23,9 @@ from tomoseg.progress import Progress, report
 from tomoseg.steps.calibrate import level_from_histogram, score_histogram
 from tomoseg.steps.recipes import RECIPES, TrainConfig
 from tomoseg.types import TrainingSet
+
+if TYPE_CHECKING:
+    from tomoseg.nn.model import Model
 
 __all__ = [
     "TrainResult", "augmented_samples", "copies_per_tile", "l1_penalty", "learning_rate_factor", "log_mse_loss",
@@ -139,9 +144,13 @@ def train(
     progress: Progress | None = None,
     device: torch.device | str = "cpu",
     on_epoch: Callable[[int, float], None] | None = None,
+    init: SegNet | None = None,
 ) -> TrainResult:
     """Train one network on a training set. Seeded: same inputs, same weights
     (on the same machine and device). The returned network is on the CPU.
+
+    ``init``: start from this network's weights (fine-tuning; left unchanged) instead of the
+    seeded initialisation; it must have the shape ``network`` and the set's context give.
 
     Reports progress once per minibatch; the progress callback may raise
     :class:`~tomoseg.errors.Cancelled` to stop. ``on_epoch(epoch, mean_loss)``
@@ -154,7 +163,13 @@ def train(
     network = replace(network, context=trainset.context)  # the set's tiles decide the network's input
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    net = init_weights(SegNet(network), config.seed).to(device)
+    if init is None:
+        net = init_weights(SegNet(network), config.seed).to(device)
+    elif init.config != network:
+        raise InvalidValue(f"`init` is a network of another shape ({init.config}) than this training "
+                           f"makes ({network}): fine-tune only a network of the same layers and context")
+    else:
+        net = copy.deepcopy(init).train().to(device)
     optimizer = _optimizer(net, config)
     inputs, labels = augmented_samples(trainset, config, rng)
     n_batches = -(-len(inputs) // config.batch_size)
@@ -195,6 +210,29 @@ def train(
         )
     return TrainResult(net=net, amplitude=amplitude, losses=losses, examples=_examples(net, trainset),
                        level=tile_level(net, amplitude, trainset))
+
+
+def check_init(init: Model, trainset: TrainingSet, tolerance: float = 0.01) -> None:
+    """Refuse (ValueError) to fine-tune ``init`` on ``trainset`` unless it is the same feature on the
+    same scale: feature name, slab context, voxel size (within ``tolerance``, relative) and
+    preprocessing (band-pass, clamp, contrast; unknown only with unknown), as :func:`combine_trainsets`
+    asks of sets that train one network."""
+    from tomoseg.steps.preprocess import PreprocessConfig
+
+    if init.name != trainset.name:
+        raise InvalidValue(f"the network is of feature {init.name!r}, the training set of {trainset.name!r}: "
+                           "fine-tune a network of the same feature")
+    if init.net.config.context != trainset.context:
+        raise InvalidValue(f"the network takes slab context {init.net.config.context}, the training set has "
+                           f"{trainset.context}")
+    if abs(init.voxel_size - trainset.voxel_size) > tolerance * trainset.voxel_size:
+        raise InvalidValue(f"the network was trained at {init.voxel_size:g} A per voxel, the training set is at "
+                           f"{trainset.voxel_size:g} A")
+    a = None if init.preprocessing is None else PreprocessConfig.from_dict(init.preprocessing)
+    b = None if trainset.preprocessing is None else PreprocessConfig.from_dict(trainset.preprocessing)
+    if (a is None) != (b is None) or (a is not None and (not a.same_filters(b) or a.invert != b.invert)):
+        raise InvalidValue(f"the network was trained on a tomogram preprocessed otherwise ({a.describe() if a else 'unknown'}) "
+                           f"than the training set's ({b.describe() if b else 'unknown'})")
 
 
 @torch.no_grad()

@@ -36,7 +36,7 @@ from tomoseg.steps.merge import label_dtype, merge_scores
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.recipes import TrainConfig
 from tomoseg.steps.segment import SLAB_VOXELS, check_tta, score_slabs, slab_slices
-from tomoseg.steps.train import train
+from tomoseg.steps.train import check_init, train
 from tomoseg.steps.trainset import combine_trainsets, make_trainset
 from tomoseg.types import Path_
 from tomoseg.workflows.maps import require_score_map
@@ -161,20 +161,32 @@ def train_file(
     threads: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     overwrite: bool = False,
+    init: Path_ | None = None,
 ) -> Model:
     """Train one network from a training-set file, or from several of the same feature (several
     tomograms or annotators: :func:`~tomoseg.steps.trainset.combine_trainsets`), and save the model.
-    The model records each set's path, source and tile counts."""
+    The model records each set's path, source and tile counts.
+
+    ``init``: a model file to fine-tune (its weights are the start; same feature, context, voxel size
+    and preprocessing as the sets, else one clear error). The new model records it and its rounds."""
     paths = [trainset_path] if isinstance(trainset_path, (str, os.PathLike)) else list(trainset_path)
     if not paths:
         raise TomosegError("train needs at least one training set")
-    check_writable(output_path, inputs=paths, overwrite=overwrite)
+    check_writable(output_path, inputs=paths + ([init] if init is not None else []), overwrite=overwrite)
+    if config.recipe == "fine-tune" and init is None:
+        raise InvalidValue("the `recipe` fine-tune continues an existing network: give it as `init`")
     torch_device = resolve_device(device)
     sets = [load_trainset(p) for p in paths]
     with about(f"{paths[0]} and the other sets cannot train one network"):
         trainset = combine_trainsets(sets)
+    start = None
+    if init is not None:
+        start = load_model(init)
+        with about(f"{init} cannot be fine-tuned on {paths[0]}"):
+            check_init(start, trainset)
     with torch_threads(threads):
-        result = train(trainset, config, progress=progress, device=torch_device, on_epoch=on_epoch)
+        result = train(trainset, config, progress=progress, device=torch_device, on_epoch=on_epoch,
+                       init=None if start is None else start.net)
     records = [{"path": str(p), "source": t.source, "n_positive": t.n_positive, "n_negative": t.n_negative}
                for p, t in zip(paths, sets)]
     model = Model(
@@ -189,9 +201,11 @@ def train_file(
             "trainset": records[0] if len(records) == 1 else
             {"path": [r["path"] for r in records], "source": trainset.source, "n_positive": trainset.n_positive,
              "n_negative": trainset.n_negative, "sets": records},
+            **({} if start is None else {"init": {"path": str(init), "config": start.training.get("config"),
+                                                  "rounds": start.training.get("init", {}).get("rounds", 0) + 1}}),
         },
         examples=result.examples,
-        colour=colour,
+        colour=colour or (start.colour if start is not None else None),
         level=result.level,
     )
     save_model(output_path, model)
