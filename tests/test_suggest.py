@@ -9,9 +9,12 @@ from tomoseg.types import Box
 
 
 def _spread_ok(found, boxes=(), tile=64):
-    pts = np.array([[s.x, s.y, s.z] for s in found] + [[b.x, b.y, b.z] for b in boxes], float)
+    """No two suggestions closer than a tile (3D); none overlapping a box's tile within tile/8 slices."""
+    pts = np.array([[s.x, s.y, s.z] for s in found], float)
     d = np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1)) + np.eye(len(pts)) * 1e9
-    return d.min() >= tile
+    apart = d.min() >= tile
+    return apart and not any(abs(s.x - b.x) < tile and abs(s.y - b.y) < tile and abs(s.z - b.z) < tile / 8
+                             for s in found for b in boxes)
 
 
 def test_each_strategy_finds_the_tiles_it_is_made_for():
@@ -60,3 +63,89 @@ def test_bad_suggest_input_names_the_field():
         suggest_tiles(np.zeros((2, 80, 80)), config=SuggestConfig(strategy="disagree"))
     with pytest.raises(InvalidValue, match="smaller than a 64-pixel tile"):
         suggest_tiles(np.zeros((2, 40, 80)))
+
+
+@pytest.fixture
+def loop_files(tmp_path, small_tomo, small_pre):
+    """A preprocessed tomogram, its labels, a first box list and a network trained on it."""
+    from tomoseg.cli.main import main
+    from tomoseg.io.boxes import write_boxes
+    from tomoseg.io.mrc import header_label, write_volume
+    from tomoseg.steps.preprocess import PreprocessConfig
+    from tomoseg.steps.trainset import choose_boxes
+
+    d = tmp_path
+    pre, labels = np.tile(small_pre, (1, 2, 2)), np.tile(small_tomo.labels, (1, 2, 2))  # 32 x 256 x 256
+    write_volume(d / "pre.mrc", pre, 10.0, labels=(header_label("preprocess", PreprocessConfig().describe()),))
+    write_volume(d / "labels.mrc", labels.astype(np.int8), 10.0)
+    # the first boxes on slices 0-11: room for suggestions on the others
+    write_boxes(d / "boxes.csv", choose_boxes(labels[:12], 3, n_positive=3, n_negative=3, seed=0))
+    assert main(["trainset", str(d / "pre.mrc"), "--boxes", str(d / "boxes.csv"), "--labels", str(d / "labels.mrc"),
+                 "--value", "3", "--name", "particle", "-o", str(d / "p.set")]) == 0
+    assert main(["train", str(d / "p.set"), "-o", str(d / "p.model"), "--recipe", "fast", "--epochs", "2", "-q"]) == 0
+    return d
+
+
+def test_the_annotation_loop_on_the_command_line(loop_files, small_tomo, capsys):
+    """suggest -> the user answers -> train --init: a fine-tuned network that records where it started."""
+    import csv
+
+    from tomoseg.cli.main import main
+    from tomoseg.errors import TomosegError
+    from tomoseg.io.boxes import read_boxes, write_boxes
+    from tomoseg.io.model_file import load_model
+
+    d = loop_files
+    args = ["suggest", str(d / "p.model"), str(d / "pre.mrc"), "-o", str(d / "next.csv"), "--n", "3",
+            "--boxes", str(d / "boxes.csv")]
+    assert main(args) == 0
+    rows = list(csv.DictReader(open(d / "next.csv")))
+    assert len(rows) == 3 and {r["kind"] for r in rows} == {"?"} and all(r["reason"] for r in rows)
+    boxes = read_boxes(d / "boxes.csv")
+    found = [(int(r["x"]), int(r["y"]), int(r["z"])) for r in rows]
+    for x, y, z in found:  # no tile overlapping an earlier box's
+        assert not any(abs(x - b.x) < 64 and abs(y - b.y) < 64 and abs(z - b.z) < 8 for b in boxes)
+    with pytest.raises(TomosegError, match="no row says positive or negative yet"):
+        read_boxes(d / "next.csv")
+    assert main(args + ["--overwrite"]) == 0
+    assert [dict(r) for r in csv.DictReader(open(d / "next.csv"))] == rows  # seeded: the same suggestions
+
+    # the user's answers (here from the labels): a tile holding the feature is positive
+    from tomoseg.types import Box
+    labels = np.tile(small_tomo.labels, (1, 2, 2))
+    answered = [Box(x, y, z, bool((labels[z, y - 32:y + 32, x - 32:x + 32] == 3).any())) for x, y, z in found]
+    write_boxes(d / "boxes2.csv", boxes + answered)
+    assert main(["trainset", str(d / "pre.mrc"), "--boxes", str(d / "boxes2.csv"), "--labels", str(d / "labels.mrc"),
+                 "--value", "3", "--name", "particle", "-o", str(d / "p2.set")]) == 0
+    capsys.readouterr()
+    assert main(["train", str(d / "p2.set"), "-o", str(d / "p2.model"), "--init", str(d / "p.model"), "--epochs", "1"]) == 0
+    first, tuned = load_model(d / "p.model"), load_model(d / "p2.model")
+    assert tuned.training["config"]["recipe"] == "fine-tune" and tuned.training["init"]["rounds"] == 1
+    assert tuned.training["init"]["path"] == str(d / "p.model")
+    moved = [float((a - b).abs().max()) for a, b in zip(first.net.parameters(), tuned.net.parameters())]
+    assert 0 < max(moved) < 0.5 * max(float(p.abs().max()) for p in first.net.parameters())  # moved, not reset
+    assert main(["train", str(d / "p2.set"), "-o", str(d / "p3.model"), "--init", str(d / "p2.model"), "--epochs", "1",
+                 "-q"]) == 0
+    assert load_model(d / "p3.model").training["init"]["rounds"] == 2
+
+    # refusals: one line each, nothing written
+    capsys.readouterr()
+    assert main(["train", str(d / "p2.set"), "-o", str(d / "x.model"), "--recipe", "fine-tune"]) == 2
+    assert "--recipe fine-tune continues an existing network: give it as --init" in capsys.readouterr().err
+    write_boxes(d / "b3.csv", answered + boxes)
+    assert main(["trainset", str(d / "pre.mrc"), "--boxes", str(d / "b3.csv"), "--labels", str(d / "labels.mrc"),
+                 "--value", "3", "--name", "ribosome", "-o", str(d / "r.set")]) == 0
+    capsys.readouterr()
+    assert main(["train", str(d / "r.set"), "-o", str(d / "y.model"), "--init", str(d / "p.model")]) == 2
+    err = capsys.readouterr().err
+    assert "p.model cannot be fine-tuned on" in err and "feature 'particle'" in err and len(err.strip().splitlines()) == 1
+    assert not (d / "y.model").exists()
+    # several networks: of the feature (disagree), of other features (false-positive)
+    assert main(["train", str(d / "r.set"), "-o", str(d / "r.model"), "--recipe", "fast", "--epochs", "1", "-q"]) == 0
+    assert main(["suggest", str(d / "p.model"), str(d / "pre.mrc"), "-o", str(d / "n2.csv"), "--strategy",
+                 "disagree", "--models", str(d / "p2.model"), "--n", "2", "-q"]) == 0
+    assert all(r["reason"].startswith("disagree") for r in csv.DictReader(open(d / "n2.csv")))
+    assert main(["suggest", str(d / "p.model"), str(d / "pre.mrc"), "-o", str(d / "n3.csv"), "--models",
+                 str(d / "r.model")]) == 2
+    assert "r.model: a network of 'ribosome', not of 'particle'" in capsys.readouterr().err
+    assert not (d / "n3.csv").exists()

@@ -3,12 +3,14 @@
 A user marks a few tiles, trains, looks, and adds tiles; this step proposes them. Every candidate is
 a ``tile_size`` x ``tile_size`` tile on one slice, centred on a grid ``stride`` pixels apart, wholly
 inside the slice. Each strategy gives every candidate a value from the feature's score map(s) on
-that slice; the best candidates are taken greedily, none closer than ``tile_size`` voxels (3D
-distance) to another suggestion or to an existing box of the feature, so that suggestions spread
-over the volume and its slices. The strategies:
+that slice; the best candidates are taken greedily, none overlapping an existing box of the
+feature (its tile, on the box's slice or within ``tile_size / 8`` slices of it, where the image is
+nearly the same) and none closer than ``tile_size`` voxels (3D distance) to another suggestion, so
+that suggestions spread over the volume and its slices. The strategies:
 
-- ``uncertain``: the tile's mean of ``max(0, 1 - |s - t| / band)``: many pixels scored near the
-  threshold ``t``, where one label moves the decision most.
+- ``uncertain``: the tile's mean of ``exp(-((s - t) / band)^2)``: many pixels scored near the
+  threshold ``t``, where one label moves the decision most (never 0, so a network that scores
+  everything low still ranks its tiles by how close they come).
 - ``disagree``: the tile's mean spread (standard deviation) between several maps of the feature:
   other annotators' or seeds' networks, or one network under the symmetries of the slice grid
   (:func:`tomoseg.steps.segment.score_symmetries`); where they differ, none is sure.
@@ -102,7 +104,7 @@ def _values(name: str, scores: np.ndarray, variants: np.ndarray | None, others: 
     """The per-pixel value of a strategy (z, y, x) and how its reason reads."""
     t = config.threshold
     if name == "uncertain":
-        return np.clip(1 - np.abs(scores - t) / config.band, 0, 1), "uncertain: {:.0%} of the tile scores near the threshold"
+        return np.exp(-(((scores - t) / config.band) ** 2)), "uncertain: the tile scores {:.2f} near the threshold"
     if name == "disagree":
         return variants.std(axis=0), "disagree: the networks differ by {:.2f} on average"
     if others is not None:
@@ -160,7 +162,8 @@ def suggest_tiles(
                 value *= _novelty(centres, positives, config.far)
             ranked.append((np.argsort(-(value + tie * (value > 0)), kind="stable"), value, reason))
 
-    blocked = np.array([[b.x, b.y, b.z] for b in boxes], dtype=np.float64).reshape(-1, 3)
+    overlaps = _overlapping(centres, boxes, config.tile_size)
+    blocked = np.zeros((0, 3))
     cursors = [0] * len(ranked)
     out: list[Suggestion] = []
     exhausted = [False] * len(ranked)
@@ -177,7 +180,7 @@ def suggest_tiles(
             if value[i] <= 0:
                 cursors[k] = len(order)
                 break
-            if len(blocked) and np.min(np.sum((blocked - centres[i]) ** 2, axis=1)) < config.tile_size**2:
+            if overlaps[i] or (len(blocked) and np.min(np.sum((blocked - centres[i]) ** 2, axis=1)) < config.tile_size**2):
                 continue
             blocked = np.vstack([blocked, centres[i]])
             x, y, z = (int(v) for v in centres[i])
@@ -187,6 +190,15 @@ def suggest_tiles(
             exhausted[k] = True
         if cursors[k] >= len(order):
             exhausted[k] = True
+    return out
+
+
+def _overlapping(centres: np.ndarray, boxes: list[Box], tile: int) -> np.ndarray:
+    """Whether each candidate's tile overlaps a box's tile on the box's slice or within tile / 8 slices."""
+    reach = np.array([tile, tile, tile / 8])
+    out = np.zeros(len(centres), dtype=bool)
+    for b in boxes:
+        out |= np.all(np.abs(centres - (b.x, b.y, b.z)) < reach, axis=1)
     return out
 
 
