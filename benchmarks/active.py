@@ -1,0 +1,188 @@
+"""Where to click next: the annotation loop with a simulated annotator (issue #19).
+
+For each class (membrane 1, microtubule 2, actin 3, ribosome 4) and seed: annotate ``tomo_s11``,
+measure on ``tomo_s12`` (same imaging conditions, another scene).
+
+- start: 5 positive + 20 negative tiles chosen as today (``choose_boxes``), trained with the
+  default recipe;
+- then 3 rounds per strategy: suggest 5 tiles on ``tomo_s11`` (:mod:`tomoseg.steps.suggest`, through
+  the same :func:`~tomoseg.workflows.suggest.suggest_from_models` as ``tomoseg suggest``), label them
+  from the ground truth (a tile holding any voxel of the class is positive, its mask from the labels;
+  else negative), fine-tune the network (``train --init``: the ``fine-tune`` recipe) on all tiles so far;
+- beside it, the one-shot protocol: 10 positive + 100 negative random tiles, full training.
+
+Reported: Dice at threshold 1 on ``tomo_s12`` after the start and each round, per strategy, the tile
+counts, and the wall time of each round (suggest + fine-tune) and of each fine-tune alone.
+
+    python benchmarks/active.py [--data ../shared/data/sim] [--classes 1 2 3 4] [--seeds 0 1 2] \\
+        [--strategies uncertain disagree false-positive mixed random] [--results docs/active.json] [--report]
+
+Results go to the JSON after every (class, seed), so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tomoseg.allocator import keep_freed_memory
+from tomoseg.nn.model import Model
+from tomoseg.steps.preprocess import PreprocessConfig, preprocess
+from tomoseg.steps.recipes import recipe
+from tomoseg.steps.segment import score_volume
+from tomoseg.steps.suggest import STRATEGIES, SuggestConfig
+from tomoseg.steps.train import train
+from tomoseg.steps.trainset import choose_boxes, make_trainset
+from tomoseg.types import Box
+from tomoseg.workflows.suggest import suggest_from_models
+
+CLASSES = {1: "membrane", 2: "microtubule", 3: "actin", 4: "ribosome"}
+ROUNDS, PER_ROUND, START = 3, 5, (5, 20)
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    inter = np.count_nonzero(pred & truth)
+    return 2 * inter / max(1, np.count_nonzero(pred) + np.count_nonzero(truth))
+
+
+def load(data: Path, name: str):
+    from tomoseg.io.mrc import read_volume
+
+    tomo = read_volume(data / f"{name}_tomo.mrc", mmap=False)
+    labels = read_volume(data / f"{name}_labels.mrc", mmap=False).data.view(np.uint8)
+    return preprocess(tomo.data, tomo.voxel_size, PreprocessConfig()), labels, tomo.voxel_size
+
+
+def answer(labels: np.ndarray, value: int, s, tile: int = 64) -> Box:
+    """The simulated annotator: positive when the tile holds any voxel of the class."""
+    h = tile // 2
+    return Box(s.x, s.y, s.z, bool((labels[s.z, s.y - h:s.y + h, s.x - h:s.x + h] == value).any()))
+
+
+def one_shot_of(transfer: Path, name: str, seed: int) -> dict | None:
+    """The one-shot protocol's result from benchmarks/transfer.py (the same tiles, recipe and seed:
+    default, spread, trained on tomo_s11, measured on tomo_s12), if it was run."""
+    if not transfer.exists():
+        return None
+    for r in json.loads(transfer.read_text()):
+        if (r["recipe"], r["variant"], r["train"], r["class"], r["seed"]) == ("default", "spread", "tomo_s11", name, seed):
+            return {"dice": r["tests"]["tomo_s12"]["dice_at_1"], "tiles": 110, "train_seconds": r["train_seconds"],
+                    "from": str(transfer)}
+    return None
+
+
+def run_class_seed(train_data, test_data, value: int, seed: int, strategies, transfer: Path) -> dict:
+    vol, labels, voxel = train_data
+    test_vol, test_labels, _ = test_data
+    truth = test_labels == value
+    name = CLASSES[value]
+
+    def trainset(boxes):
+        return make_trainset(vol, boxes, lambda z: labels[z] == value, name, voxel)
+
+    def measure(result) -> float:
+        return dice(score_volume(result.net, result.amplitude, test_vol) >= 1.0, truth)
+
+    out = {"class": name, "seed": seed}
+    out["one_shot"] = one_shot_of(transfer, name, seed)
+    if out["one_shot"] is None:
+        t0 = time.perf_counter()
+        one_shot = train(trainset(choose_boxes(labels, value, 10, 100, seed=seed + value)), recipe("default", seed=seed))
+        out["one_shot"] = {"dice": measure(one_shot), "tiles": 110, "train_seconds": time.perf_counter() - t0}
+
+    start_boxes = choose_boxes(labels, value, *START, seed=seed + value)
+    t0 = time.perf_counter()
+    start = train(trainset(start_boxes), recipe("default", seed=seed))
+    out["start"] = {"dice": measure(start), "tiles": len(start_boxes), "train_seconds": time.perf_counter() - t0}
+    print(f"{name}/{seed}: one-shot {out['one_shot']['dice']:.3f}, start {out['start']['dice']:.3f}", flush=True)
+
+    out["strategies"] = {}
+    for strategy in strategies:
+        boxes, current, rounds = list(start_boxes), start, []
+        for r in range(1, ROUNDS + 1):
+            t0 = time.perf_counter()
+            model = Model(current.net, current.amplitude, name, voxel)
+            found = suggest_from_models(model, vol, boxes, SuggestConfig(n=PER_ROUND, strategy=strategy, seed=seed + r))
+            new = [answer(labels, value, s) for s in found]
+            boxes += new
+            t1 = time.perf_counter()
+            current = train(trainset(boxes), recipe("fine-tune", seed=seed + r), init=current.net)
+            t2 = time.perf_counter()
+            rounds.append({"round": r, "tiles": len(boxes), "new_positive": sum(b.positive for b in new),
+                           "new": len(new), "dice": measure(current), "suggest_seconds": t1 - t0,
+                           "fine_tune_seconds": t2 - t1,
+                           "reasons": sorted({s.reason.split(":")[0] for s in found})})
+        out["strategies"][strategy] = rounds
+        print(f"{name}/{seed}/{strategy}: " + " ".join(f"{x['dice']:.3f}" for x in rounds)
+              + f" ({rounds[-1]['tiles']} tiles, fine-tune {np.mean([x['fine_tune_seconds'] for x in rounds]):.0f} s)",
+              flush=True)
+    return out
+
+
+def report(results: list[dict]) -> str:
+    strategies = sorted({s for r in results for s in r["strategies"]},
+                        key=lambda s: STRATEGIES.index(s) if s in STRATEGIES else 99)
+    lines = ["| class | seeds | one-shot (110 tiles) | start (25) | " +
+             " | ".join(f"{s}: rounds 1 / 2 / 3 (40 tiles)" for s in strategies) + " |",
+             "|---|---|---|---|" + "---|" * len(strategies)]
+    for name in CLASSES.values():
+        rows = [r for r in results if r["class"] == name]
+        if not rows:
+            continue
+        cells = [name, ", ".join(str(r["seed"]) for r in rows),
+                 f"{np.mean([r['one_shot']['dice'] for r in rows]):.3f}", f"{np.mean([r['start']['dice'] for r in rows]):.3f}"]
+        for s in strategies:
+            have = [r["strategies"][s] for r in rows if s in r["strategies"]]
+            cells.append(" / ".join(f"{np.mean([h[k]['dice'] for h in have]):.3f}" for k in range(ROUNDS)) if have else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    times = [x["fine_tune_seconds"] for r in results for rounds in r["strategies"].values() for x in rounds]
+    loops = [sum(x["fine_tune_seconds"] + x["suggest_seconds"] for x in rounds)
+             for r in results for rounds in r["strategies"].values()]
+    if times:
+        lines.append("")
+        lines.append(f"Fine-tune per round: median {np.median(times):.1f} s, max {np.max(times):.1f} s; "
+                     f"3-round loop (suggest + fine-tune): median {np.median(loops):.0f} s, max {np.max(loops):.0f} s "
+                     f"({len(times)} rounds).")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "sim")
+    p.add_argument("--classes", type=int, nargs="+", default=[1, 2, 3, 4])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--strategies", nargs="+", default=["uncertain", "disagree", "false-positive", "mixed", "random"],
+                   choices=list(STRATEGIES))
+    p.add_argument("--results", type=Path, default=Path("docs/active.json"))
+    p.add_argument("--transfer", type=Path, default=Path("docs/transfer.json"),
+                   help="one-shot results of benchmarks/transfer.py to reuse (the same protocol); else trained here")
+    p.add_argument("--report", action="store_true")
+    args = p.parse_args()
+    results = json.loads(args.results.read_text()) if args.results.exists() else []
+    if args.report:
+        print(report(results))
+        return
+    keep_freed_memory()
+    print(f"# {platform.machine()}, {time.strftime('%Y-%m-%d %H:%M')}; {len(results)} runs already in {args.results}",
+          flush=True)
+    train_data, test_data = load(args.data, "tomo_s11"), load(args.data, "tomo_s12")
+    for value in args.classes:
+        for seed in args.seeds:
+            done = [r for r in results if r["class"] == CLASSES[value] and r["seed"] == seed]
+            if done and all(s in done[0]["strategies"] for s in args.strategies):
+                continue
+            results = [r for r in results if r not in done]
+            results.append(run_class_seed(train_data, test_data, value, seed, args.strategies, args.transfer))
+            results[-1]["machine"] = f"{platform.machine()} {time.strftime('%Y-%m-%d')}"
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            args.results.write_text(json.dumps(results, indent=1))
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
