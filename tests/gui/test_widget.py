@@ -69,7 +69,8 @@ def test_boxes_by_clicks_undo_and_keys(widget):
 def test_the_dock_offers_every_recipe_and_starts_on_the_default(widget):
     from tomoseg.steps.recipes import RECIPES
 
-    assert [widget.recipe.itemText(i) for i in range(widget.recipe.count())] == list(RECIPES)
+    # every recipe that trains afresh (fine-tune continues a network: the Fine-tune button)
+    assert [widget.recipe.itemText(i) for i in range(widget.recipe.count())] == [r for r in RECIPES if r != "fine-tune"]
     assert widget.recipe.currentText() == "default"
 
 
@@ -351,3 +352,45 @@ def test_the_dock_adopts_a_tomogram_opened_in_napari(make_napari_viewer, tmp_pat
     assert w.new_project(tmp_path / "proj")
     assert w.project.tomogram == path.resolve() and w.project.volume.voxel_size == pytest.approx(10.0)
     assert [layer.name for layer in viewer.layers].count("tomogram") == 1 and "pre" not in viewer.layers
+
+
+def test_suggest_answer_and_fine_tune_in_the_dock(widget, small_tomo):
+    """Where to click next: Suggest shows tiles on their slices, J goes to one, Y / X / K answer it,
+    Fine-tune continues the network and updates the preview; the project keeps the rounds."""
+    w, viewer = widget, widget.viewer
+    labels = small_tomo.labels
+    w.add_feature("particle")
+    value = w.project.features["particle"].value
+    for b in choose_boxes(labels[:6], 3, n_positive=2, n_negative=0, seed=0):  # room on the other slices
+        assert w.place_box(b.x, b.y, b.z, True)
+        w.project.masks[b.z, b.y - 32:b.y + 32, b.x - 32:b.x + 32][labels[b.z, b.y - 32:b.y + 32, b.x - 32:b.x + 32] == 3] = value
+    assert not w.suggest() and "no trained network" in w.status.text()
+    w.epochs.setValue(2)
+    assert w.train()
+    w.wait()
+    w.suggest_n.setValue(2)
+    assert w.suggest()
+    w.wait()
+    layer = viewer.layers["tomoseg suggestions"]
+    pending = w.project.features["particle"].pending()
+    assert len(pending) == 2 and len(layer.data) == 2 and "round 1" in w.suggest_label.text()
+    assert viewer.dims.current_step[0] == pending[0].z and pending[0].reason.split(":")[0] in w.status.text()
+    assert w.answer("positive")  # Y
+    box = w.project.features["particle"].boxes[-1]
+    assert (box.x, box.y, box.z, box.positive) == (pending[0].x, pending[0].y, pending[0].z, True)
+    assert len(viewer.layers["tomoseg suggestions"].data) == 1
+    assert w.next_suggestion() and viewer.dims.current_step[0] == pending[1].z
+    assert w.answer("skip")  # K
+    assert not w.answer("negative") and "no suggested tile" in w.status.text()
+    w.project.paint("particle", np.where(labels == 3, True, False) & (np.arange(labels.shape[0]) == pending[0].z)[:, None, None])
+    assert w.fine_tune()
+    w.wait()
+    model = w.project.path("model", "particle")
+    from tomoseg.io.model_file import load_model
+
+    tuned = load_model(model)
+    assert tuned.training["init"]["rounds"] == 1 and tuned.training["config"]["recipe"] == "fine-tune"
+    assert (w.project.folder / "models" / "history" / "particle.1.model").exists()
+    assert "fine-tuned particle" in w.status.text() and "tomoseg preview: particle" in viewer.layers
+    again = Project.open(w.project.folder).features["particle"]
+    assert [t.answer for t in again.suggested] == ["positive", "skip"] and again.rounds == 1

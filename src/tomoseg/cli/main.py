@@ -299,7 +299,8 @@ def _project_show(args: argparse.Namespace) -> None:
     for f in summary["features"]:
         outputs = ", ".join(kind for kind in ("model", "scores") if f[kind]) or "no model yet"
         print(f"  {f['value']} {f['name']} ({f['colour']}): {f['positive']} positive, {f['negative']} negative "
-              f"boxes, {f['painted_voxels']} painted voxels; {outputs}")
+              f"boxes, {f['painted_voxels']} painted voxels; {outputs}"
+              + (f"; {f['rounds']} rounds of suggestions, {f['pending']} tiles to answer" if f["rounds"] else ""))
         if args.boxes:
             for b in project.features[f["name"]].boxes:
                 print(f"      x={b.x} y={b.y} z={b.z} {'positive' if b.positive else 'negative'}")
@@ -343,14 +344,35 @@ def _project_trainset(args: argparse.Namespace) -> None:
 def _project_train(args: argparse.Namespace) -> None:
     from tomoseg.workflows.project import Project, train_feature
 
-    config = _recipe_of(args)
+    config = _recipe_of(args, fine_tune=args.fine_tune)
     project = Project.open(args.folder)
     with progress_bar("train", unit="batch", quiet=args.quiet) as bar:
         model = train_feature(project, args.feature, config, context=args.context, progress=bar,
-                              device=args.device, threads=args.threads)
+                              device=args.device, threads=args.threads, fine_tune=args.fine_tune)
     losses = model.training["losses"]
     _say(args, f"wrote {project.path('model', args.feature)}: loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
                f"amplitude {model.amplitude:.3g}")
+
+
+def _project_suggest(args: argparse.Namespace) -> None:
+    from tomoseg.io.atomic import check_writable
+    from tomoseg.io.boxes import write_suggestions
+    from tomoseg.steps.suggest import SuggestConfig
+    from tomoseg.workflows.project import Project, suggest_feature
+
+    project = Project.open(args.folder)
+    if args.output:
+        check_writable(args.output, overwrite=args.overwrite)
+    config = SuggestConfig(n=args.n, strategy=args.strategy, threshold=args.threshold, seed=args.seed)
+    with progress_bar("suggest", unit="network", quiet=args.quiet) as bar:
+        tiles = suggest_feature(project, args.feature, config, max_slices=args.slices, progress=bar)
+    if args.output:
+        write_suggestions(args.output, tiles)
+    _say(args, f"round {tiles[0].round if tiles else project.features[args.feature].rounds} of {args.feature}: "
+               f"{len(tiles)} tiles" + (f", in {args.output} (set each kind, then import-boxes it)" if args.output
+                                        else ""))
+    for t in tiles:
+        _say(args, f"  x={t.x} y={t.y} z={t.z}  {t.reason}")
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -460,7 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
                  "tomoseg project import-boxes proj membrane boxes.csv",
                  "tomoseg project import-masks proj membrane labels.mrc --value 1",
                  "tomoseg project show proj",
-                 "tomoseg project train proj membrane --recipe fast"], overwrite=None)
+                 "tomoseg project train proj membrane --recipe fast",
+                 "tomoseg project suggest proj membrane -o next.csv   # set each kind, then:",
+                 "tomoseg project import-boxes proj membrane next.csv && tomoseg project train proj membrane --fine-tune"],
+                overwrite=None)
     actions = p.add_subparsers(dest="project_command", required=True, metavar="ACTION")
 
     def action(name: str, help: str, func) -> argparse.ArgumentParser:
@@ -494,9 +519,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-o", "--output", help="training-set file (default: the project's trainsets/FEATURE.trainset)")
     q.add_argument("--context", type=int, default=0, metavar="K", help="slab context: tiles of 2K+1 slices")
     q.add_argument("--overwrite", action="store_true", help=OVERWRITE)
+    q = action("suggest", "Suggest tiles to label next for a feature (a round of the annotation loop).",
+               _project_suggest)
+    q.add_argument("feature")
+    q.add_argument("-o", "--output", help="also write them as a CSV (x,y,z,kind,reason,score; kind '?'): set each "
+                                          "kind, then 'project import-boxes' it")
+    q.add_argument("--n", type=int, default=10, help="tiles to suggest (default: 10)")
+    q.add_argument("--strategy", default="mixed", choices=list(STRATEGIES), help="see 'tomoseg suggest' (default: mixed)")
+    q.add_argument("--threshold", type=float, default=1.0, help="the score that decides (default: 1)")
+    q.add_argument("--slices", type=int, default=48, help="score at most this many slices (default: 48)")
+    q.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    q.add_argument("--overwrite", action="store_true", help=OVERWRITE)
     q = action("train", "Train a feature's network; saves models/FEATURE.model in the project (replacing one).",
                _project_train)
     q.add_argument("feature")
+    q.add_argument("--fine-tune", action="store_true",
+                   help="continue the feature's current network on its boxes now (the fine-tune recipe unless "
+                        "--recipe); the one it started from stays in models/history/")
     q.add_argument("--context", type=int, default=0, metavar="K", help="slab context: tiles of 2K+1 slices")
     _recipe_options(q)
     q.add_argument("--device", default="auto", help=DEVICE_HELP)

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
 from tomoseg.ops.context import MAX_CONTEXT
 from tomoseg.steps.picking_modes import PICKING_MODES
 from tomoseg.steps.recipes import RECIPES
+from tomoseg.steps.suggest import STRATEGIES
 
 
 def button(text: str, slot, tip: str = "") -> QPushButton:
@@ -80,7 +81,7 @@ class FeaturePanel(QGroupBox):
         super().__init__("Feature")
         form = QFormLayout(self)
         self.feature_combo = QComboBox()
-        self.feature_combo.currentTextChanged.connect(lambda _t: dock._refresh_layers())
+        self.feature_combo.currentTextChanged.connect(lambda _t: (dock._refresh_layers(), dock._show_suggestions()))
         self.feature_name = QLineEdit()
         self.feature_name.setPlaceholderText("name, e.g. membrane")
         add = QHBoxLayout()
@@ -121,7 +122,7 @@ class TrainPanel(QGroupBox):
         super().__init__("Train and apply")
         form = QFormLayout(self)
         self.recipe = QComboBox()
-        self.recipe.addItems(list(RECIPES))
+        self.recipe.addItems([name for name in RECIPES if name != "fine-tune"])  # that one: Fine-tune below
         self.epochs = QSpinBox()
         self.epochs.setRange(0, 200)
         self.epochs.setSpecialValueText("recipe's")
@@ -159,6 +160,43 @@ class TrainPanel(QGroupBox):
         self._loss_canvas, self._loss_axes = loss_canvas()
         if self._loss_canvas is not None:
             form.addRow(self._loss_canvas)
+
+
+class SuggestPanel(QGroupBox):
+    """Where to click next: Suggest tiles, answer them (J next, Y positive, X negative, K skip), Fine-tune.
+    Its controls are the dock's too."""
+
+    CONTROLS = ("suggest_strategy", "suggest_n", "suggest_label")
+
+    def __init__(self, dock) -> None:
+        super().__init__("Where to click next")
+        form = QFormLayout(self)
+        self.suggest_strategy = QComboBox()
+        self.suggest_strategy.addItems(list(STRATEGIES))
+        self.suggest_strategy.setCurrentText("mixed")
+        self.suggest_strategy.setToolTip("uncertain: many pixels near the threshold; disagree: the turned slice "
+                                         "scores otherwise; false-positive: detections where another feature's "
+                                         "network fires or far from positive boxes; mixed: those in turn; random")
+        self.suggest_n = QSpinBox()
+        self.suggest_n.setRange(1, 50)
+        self.suggest_n.setValue(5)
+        form.addRow("strategy", self.suggest_strategy)
+        form.addRow("tiles", self.suggest_n)
+        buttons = QHBoxLayout()
+        buttons.addWidget(button("Suggest", dock.suggest, "propose tiles whose label would most help the network"))
+        buttons.addWidget(button("Next (J)", dock.next_suggestion, "go to the next tile to answer"))
+        buttons.addWidget(button("Fine-tune", dock.fine_tune,
+                                 "continue the network on the boxes now, in seconds (train --init)"))
+        form.addRow(buttons)
+        buttons = QHBoxLayout()
+        buttons.addWidget(button("Positive (Y)", lambda: dock.answer("positive"), "it holds the feature: a positive "
+                                                                                  "box (then paint it)"))
+        buttons.addWidget(button("Negative (X)", lambda: dock.answer("negative"), "no feature in it: a negative box"))
+        buttons.addWidget(button("Skip (K)", lambda: dock.answer("skip"), "leave it out"))
+        form.addRow(buttons)
+        self.suggest_label = QLabel("")
+        self.suggest_label.setWordWrap(True)
+        form.addRow(self.suggest_label)
 
 
 class ParticlesPanel(QGroupBox):

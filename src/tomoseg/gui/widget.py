@@ -7,7 +7,7 @@ button, the viewer stays responsive). Every public method is also what a
 button does, so tests and scripts drive the widget without clicking.
 
 Keys (viewer-wide): P positive box, N negative box, B paint, Escape off,
-U undo the last box edit. Click on the tomogram to place a box on the current
+U undo the last box edit; suggested tiles: J next, Y positive, X negative, K skip. Click on the tomogram to place a box on the current
 slice; drag a box to move it; Shift-click a box to delete it.
 """
 
@@ -22,7 +22,7 @@ from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QInputDialog, QLabel, QProg
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.gui.jobs import Job
-from tomoseg.gui.panels import FeaturePanel, ParticlesPanel, ProjectPanel, TrainPanel, button
+from tomoseg.gui.panels import FeaturePanel, ParticlesPanel, ProjectPanel, SuggestPanel, TrainPanel, button
 from tomoseg.nn.threads import share_cores_politely
 from tomoseg.steps.picking_modes import PICKING_MODES
 from tomoseg.steps.trainset import TILE_SIZE
@@ -102,11 +102,15 @@ class TomosegWidget(QWidget):
         for key, mode in (("p", "positive"), ("n", "negative"), ("b", "paint"), ("Escape", "off")):
             self.viewer.bind_key(key, lambda _v, m=mode: self.set_mode(m), overwrite=True)
         self.viewer.bind_key("u", lambda _v: self.undo(), overwrite=True)
+        self.viewer.bind_key("j", lambda _v: self.next_suggestion(), overwrite=True)
+        for key, answer in (("y", "positive"), ("x", "negative"), ("k", "skip")):
+            self.viewer.bind_key(key, lambda _v, a=answer: self.answer(a), overwrite=True)
+        self._suggestion = None  # the suggested tile on show (tomoseg.workflows.project.Suggested)
 
     # -- layout ---------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
-        self.panels = [ProjectPanel(self), FeaturePanel(self), TrainPanel(self), ParticlesPanel(self)]
+        self.panels = [ProjectPanel(self), FeaturePanel(self), TrainPanel(self), SuggestPanel(self), ParticlesPanel(self)]
         for panel in self.panels:
             layout.addWidget(panel)
             for name in panel.CONTROLS:  # the handlers below read the controls as the dock's own
@@ -497,6 +501,119 @@ class TomosegWidget(QWidget):
                          f"{model.training['losses'][-1]:.3f}, amplitude {model.amplitude:.3g}; "
                          "Preview slice to check it")
             self._start(f"training {name}", work, done)
+        return self._guard(act)
+
+    # -- where to click next ----------------------------------------------------
+    def suggest(self) -> bool:
+        """A round of suggested tiles for the active feature (background): shown as dashed boxes of their
+        own layer; J goes to the next, Y / X / K answer it."""
+        def act():
+            from tomoseg.steps.suggest import SuggestConfig
+            from tomoseg.workflows.project import suggest_feature
+
+            project = self._need_project()
+            name = self._need_feature()
+            if not project.path("model", name).exists():
+                raise TomosegError(f"feature {name!r} has no trained network yet: Train first")
+            config = SuggestConfig(n=self.suggest_n.value(), strategy=self.suggest_strategy.currentText(),
+                                   threshold=self.threshold.value())
+
+            def work(progress):
+                return suggest_feature(project, name, config, progress=progress)
+
+            def done(tiles):
+                self._show_suggestions()
+                self.say(f"round {project.features[name].rounds} of {name}: {len(tiles)} tiles suggested; "
+                         "J: go to the next, then Y positive / X negative / K skip")
+                self.next_suggestion()
+            self._start(f"suggesting tiles for {name}", work, done)
+        return self._guard(act)
+
+    def _show_suggestions(self) -> None:
+        """The active feature's unanswered suggestions as dashed yellow boxes (layer "tomoseg suggestions")."""
+        title = "tomoseg suggestions"
+        if self.project is None:
+            return
+        feature = self.project.features.get(self.feature) if self.feature else None
+        pending = feature.pending() if feature else []
+        h = TILE_SIZE / 2
+        rects = [np.array([[t.z, t.y - h, t.x - h], [t.z, t.y - h, t.x + h], [t.z, t.y + h, t.x + h],
+                           [t.z, t.y + h, t.x - h]]) for t in pending]
+        if title not in self.viewer.layers:
+            if not rects:
+                return
+            self.viewer.add_shapes(name=title, ndim=3, scale=(self.project.volume.voxel_size,) * 3, opacity=0.9)
+        layer = self.viewer.layers[title]
+        layer.data = []
+        if rects:
+            layer.add_rectangles(rects, edge_color="yellow", face_color=[1, 1, 0, 0.08], edge_width=3)
+            layer.features = {"reason": [t.reason for t in pending]}
+        pending_text = f"{len(pending)} suggested tiles to answer" if pending else "no suggested tile to answer"
+        self.suggest_label.setText(f"{feature.name if feature else ''}: {pending_text}"
+                                   + (f"; round {feature.rounds}" if feature and feature.rounds else ""))
+
+    def next_suggestion(self) -> bool:
+        """Go to the next unanswered suggested tile of the active feature: its slice, centred."""
+        def act():
+            project = self._need_project()
+            pending = project.features[self._need_feature()].pending()
+            if not pending:
+                self._suggestion = None
+                raise TomosegError("no suggested tile to answer: Suggest first (or Fine-tune now)")
+            if self._suggestion in pending:  # the one after the tile on show, round and round
+                tile = pending[(pending.index(self._suggestion) + 1) % len(pending)]
+            else:
+                tile = pending[0]
+            self._suggestion = tile
+            vs = project.volume.voxel_size
+            step = list(self.viewer.dims.current_step)
+            step[0] = tile.z
+            self.viewer.dims.current_step = tuple(step)
+            self.viewer.camera.center = (tile.z * vs, tile.y * vs, tile.x * vs)
+            self.say(f"tile at x={tile.x}, y={tile.y}, z={tile.z}: {tile.reason}; Y positive, X negative, K skip")
+        return self._guard(act)
+
+    def answer(self, answer: str) -> bool:
+        """Answer the suggested tile on show: positive (a positive box: paint it next), negative, or skip."""
+        def act():
+            project = self._need_project()
+            name = self._need_feature()
+            tile = self._suggestion
+            if tile is None or tile not in project.features[name].pending():
+                raise TomosegError("no suggested tile on show: J goes to the next")
+            project.answer(name, tile, answer)
+            self._refresh_layers()
+            self._show_suggestions()
+            self.save()
+            left = len(project.features[name].pending())
+            hint = "; paint the feature in it (B)" if answer == "positive" else ""
+            self.say(f"{answer}{hint}; {left} left" + (": J for the next" if left else ": Fine-tune to see the effect"))
+        return self._guard(act)
+
+    def fine_tune(self) -> bool:
+        """Continue the active feature's network on its boxes now (background, seconds: the fine-tune
+        recipe); the preview of the current slice updates when it ends."""
+        def act():
+            from tomoseg.steps.recipes import recipe
+            from tomoseg.workflows.project import save_feature_trainset, train_feature
+
+            project = self._need_project()
+            name = self._need_feature()
+            if not project.path("model", name).exists():
+                raise TomosegError(f"feature {name!r} has no trained network to fine-tune yet: Train first")
+            set_path = save_feature_trainset(project, name, context=self.context.value())
+            self.losses = []
+
+            def work(progress):
+                return train_feature(project, name, recipe("fine-tune"), trainset_path=set_path, progress=progress,
+                                     on_epoch=lambda _e, loss: self.losses.append(loss), fine_tune=True)
+
+            def done(model):
+                self._draw_losses()
+                self.preview()
+                self.say(f"fine-tuned {name} (round {model.training['init']['rounds']}): loss "
+                         f"{model.training['losses'][0]:.3f} -> {model.training['losses'][-1]:.3f}; preview updated")
+            self._start(f"fine-tuning {name}", work, done)
         return self._guard(act)
 
     def preview(self) -> bool:

@@ -51,14 +51,44 @@ _PATHS = {"trainset": "trainsets/{name}.trainset", "model": "models/{name}.model
 DEFAULT_COLOURS = ("#ffcc00", "#00c8ff", "#ff4d6d", "#7cfc00", "#c080ff", "#ff9f40", "#40e0d0", "#ff66cc")
 
 
+ANSWERS = ("?", "positive", "negative", "skip")
+"""A suggested tile's answer: not yet, holds the feature, does not, left out."""
+
+
+@dataclass
+class Suggested:
+    """A tile suggested to label (:mod:`tomoseg.steps.suggest`) in a round of the annotation loop,
+    and the user's answer (one of :data:`ANSWERS`)."""
+
+    x: int
+    y: int
+    z: int
+    reason: str
+    score: float
+    round: int
+    strategy: str
+    answer: str = "?"
+
+
 @dataclass
 class Feature:
-    """One feature to annotate. ``value``: its label value in masks and merged maps (1, 2, ...)."""
+    """One feature to annotate. ``value``: its label value in masks and merged maps (1, 2, ...).
+    ``suggested``: every tile suggested so far, with its round and answer (the loop's history)."""
 
     name: str
     colour: str
     value: int
     boxes: list[Box] = field(default_factory=list)
+    suggested: list[Suggested] = field(default_factory=list)
+
+    @property
+    def rounds(self) -> int:
+        """Rounds of suggestions so far."""
+        return max((s.round for s in self.suggested), default=0)
+
+    def pending(self) -> list[Suggested]:
+        """Suggested tiles not answered yet, in the order suggested."""
+        return [s for s in self.suggested if s.answer == "?"]
 
     @property
     def n_positive(self) -> int:
@@ -131,7 +161,8 @@ class Project:
         project = cls(folder, Path(state["tomogram"]), read_volume(state["tomogram"], voxel_size=given), given)
         for f in state["features"]:
             boxes = [Box(int(x), int(y), int(z), bool(p)) for x, y, z, p in f["boxes"]]
-            project.features[f["name"]] = Feature(f["name"], f["colour"], int(f["value"]), boxes)
+            suggested = [Suggested(**s) for s in f.get("suggested", [])]
+            project.features[f["name"]] = Feature(f["name"], f["colour"], int(f["value"]), boxes, suggested)
         masks = folder / MASKS_FILE
         if masks.exists():
             with np.load(masks, allow_pickle=False) as saved:
@@ -148,8 +179,9 @@ class Project:
             "voxel_size_given": self.voxel_size_given,
             "shape_zyx": list(self.volume.data.shape),
             "features": [
-                {**{k: v for k, v in asdict(f).items() if k != "boxes"},
-                 "boxes": [[b.x, b.y, b.z, b.positive] for b in f.boxes]}
+                {**{k: v for k, v in asdict(f).items() if k not in ("boxes", "suggested")},
+                 "boxes": [[b.x, b.y, b.z, b.positive] for b in f.boxes],
+                 **({"suggested": [asdict(t) for t in f.suggested]} if f.suggested else {})}
                 for f in self.features.values()
             ],
         }
@@ -294,6 +326,39 @@ class Project:
         feature.boxes.extend(new)
         return len(new)
 
+    def add_suggestions(self, name: str, suggestions, strategy: str) -> list[Suggested]:
+        """Record a round of suggested tiles (:class:`tomoseg.steps.suggest.Suggestion`) of a feature;
+        returns them as :class:`Suggested`, answer ``?``."""
+        feature = self._feature(name)
+        k = feature.rounds + 1
+        new = [Suggested(s.x, s.y, s.z, s.reason, round(float(s.score), 4), k, strategy) for s in suggestions]
+        feature.suggested.extend(new)
+        return new
+
+    def answer(self, name: str, tile: Suggested, answer: str) -> Box | None:
+        """Answer a suggested tile: ``positive`` or ``negative`` adds it as a box (then paint a
+        positive one), ``skip`` leaves it out. Returns the box added, if any."""
+        if answer not in ANSWERS[1:]:
+            raise TomosegError(f"answer {answer!r}: use positive, negative or skip")
+        box = None
+        if answer != "skip":
+            known = Box(tile.x, tile.y, tile.z, answer == "positive")
+            box = known if known in self._feature(name).boxes else self.add_box(name, tile.x, tile.y, tile.z,
+                                                                                answer == "positive")
+        tile.answer = answer
+        return box
+
+    def mark_answered(self, name: str, boxes: list[Box]) -> int:
+        """Suggested tiles of ``name`` at these boxes' centres take their kind as the answer (boxes
+        imported from an answered suggestions file). Returns how many were marked."""
+        kinds = {(b.x, b.y, b.z): b.positive for b in boxes}
+        marked = 0
+        for tile in self._feature(name).pending():
+            if (tile.x, tile.y, tile.z) in kinds:
+                tile.answer = "positive" if kinds[(tile.x, tile.y, tile.z)] else "negative"
+                marked += 1
+        return marked
+
     def paint(self, name: str, mask: np.ndarray) -> int:
         """Paint a feature (created if missing) wherever ``mask`` (z, y, x, the tomogram's shape) is
         true, over what was painted there before. Returns the voxels painted."""
@@ -313,7 +378,8 @@ class Project:
             "shape_zyx": list(self.volume.data.shape), "preprocessed": self.preprocessed,
             "features": [{"name": f.name, "value": f.value, "colour": f.colour, "positive": f.n_positive,
                           "negative": f.n_negative, "painted_voxels": self.painted_voxels(f.name),
-                          "model": self._exists("model", f.name), "scores": self._exists("scores", f.name)}
+                          "model": self._exists("model", f.name), "scores": self._exists("scores", f.name),
+                          "rounds": f.rounds, "pending": len(f.pending())}
                          for f in self.features.values()],
         }
 
@@ -364,7 +430,9 @@ class Project:
 def import_boxes_file(project: Project, name: str, path: str | os.PathLike) -> int:
     """Add the boxes of a ``BOXES.csv`` (x,y,z,kind; :mod:`tomoseg.io.boxes`) to a feature and save.
     Returns how many were new."""
-    added = project.add_boxes(name, read_boxes(path))
+    boxes = read_boxes(path)
+    added = project.add_boxes(name, boxes)
+    project.mark_answered(name, boxes)
     project.save()
     return added
 
@@ -403,18 +471,60 @@ def save_feature_trainset(project: Project, name: str, output: str | os.PathLike
 
 def train_feature(project: Project, name: str, config: TrainConfig, trainset_path: str | os.PathLike | None = None,
                   context: int = 0, progress: Progress | None = None, device: str = "auto",
-                  threads: int | None = None, on_epoch: Callable[[int, float], None] | None = None) -> Model:
+                  threads: int | None = None, on_epoch: Callable[[int, float], None] | None = None,
+                  fine_tune: bool = False) -> Model:
     """Train a feature's network from its boxes and masks and save it as the project's
     ``models/NAME.model`` (replacing an earlier one). ``trainset_path``: a training set written
     already (:func:`save_feature_trainset`, as the dock does before training in the background);
-    else the feature's set is written first, with slab ``context``."""
+    else the feature's set is written first, with slab ``context``.
+
+    ``fine_tune``: continue the feature's current network (``train --init``; give the ``fine-tune``
+    recipe) instead of starting afresh; the network it started from is kept as
+    ``models/history/NAME.K.model`` (K = 1, 2, ...), so every round's network stays."""
+    import shutil
+
     from tomoseg.workflows.pipeline import train_file
 
+    init = None
+    if fine_tune:
+        current = project.path("model", name)
+        if not current.exists():
+            raise TomosegError(f"feature {name!r} has no trained network to fine-tune yet: Train first")
+        history = project.folder / "models" / "history"
+        history.mkdir(parents=True, exist_ok=True)
+        k = 1 + sum(1 for _ in history.glob(f"{name}.*.model"))
+        init = history / f"{name}.{k}.model"
+        with atomic_output(init) as tmp:
+            shutil.copyfile(current, tmp)
     if trainset_path is None:
         trainset_path = save_feature_trainset(project, name, context=context)
     colour = project.features[name].colour if name in project.features else None
     return train_file(trainset_path, project.path("model", name), config, name=name, colour=colour,
-                      progress=progress, device=device, threads=threads, on_epoch=on_epoch, overwrite=True)
+                      progress=progress, device=device, threads=threads, on_epoch=on_epoch, overwrite=True,
+                      init=init)
+
+
+def suggest_feature(project: Project, name: str, config=None, max_slices: int | None = None,
+                    progress: Progress | None = None) -> list[Suggested]:
+    """A round of suggested tiles for a feature (:mod:`tomoseg.steps.suggest`): its network on the
+    project's tomogram, its boxes kept clear, the other features' networks (where trained) for the
+    false-positive strategy. The round is recorded in the project (saved); returns its tiles."""
+    from tomoseg.io.model_file import load_model
+    from tomoseg.io.pages import Paged
+    from tomoseg.steps.suggest import SuggestConfig
+    from tomoseg.workflows.suggest import MAX_SLICES, suggest_from_models
+
+    config = config or SuggestConfig()
+    path = project.path("model", name)
+    if not path.exists():
+        raise TomosegError(f"feature {name!r} has no trained network yet: Train first")
+    others = [load_model(project.path("model", n)) for n in project.features
+              if n != name and project.path("model", n).exists()]
+    found = suggest_from_models(load_model(path), Paged(project.volume.data), project.features[name].boxes, config,
+                                others=others, max_slices=max_slices or MAX_SLICES, progress=progress)
+    tiles = project.add_suggestions(name, found, config.strategy)
+    project.save()
+    return tiles
 
 
 def import_model_file(project: Project, path: str | os.PathLike) -> str:
