@@ -37,6 +37,10 @@ def test_each_strategy_finds_the_tiles_it_is_made_for():
     variants[1, 0, 60:120, 20:80] = 2.0  # two networks disagree on slice 0
     found = suggest_tiles(scores, config=SuggestConfig(n=1, strategy="disagree"), variants=variants)
     assert found[0].z == 0 and abs(found[0].y - 90) <= 16 and found[0].reason.startswith("disagree")
+    spread = np.zeros_like(scores)
+    spread[5, 20:60, 100:140] = 0.8  # tomoseg consensus --spread: the annotators differ here
+    found = suggest_tiles(scores, config=SuggestConfig(n=1, strategy="disagree"), spread=spread)
+    assert (found[0].z, abs(found[0].y - 40) <= 16, abs(found[0].x - 120) <= 16) == (5, True, True)
 
 
 def test_suggestions_spread_avoid_boxes_and_are_seeded():

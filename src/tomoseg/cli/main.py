@@ -81,7 +81,7 @@ def _suggest(args: argparse.Namespace) -> None:
     with progress_bar("suggest", unit="network", quiet=args.quiet) as bar:
         found = suggest_file(args.model, args.tomogram, args.output, config, boxes=args.boxes, models=args.models or (),
                              others=args.others or (), voxel_size=args.voxel_size, force=args.force,
-                             max_slices=args.slices, overwrite=args.overwrite, progress=bar)
+                             max_slices=args.slices, overwrite=args.overwrite, progress=bar, spread=args.spread)
     if len(found) < args.n:
         warnings.warn(f"only {len(found)} of {args.n} tiles: the strategy {args.strategy} finds nothing more to fix")
     _say(args, f"wrote {args.output}: {len(found)} suggested tiles; set each kind (? -> positive or negative), "
@@ -570,6 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", metavar="MODEL",
                    help="more networks of the same feature (other annotators or seeds) for disagree")
     p.add_argument("--others", nargs="+", metavar="MODEL", help="networks of other features, for false-positive")
+    p.add_argument("--spread", metavar="MAP", help="the annotators' disagreement (tomoseg consensus --spread or "
+                                                   "--disagreement) on the tomogram's grid, for disagree")
     p.add_argument("--threshold", type=float, default=1.0, help="the score that decides (default: 1)")
     p.add_argument("--slices", type=int, default=48,
                    help="score at most this many slices, evenly spaced; suggestions fall on them (default: 48)")

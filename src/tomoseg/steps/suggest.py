@@ -13,7 +13,8 @@ that suggestions spread over the volume and its slices. The strategies:
   everything low still ranks its tiles by how close they come).
 - ``disagree``: the tile's mean spread (standard deviation) between several maps of the feature:
   other annotators' or seeds' networks, or one network under the symmetries of the slice grid
-  (:func:`tomoseg.steps.segment.score_symmetries`); where they differ, none is sure.
+  (:func:`tomoseg.steps.segment.score_symmetries`); where they differ, none is sure. A spread or
+  disagreement map of ``tomoseg consensus`` can stand in for the maps (``spread``).
 - ``false-positive``: pixels scoring >= ``t`` that are likely wrong: where another feature's
   network fires too (``others``), else detections far from every positive box (weighted by the
   distance to the nearest one, saturating at ``far`` voxels): the confident mistakes a
@@ -100,13 +101,13 @@ def _grid(shape: tuple[int, int], tile: int, stride: int) -> tuple[np.ndarray, n
 
 
 def _values(name: str, scores: np.ndarray, variants: np.ndarray | None, others: np.ndarray | None,
-            config: SuggestConfig) -> tuple[np.ndarray, str]:
+            config: SuggestConfig, spread: np.ndarray | None = None) -> tuple[np.ndarray, str]:
     """The per-pixel value of a strategy (z, y, x) and how its reason reads."""
     t = config.threshold
     if name == "uncertain":
         return np.exp(-(((scores - t) / config.band) ** 2)), "uncertain: the tile scores {:.2f} near the threshold"
     if name == "disagree":
-        return variants.std(axis=0), "disagree: the networks differ by {:.2f} on average"
+        return (variants.std(axis=0) if spread is None else spread), "disagree: the networks differ by {:.2f} on average"
     if others is not None:
         return (np.minimum(scores, others.max(axis=0)) >= t).astype(np.float32), \
             "false positive?: {:.0%} of the tile scores >= threshold where another feature's network fires too"
@@ -120,6 +121,7 @@ def suggest_tiles(
     config: SuggestConfig = SuggestConfig(),
     variants: np.ndarray | None = None,
     others: np.ndarray | None = None,
+    spread: np.ndarray | None = None,
 ) -> list[Suggestion]:
     """Suggest ``config.n`` tiles to label next, best first.
 
@@ -128,6 +130,8 @@ def suggest_tiles(
     suggested again, nor anything within a tile of them; positive ones anchor false-positive).
     variants: (m, z, y, x) maps of the same feature by several networks or symmetries (m >= 2), for
     ``disagree`` (and ``mixed``). others: (f, z, y, x) maps of other features, for false-positive.
+    spread: (z, y, x) disagreement between annotators' maps (``tomoseg consensus --spread`` or
+    ``--disagreement``), for ``disagree`` instead of ``variants``.
     Fewer than ``n`` come back when the strategy finds nothing more to fix (all values 0).
     """
     scores = np.asarray(scores, dtype=np.float32)
@@ -140,8 +144,11 @@ def suggest_tiles(
         if extra is not None and (extra.ndim != 4 or extra.shape[1:] != scores.shape):
             raise InvalidValue(f"`{label}` must be (m, z, y, x) maps on the score map's slices {scores.shape}, "
                                f"got {extra.shape}")
-    if config.strategy == "disagree" and (variants is None or len(variants) < 2):
-        raise InvalidValue("the `strategy` disagree needs two or more maps of the feature (`variants`)")
+    if spread is not None and np.shape(spread) != scores.shape:
+        raise InvalidValue(f"`spread` must be a map on the score map's slices {scores.shape}, got {np.shape(spread)}")
+    several = spread is not None or (variants is not None and len(variants) > 1)
+    if config.strategy == "disagree" and not several:
+        raise InvalidValue("the `strategy` disagree needs two or more maps of the feature (`variants`) or a `spread` map")
     gy, gx = _grid(scores.shape[1:], config.tile_size, config.stride)
     zz, yy, xx = (a.ravel() for a in np.meshgrid(np.arange(len(slices)), gy, gx, indexing="ij"))
     centres = np.stack([xx, yy, slices[zz]], axis=1).astype(np.float64)  # x, y, z voxels
@@ -151,12 +158,12 @@ def suggest_tiles(
     if config.strategy == "random":
         ranked = [(np.argsort(-rng.random(len(centres)), kind="stable"), np.ones(len(centres)), "random")]
     else:
-        names = ["uncertain", "false-positive"] + (["disagree"] if variants is not None and len(variants) > 1 else [])
+        names = ["uncertain", "false-positive"] + (["disagree"] if several else [])
         names = names if config.strategy == "mixed" else [config.strategy]
         ranked = []
         positives = np.array([[b.x, b.y, b.z] for b in boxes if b.positive], dtype=np.float64).reshape(-1, 3)
         for name in names:
-            pixel, reason = _values(name, scores, variants, others, config)
+            pixel, reason = _values(name, scores, variants, others, config, spread)
             value = _tile_means(pixel, config.tile_size)[zz, yy, xx].astype(np.float64)
             if name == "false-positive" and others is None:
                 value *= _novelty(centres, positives, config.far)

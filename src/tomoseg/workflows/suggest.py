@@ -60,14 +60,16 @@ def suggest_from_models(
     others: Sequence[Model] = (),
     max_slices: int = MAX_SLICES,
     progress: Progress | None = None,
+    spread=None,
 ) -> list[Suggestion]:
     """Suggestions for the feature of ``model`` on a (z, y, x) ``volume`` (any array that slices along
     z). ``models``: more networks of the same feature (other annotators, seeds) for ``disagree``;
     without them, the model under :data:`SYMMETRIES` symmetries of the slice grid stands in.
-    ``others``: networks of other features, for ``false-positive``."""
+    ``others``: networks of other features, for ``false-positive``. ``spread``: a (z, y, x) map of the
+    annotators' disagreement (``tomoseg consensus --spread``) on the volume's grid, for ``disagree``."""
     slices = sampled_slices(volume.shape[0], max_slices)
     steps = 1 + len(models) + len(others)
-    need_variants = config.strategy in ("disagree", "mixed")
+    need_variants = config.strategy in ("disagree", "mixed") and spread is None
     if need_variants and not models:
         variants = _maps(model, volume, slices, SYMMETRIES)
         scores = variants[0]
@@ -85,8 +87,9 @@ def suggest_from_models(
     for m in others:
         other_maps.append(_maps(m, volume, slices))
         report(progress, len(other_maps) + 1 + len(models), steps, f"scored {len(slices)} slices with {m.name}")
+    spread_slices = None if spread is None else np.stack([np.asarray(spread[int(z)], dtype=np.float32) for z in slices])
     return suggest_tiles(scores, slices, list(boxes), config, variants,
-                         np.stack(other_maps) if other_maps else None)
+                         np.stack(other_maps) if other_maps else None, spread_slices)
 
 
 def suggest_file(
@@ -102,16 +105,25 @@ def suggest_file(
     max_slices: int = MAX_SLICES,
     overwrite: bool = False,
     progress: Progress | None = None,
+    spread: Path_ | None = None,
 ) -> list[Suggestion]:
     """``tomoseg suggest``: write the suggested tiles of ``model_path``'s feature on ``tomogram`` to
     ``output`` (x,y,z,kind,reason,score with kind ``?``: :func:`tomoseg.io.boxes.write_suggestions`).
     ``boxes``: the feature's box CSV so far (not suggested again). ``models``: more networks of the
     same feature (other annotators or seeds: ``tomoseg consensus``'s inputs); ``others``: networks of
-    other features. Every network must suit the tomogram (:func:`check_compatible`)."""
+    other features. ``spread``: a spread or disagreement map of ``tomoseg consensus`` (the annotators'
+    maps' disagreement) on the tomogram's grid, for ``disagree``. Every network must suit the
+    tomogram (:func:`check_compatible`)."""
     from tomoseg.workflows.pipeline import check_compatible
 
-    check_writable(output, inputs=(model_path, tomogram, *models, *others), overwrite=overwrite)
+    check_writable(output, inputs=(model_path, tomogram, *models, *others, *([spread] if spread else [])),
+                   overwrite=overwrite)
     tomo = read_volume(tomogram, voxel_size=voxel_size)
+    spread_map = None
+    if spread is not None:
+        spread_map = read_volume(spread, voxel_size=tomo.voxel_size)
+        if spread_map.data.shape != tomo.data.shape:
+            raise TomosegError(f"{spread}: shape {spread_map.data.shape} differs from the tomogram's {tomo.data.shape}")
     loaded = {}
     for path in (model_path, *models, *others):
         loaded[os.fspath(path)] = load_model(path)
@@ -125,6 +137,7 @@ def suggest_file(
     with tomo, about(tomogram):
         suggestions = suggest_from_models(model, Paged(tomo.data), known, config,
                                           [loaded[os.fspath(p)] for p in models],
-                                          [loaded[os.fspath(p)] for p in others], max_slices, progress)
+                                          [loaded[os.fspath(p)] for p in others], max_slices, progress,
+                                          None if spread_map is None else spread_map.data)
     write_suggestions(output, suggestions)
     return suggestions
