@@ -42,6 +42,13 @@ from tomoseg.types import Box
 from tomoseg.workflows.suggest import suggest_from_models
 
 CLASSES = {1: "membrane", 2: "microtubule", 3: "actin", 4: "ribosome"}
+TUNES = {
+    "fine-tune": ("fine-tune", {}, True),               # the recipe train --init uses
+    "fine-tune-8": ("fine-tune", {"epochs": 8}, True),   # twice the epochs
+    "fine-tune-lr01": ("fine-tune", {"learning_rate": 0.01}, True),  # the default's learning rate
+    "scratch": ("default", {}, False),                  # no fine-tuning: a full training from scratch each round
+}
+"""How a round retrains (``--tunes``): recipe, overrides, whether it starts from the last network."""
 ROUNDS, PER_ROUND, START = 3, 5, (5, 20)
 
 
@@ -76,7 +83,8 @@ def one_shot_of(transfer: Path, name: str, seed: int) -> dict | None:
     return None
 
 
-def run_class_seed(train_data, test_data, value: int, seed: int, strategies, transfer: Path) -> dict:
+def run_class_seed(train_data, test_data, value: int, seed: int, strategies, transfer: Path,
+                   tunes=("fine-tune",)) -> dict:
     vol, labels, voxel = train_data
     test_vol, test_labels, _ = test_data
     truth = test_labels == value
@@ -102,7 +110,8 @@ def run_class_seed(train_data, test_data, value: int, seed: int, strategies, tra
     print(f"{name}/{seed}: one-shot {out['one_shot']['dice']:.3f}, start {out['start']['dice']:.3f}", flush=True)
 
     out["strategies"] = {}
-    for strategy in strategies:
+    for strategy, tune in [(s, t) for t in tunes for s in strategies]:
+        recipe_name, overrides, from_last = TUNES[tune]
         boxes, current, rounds = list(start_boxes), start, []
         for r in range(1, ROUNDS + 1):
             t0 = time.perf_counter()
@@ -111,14 +120,16 @@ def run_class_seed(train_data, test_data, value: int, seed: int, strategies, tra
             new = [answer(labels, value, s) for s in found]
             boxes += new
             t1 = time.perf_counter()
-            current = train(trainset(boxes), recipe("fine-tune", seed=seed + r), init=current.net)
+            current = train(trainset(boxes), recipe(recipe_name, seed=seed + r, **overrides),
+                            init=current.net if from_last else None)
             t2 = time.perf_counter()
             rounds.append({"round": r, "tiles": len(boxes), "new_positive": sum(b.positive for b in new),
                            "new": len(new), "dice": measure(current), "suggest_seconds": t1 - t0,
                            "fine_tune_seconds": t2 - t1,
                            "reasons": sorted({s.reason.split(":")[0] for s in found})})
-        out["strategies"][strategy] = rounds
-        print(f"{name}/{seed}/{strategy}: " + " ".join(f"{x['dice']:.3f}" for x in rounds)
+        key = strategy if tune == "fine-tune" else f"{strategy}@{tune}"
+        out["strategies"][key] = rounds
+        print(f"{name}/{seed}/{key}: " + " ".join(f"{x['dice']:.3f}" for x in rounds)
               + f" ({rounds[-1]['tiles']} tiles, fine-tune {np.mean([x['fine_tune_seconds'] for x in rounds]):.0f} s)",
               flush=True)
     return out
@@ -126,7 +137,7 @@ def run_class_seed(train_data, test_data, value: int, seed: int, strategies, tra
 
 def report(results: list[dict]) -> str:
     strategies = sorted({s for r in results for s in r["strategies"]},
-                        key=lambda s: STRATEGIES.index(s) if s in STRATEGIES else 99)
+                        key=lambda s: (s in STRATEGIES and STRATEGIES.index(s)) if s in STRATEGIES else 99 + len(s))
     lines = ["| class | seeds | one-shot (110 tiles) | start (25) | " +
              " | ".join(f"{s}: rounds 1 / 2 / 3 (40 tiles)" for s in strategies) + " |",
              "|---|---|---|---|" + "---|" * len(strategies)]
@@ -140,9 +151,9 @@ def report(results: list[dict]) -> str:
             have = [r["strategies"][s] for r in rows if s in r["strategies"]]
             cells.append(" / ".join(f"{np.mean([h[k]['dice'] for h in have]):.3f}" for k in range(ROUNDS)) if have else "-")
         lines.append("| " + " | ".join(cells) + " |")
-    times = [x["fine_tune_seconds"] for r in results for rounds in r["strategies"].values() for x in rounds]
+    times = [x["fine_tune_seconds"] for r in results for k, rounds in r["strategies"].items() for x in rounds if "@" not in k]
     loops = [sum(x["fine_tune_seconds"] + x["suggest_seconds"] for x in rounds)
-             for r in results for rounds in r["strategies"].values()]
+             for r in results for k, rounds in r["strategies"].items() if "@" not in k]
     if times:
         lines.append("")
         lines.append(f"Fine-tune per round: median {np.median(times):.1f} s, max {np.max(times):.1f} s; "
@@ -159,6 +170,8 @@ def main() -> None:
     p.add_argument("--strategies", nargs="+", default=["uncertain", "disagree", "false-positive", "mixed", "random"],
                    choices=list(STRATEGIES))
     p.add_argument("--results", type=Path, default=Path("docs/active.json"))
+    p.add_argument("--tunes", nargs="+", default=["fine-tune"], choices=list(TUNES),
+                   help="how each round retrains (the others are recorded as STRATEGY@TUNE)")
     p.add_argument("--transfer", type=Path, default=Path("docs/transfer.json"),
                    help="one-shot results of benchmarks/transfer.py to reuse (the same protocol); else trained here")
     p.add_argument("--report", action="store_true")
@@ -174,10 +187,15 @@ def main() -> None:
     for value in args.classes:
         for seed in args.seeds:
             done = [r for r in results if r["class"] == CLASSES[value] and r["seed"] == seed]
-            if done and all(s in done[0]["strategies"] for s in args.strategies):
+            keys = [s if t == "fine-tune" else f"{s}@{t}" for t in args.tunes for s in args.strategies]
+            if done and all(k in done[0]["strategies"] for k in keys):
                 continue
+            new = run_class_seed(train_data, test_data, value, seed, args.strategies, args.transfer, args.tunes)
+            if done:  # keep what ran before, add the new strategies
+                done[0]["strategies"].update(new["strategies"])
+                new = done[0]
             results = [r for r in results if r not in done]
-            results.append(run_class_seed(train_data, test_data, value, seed, args.strategies, args.transfer))
+            results.append(new)
             results[-1]["machine"] = f"{platform.machine()} {time.strftime('%Y-%m-%d')}"
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(json.dumps(results, indent=1))
