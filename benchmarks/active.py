@@ -137,7 +137,7 @@ def run_class_seed(train_data, test_data, value: int, seed: int, strategies, tra
 
 def report(results: list[dict]) -> str:
     strategies = sorted({s for r in results for s in r["strategies"]},
-                        key=lambda s: (s in STRATEGIES and STRATEGIES.index(s)) if s in STRATEGIES else 99 + len(s))
+                        key=lambda s: (STRATEGIES.index(s), "") if s in STRATEGIES else (99, s))
     lines = ["| class | seeds | one-shot (110 tiles) | start (25) | " +
              " | ".join(f"{s}: rounds 1 / 2 / 3 (40 tiles)" for s in strategies) + " |",
              "|---|---|---|---|" + "---|" * len(strategies)]
