@@ -48,7 +48,7 @@ def check_writable(
     for inp in inputs:
         if Path(inp).exists() and out.exists() and out.resolve() == Path(inp).resolve():
             raise TomosegError(f"{out}: refusing to overwrite an input file")
-    if out.is_dir():
+    if out.is_dir() and out.suffix.lower() != ".zarr":  # an OME-Zarr volume is a folder
         raise TomosegError(f"{out}: is a directory, expected a file path")
     if not overwrite and (out.exists() or out.is_symlink()):
         raise OutputExists(f"{out}: exists already")

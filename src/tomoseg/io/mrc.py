@@ -21,7 +21,9 @@ import mrcfile
 import numpy as np
 
 from tomoseg.errors import TomosegError, VoxelSizeMissing
-from tomoseg.io.atomic import atomic_output
+from tomoseg.io.atomic import atomic_directory, atomic_output
+from tomoseg.io.omezarr import SUFFIXES as ZARR_SUFFIXES
+from tomoseg.io.omezarr import create_omezarr, finish_omezarr, is_zarr, open_omezarr, read_omezarr
 from tomoseg.io.pages import release_pages
 from tomoseg.io.tiff import SUFFIXES as TIFF_SUFFIXES
 from tomoseg.io.tiff import create_tiff, is_tiff, open_tiff, read_tiff
@@ -31,16 +33,18 @@ MRC_SUFFIXES = (".mrc", ".rec", ".map", ".mrcs")
 
 
 def volume_format(path: str | os.PathLike) -> str:
-    """"mrc" or "tiff", from an output path's extension; any other extension is a TomosegError
+    """"mrc", "tiff" or "zarr" (OME-Zarr), from an output path's extension; any other extension is a TomosegError
     (a volume is never written in a format its name does not say)."""
     suffix = Path(path).suffix.lower()
     if suffix in MRC_SUFFIXES:
         return "mrc"
     if suffix in TIFF_SUFFIXES:
         return "tiff"
+    if suffix in ZARR_SUFFIXES:
+        return "zarr"
     said = f"extension {suffix!r}" if suffix else "no extension"
-    raise TomosegError(f"{path}: {said}: a volume is written as MRC ({', '.join(MRC_SUFFIXES)}) or "
-                       f"TIFF ({', '.join(TIFF_SUFFIXES)}); name the output with one of these")
+    raise TomosegError(f"{path}: {said}: a volume is written as MRC ({', '.join(MRC_SUFFIXES)}), "
+                       f"TIFF ({', '.join(TIFF_SUFFIXES)}) or OME-Zarr (.zarr); name the output with one of these")
 
 
 def _open(path: Path, mode: str = "r") -> mrcfile.mrcfile.MrcFile:
@@ -85,6 +89,7 @@ def read_volume(
     voxel_size: float | None = None,
     mmap: bool = True,
     header_only: bool = False,
+    near_voxel_size: float | None = None,
 ) -> Volume:
     """Open an MRC file as a :class:`Volume` (memory-mapped by default).
 
@@ -93,10 +98,16 @@ def read_volume(
     A ``.tif`` / ``.tiff`` file is read as a TIFF stack instead, into memory
     (:func:`tomoseg.io.tiff.read_tiff`); ``header_only`` reads only its metadata
     (the volume's data are then zeros of the right shape and type, taking no memory).
+    A ``.zarr`` folder is read as OME-Zarr (:func:`tomoseg.io.omezarr.read_omezarr`; ``data`` is the
+    zarr array, read on slicing), at the multiscale level whose voxel size is ``near_voxel_size``
+    if it has one.
     """
     path = Path(path)
     if is_tiff(path):
         return read_tiff(path, ndim=ndim, voxel_size=voxel_size, header_only=header_only)
+    if is_zarr(path):
+        return read_omezarr(path, ndim=ndim, voxel_size=voxel_size, header_only=header_only,
+                            near_voxel_size=near_voxel_size)
     mrc = _open(path)
     data = mrc.data
     if ndim == 3 and (data.ndim != 3 or mrc.header.nz <= 1):
@@ -167,7 +178,10 @@ class VolumeFile:
 
 
 def new_volume_file(path: Path, format: str, shape, dtype, voxel_size: float, origin, labels) -> VolumeFile:
-    """Create a volume file of ``format`` ("mrc" or "tiff") at ``path`` (any name: a temporary one)."""
+    """Create a volume file of ``format`` ("mrc", "tiff" or "zarr") at ``path`` (any name: a temporary one)."""
+    if format == "zarr":
+        data = create_omezarr(path, shape, dtype, voxel_size, origin, labels)
+        return VolumeFile(data, lambda: finish_omezarr(path, voxel_size, origin, labels), lambda: None)
     if format == "tiff":
         data = create_tiff(path, shape, dtype, voxel_size, origin, labels)
         return VolumeFile(data, data.flush, lambda: None)
@@ -177,6 +191,10 @@ def new_volume_file(path: Path, format: str, shape, dtype, voxel_size: float, or
 
 def reopen_volume_file(path: Path, format: str, voxel_size: float, origin, labels) -> VolumeFile | None:
     """Open a volume file made by :func:`new_volume_file` again for writing (None if unreadable)."""
+    if format == "zarr":
+        data = open_omezarr(path)
+        return None if data is None else VolumeFile(data, lambda: finish_omezarr(path, voxel_size, origin, labels),
+                                                    lambda: None)
     if format == "tiff":
         data = open_tiff(path)
         return None if data is None else VolumeFile(data, data.flush, lambda: None)
@@ -207,7 +225,7 @@ def create_volume(
     removed. Labels are ``tomoseg KEY: value`` strings (at most 9).
     """
     format = volume_format(path)
-    with atomic_output(path) as tmp:
+    with (atomic_directory(path, overwrite=True) if format == "zarr" else atomic_output(path)) as tmp:
         out = new_volume_file(tmp, format, shape, dtype, voxel_size, origin, labels)
         try:
             yield out.data

@@ -67,3 +67,11 @@ class Paged:
             raise TypeError("Paged volumes are read by slabs: volume[z0:z1]")
         z0, z1, _ = index.indices(self.shape[0])
         return read_slab(self.data, z0, max(z0, z1))
+
+
+def write_slab(data, z0: int, slab: np.ndarray) -> None:
+    """Write ``slab`` into slices ``z0 ..`` of an output volume's ``data`` (a memory map: its pages
+    are released after, so memory stays flat; a zarr array: its chunks are written)."""
+    data[z0 : z0 + slab.shape[0]] = slab
+    if isinstance(data, np.memmap):
+        release_pages(data[z0 : z0 + slab.shape[0]])

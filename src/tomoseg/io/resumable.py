@@ -1,4 +1,4 @@
-"""A volume (MRC or TIFF) written slab by slab that survives an interruption.
+"""A volume (MRC, TIFF or OME-Zarr) written slab by slab that survives an interruption.
 
 The volume is written under a hidden partial name beside the output
 (``.NAME.partial``) with a journal (``.NAME.partial.json``) that records what
@@ -22,7 +22,7 @@ import numpy as np
 from tomoseg.errors import Cancelled, TomosegError
 from tomoseg.io.atomic import check_writable
 from tomoseg.io.mrc import VolumeFile, new_volume_file, reopen_volume_file, volume_format
-from tomoseg.io.pages import release_pages
+from tomoseg.io.pages import write_slab
 
 
 def partial_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -54,9 +54,7 @@ class ResumableVolume:
         return frozenset(self._state["done"])
 
     def write(self, z0: int, slab: np.ndarray) -> None:
-        view = self._file.data[z0 : z0 + slab.shape[0]]
-        view[...] = slab
-        release_pages(view)
+        write_slab(self._file.data, z0, slab)
         self._state["done"].append(int(z0))
         _write_json(self._journal, self._state)
 
@@ -68,8 +66,13 @@ def _write_json(path: Path, state: dict) -> None:
 
 
 def _remove(*paths: Path) -> None:
+    import shutil
+
     for p in paths:
-        p.unlink(missing_ok=True)
+        if p.is_dir():  # an OME-Zarr volume
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def _open_partial(data_path: Path, journal: Path, shape, fingerprint: dict, format: str,
@@ -135,6 +138,8 @@ def resumable_volume(
         yield volume
         file.finish()
         file.close()
+        if out.is_dir():  # an OME-Zarr volume replaces the old one
+            _remove(out)
         os.replace(data_path, out)
         _remove(journal)
     except (KeyboardInterrupt, Cancelled):

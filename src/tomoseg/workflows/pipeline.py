@@ -21,7 +21,7 @@ from tomoseg.io.atomic import check_writable
 from tomoseg.io.boxes import read_boxes
 from tomoseg.io.model_file import load_model, save_model
 from tomoseg.io.mrc import Volume, check_finite, create_volume, header_label, read_volume, volume_format, write_volume
-from tomoseg.io.pages import Paged, read_slab, release_pages
+from tomoseg.io.pages import Paged, read_slab, write_slab
 from tomoseg.io.resumable import resumable_volume
 from tomoseg.io.trainset_file import load_trainset, save_trainset
 from tomoseg.nn.device import resolve_device
@@ -251,7 +251,7 @@ def _describe(model: Model) -> str:
 
 def apply_outputs(model_paths: Sequence[Path_], tomogram: Path_, output: Path_) -> list[Path]:
     """Output paths: ``output`` itself for one model; for several, a folder with
-    ``TOMOGRAM-STEM_MODEL-STEM.mrc`` per model (created if missing)."""
+    ``TOMOGRAM-STEM_MODEL-STEM.mrc`` per model (created if missing; ``.zarr`` for an OME-Zarr tomogram)."""
     if len(model_paths) == 1:
         return [Path(output)]
     folder = Path(output)
@@ -261,7 +261,13 @@ def apply_outputs(model_paths: Sequence[Path_], tomogram: Path_, output: Path_) 
     if len(set(stems)) != len(stems):
         raise TomosegError("two models have the same file name; their outputs would collide")
     folder.mkdir(parents=True, exist_ok=True)
-    return [folder / f"{Path(tomogram).stem}_{stem}.mrc" for stem in stems]
+    suffix = ".zarr" if volume_format_of_input(tomogram) == "zarr" else ".mrc"  # OME-Zarr in, OME-Zarr out
+    return [folder / f"{Path(tomogram).stem}_{stem}{suffix}" for stem in stems]
+
+
+def volume_format_of_input(path: Path_) -> str:
+    """"zarr" for an OME-Zarr input (a ``.zarr`` folder), else "file" (MRC or TIFF)."""
+    return "zarr" if Path(path).suffix.lower() == ".zarr" else "file"
 
 
 def file_fingerprint(path: Path_) -> dict:
@@ -424,8 +430,7 @@ def merge_files(
             slabs = [read_slab(v.data, z0, z1) for v in maps]
             if scales is not None:
                 slabs = [slab / np.float32(scale) for slab, scale in zip(slabs, scales)]
-            out[z0:z1] = merge_scores(slabs, threshold)
-            release_pages(out[z0:z1])
+            write_slab(out, z0, merge_scores(slabs, threshold))
     return names
 
 
@@ -473,6 +478,5 @@ def consensus_files(
             z1 = min(nz, z0 + slices_per_batch)
             result = consensus_scores([read_slab(v.data, z0, z1) for v in maps], threshold)._asdict()
             for kind, out in written:
-                out[z0:z1] = result[kind]
-                release_pages(out[z0:z1])
+                write_slab(out, z0, result[kind])
             report(progress, z1, nz, "slices")

@@ -1,0 +1,126 @@
+"""OME-Zarr volumes (io/omezarr): round trips, multiscale levels, damaged stores, streaming apply with resume."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tomoseg.errors import Cancelled, TomosegError
+from tomoseg.io.mrc import read_volume, write_volume
+
+zarr = pytest.importorskip("zarr")
+
+
+def test_mrc_and_omezarr_round_trip_data_voxel_size_origin_and_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(40, 150, 130)).astype(np.float32)
+    write_volume(tmp_path / "a.zarr", data, 12.5, origin=(1.0, 2.0, 3.0), labels=("tomoseg feature: membrane",))
+    v = read_volume(tmp_path / "a.zarr")
+    assert v.data.shape == data.shape and v.voxel_size == 12.5 and v.origin == (1.0, 2.0, 3.0)
+    assert v.label_value("feature") == "membrane"
+    np.testing.assert_array_equal(v.data[5:9], data[5:9])  # read slab by slab
+    write_volume(tmp_path / "a.mrc", np.asarray(v.data[:]), v.voxel_size, v.origin, v.labels)
+    m = read_volume(tmp_path / "a.mrc")
+    np.testing.assert_array_equal(np.asarray(m.data), data)
+    assert (m.voxel_size, m.origin, m.labels) == (12.5, (1.0, 2.0, 3.0), v.labels)
+    # NGFF 0.4 metadata that other tools read: axes in angstrom, scale and translation z, y, x, a pyramid
+    attrs = json.loads((tmp_path / "a.zarr" / ".zattrs").read_text())
+    ms = attrs["multiscales"][0]
+    assert ms["version"] == "0.4" and [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
+    first = ms["datasets"][0]["coordinateTransformations"]
+    assert first == [{"type": "scale", "scale": [12.5] * 3}, {"type": "translation", "translation": [3.0, 2.0, 1.0]}]
+    assert len(ms["datasets"]) == 2  # 150 -> 75 voxels; the next would be below 64
+    # a label map keeps its integers at every level (every second voxel, not means)
+    labels = (data > 1).astype(np.int8)
+    write_volume(tmp_path / "l.zarr", labels, 12.5)
+    level1 = zarr.open_array(str(tmp_path / "l.zarr" / "1"), mode="r")
+    assert level1.dtype == np.int8 and np.array_equal(level1[:], labels[::2, ::2, ::2])
+
+
+def test_a_multiscale_store_is_read_at_the_level_whose_voxel_size_matches(tmp_path):
+    data = np.random.default_rng(1).normal(size=(64, 160, 160)).astype(np.float32)
+    write_volume(tmp_path / "p.zarr", data, 10.0, origin=(0.0, 0.0, 0.0))
+    with pytest.warns(UserWarning, match="level 1 \\(20 A per voxel\\)"):
+        v = read_volume(tmp_path / "p.zarr", near_voxel_size=20.0)
+    assert v.voxel_size == 20.0 and v.data.shape == (32, 80, 80)
+    np.testing.assert_allclose(v.data[0, 0, 0], data[:2, :2, :2].mean(), rtol=1e-5)
+    assert v.origin == (5.0, 5.0, 5.0)  # a 2 x 2 x 2 mean sits at its voxels' centre
+    assert read_volume(tmp_path / "p.zarr", near_voxel_size=13.0).voxel_size == 10.0  # no match: level 0
+
+
+def test_damaged_or_foreign_stores_get_one_clear_line(tmp_path):
+    data = np.random.default_rng(2).normal(size=(20, 70, 70)).astype(np.float32)
+    write_volume(tmp_path / "ok.zarr", data, 10.0)
+    no_attrs = tmp_path / "noattrs.zarr"
+    shutil.copytree(tmp_path / "ok.zarr", no_attrs)
+    (no_attrs / ".zattrs").unlink()
+    with pytest.raises(TomosegError, match="noattrs.zarr: not an OME-Zarr image \\(no .zattrs\\)"):
+        read_volume(no_attrs)
+    v3 = tmp_path / "v3.zarr"
+    v3.mkdir()
+    (v3 / "zarr.json").write_text("{}")
+    with pytest.raises(TomosegError, match="v3.zarr: an NGFF 0.5 \\(zarr v3\\) store"):
+        read_volume(v3)
+    missing = tmp_path / "missing.zarr"
+    shutil.copytree(tmp_path / "ok.zarr", missing)
+    (missing / "0" / "1" / "0" / "0").unlink()  # one chunk of level 0 lost
+    with pytest.raises(TomosegError, match="missing.zarr: 1 of 2 chunks of level 0 are missing"):
+        read_volume(missing)
+    cplx = tmp_path / "complex.zarr"
+    shutil.copytree(tmp_path / "ok.zarr", cplx)
+    shutil.rmtree(cplx / "0")
+    zarr.open_group(str(cplx), mode="a").create_dataset("0", shape=(4, 8, 8), dtype=np.complex64)
+    with pytest.raises(TomosegError, match="complex.zarr: data type complex64 is not a volume's"):
+        read_volume(cplx)
+    with pytest.raises(TomosegError, match="nowhere.zarr: no such file or folder"):
+        read_volume(tmp_path / "nowhere.zarr")
+
+
+def test_the_command_line_refuses_a_damaged_store_in_one_line(tmp_path, capsys):
+    from tomoseg.cli.main import main
+
+    bad = tmp_path / "bad.zarr"
+    bad.mkdir()
+    assert main(["preprocess", str(bad), "-o", str(tmp_path / "pre.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.zarr: not an OME-Zarr image" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "pre.zarr").exists() and not list(tmp_path.glob(".pre.zarr*"))
+
+
+def test_apply_streams_omezarr_to_omezarr_and_resumes(tmp_path, small_pre, particle_model):
+    """apply pre.zarr -> scores.zarr equals the MRC path's map; an interrupted run resumes to the same map."""
+    from tomoseg.io.model_file import save_model
+    from tomoseg.io.mrc import header_label
+    from tomoseg.io.resumable import partial_paths
+    from tomoseg.nn.model import Model
+    from tomoseg.steps.preprocess import PreprocessConfig
+    from tomoseg.workflows import apply_file
+
+    pre = PreprocessConfig()
+    labels = (header_label("preprocess", pre.describe()),)
+    write_volume(tmp_path / "pre.zarr", small_pre, 10.0, origin=(1.0, 2.0, 3.0), labels=labels)
+    write_volume(tmp_path / "pre.mrc", small_pre, 10.0, origin=(1.0, 2.0, 3.0), labels=labels)
+    save_model(tmp_path / "p.model", Model(particle_model.net, particle_model.amplitude, "particle", 10.0,
+                                           pre.to_dict()))
+    apply_file(tmp_path / "p.model", tmp_path / "pre.mrc", tmp_path / "s.mrc", slices_per_batch=8)
+    apply_file(tmp_path / "p.model", tmp_path / "pre.zarr", tmp_path / "s.zarr", slices_per_batch=8)
+    mrc, omz = read_volume(tmp_path / "s.mrc"), read_volume(tmp_path / "s.zarr")
+    np.testing.assert_array_equal(np.asarray(omz.data[:]), np.asarray(mrc.data))
+    assert omz.origin == (1.0, 2.0, 3.0) and omz.label_value("feature") == "particle"
+
+    def cancel_after_two_slabs(done, total, message=""):
+        if done >= 16:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        apply_file(tmp_path / "p.model", tmp_path / "pre.zarr", tmp_path / "r.zarr", slices_per_batch=8,
+                   progress=cancel_after_two_slabs)
+    partial, journal = partial_paths(tmp_path / "r.zarr")
+    assert not (tmp_path / "r.zarr").exists() and partial.is_dir() and journal.exists()
+    apply_file(tmp_path / "p.model", tmp_path / "pre.zarr", tmp_path / "r.zarr", slices_per_batch=8, resume=True)
+    np.testing.assert_array_equal(np.asarray(read_volume(tmp_path / "r.zarr").data[:]), np.asarray(mrc.data))
+    assert not partial.exists() and not journal.exists()
+    # --overwrite replaces an OME-Zarr output folder whole
+    apply_file(tmp_path / "p.model", tmp_path / "pre.zarr", tmp_path / "r.zarr", slices_per_batch=8, overwrite=True)
+    assert read_volume(tmp_path / "r.zarr").data.shape == small_pre.shape
