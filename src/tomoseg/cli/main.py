@@ -235,7 +235,27 @@ def _batch(args: argparse.Namespace) -> None:
                          picks=tuple(picks), particle_format=args.format, force=args.force,
                          overwrite=args.overwrite, device=args.device, tta=args.tta,
                          calibrate=args.calibrate)
-    jobs = plan_batch(args.tomograms, args.models, args.output, config)
+    names, copick_source = None, None
+    if args.copick:
+        from tomoseg.workflows.copick import CopickSource, check_objects, tomogram_paths, user_check
+
+        if args.tomograms:
+            raise TomosegError("give the tomograms as files or as --copick runs, not both")
+        user_check(args.user_id, args.session_id)
+        copick_source = CopickSource(args.copick, tuple(args.runs or ()), args.voxel_spacing, args.tomo_type)
+        pairs = tomogram_paths(copick_source)
+        check_objects(args.copick, [feature for feature, _ in picks])
+        names, tomograms = [n for n, _ in pairs], [p for _, p in pairs]
+    elif args.runs:
+        raise TomosegError("--runs needs --copick")
+    else:
+        tomograms = args.tomograms
+    jobs = plan_batch(tomograms, args.models, args.output, config, names=names)
+    if copick_source is not None:
+        from tomoseg.workflows.copick import check_free
+
+        check_free(args.copick, names, jobs[0].features, [f for f, _ in picks], len(jobs[0].features) > 1,
+                   args.user_id, args.session_id, args.overwrite)
     try:
         with progress_bar("batch", unit="%", quiet=args.quiet) as bar:
             results = run_batch(jobs, config, workers=args.workers, threads=args.threads,
@@ -245,6 +265,8 @@ def _batch(args: argparse.Namespace) -> None:
                         "run the same command again to go on") from None
     write_batch_table(results, f"{args.output}/batch.csv")
     failed = [r for r in results if r["status"] == "failed"]
+    if copick_source is not None:
+        _write_copick(args, jobs, results, config)
     for r in failed:
         print(f"tomoseg: error: {r['error']}", file=sys.stderr)
     counts = {s: sum(r["status"] == s for r in results) for s in ("done", "skipped", "failed")}
@@ -252,6 +274,21 @@ def _batch(args: argparse.Namespace) -> None:
                f"{counts['failed']} failed (summary: {args.output}/batch.csv)")
     if failed:
         raise BatchFailed()
+
+
+def _write_copick(args: argparse.Namespace, jobs, results, config) -> None:
+    """batch --copick: each finished run's outputs into the copick project (tomoseg.workflows.copick)."""
+    from tomoseg.workflows.batch import read_summary
+    from tomoseg.workflows.copick import write_run
+
+    for job, result in zip(jobs, results):
+        if result["status"] == "failed":
+            continue
+        written = write_run(args.copick, job.stem, read_summary(job), job.features, config.threshold,
+                            args.user_id, args.session_id, overwrite=args.overwrite)
+        picked = ", ".join(f"{n} {f}" for f, n in written["picks"].items())
+        _say(args, f"copick run {job.stem}: segmentations {', '.join(written['segmentations'])}"
+                   + (f"; picks: {picked}" if picked else "") + f" (user {args.user_id}, session {args.session_id})")
 
 
 class BatchFailed(Exception):
@@ -720,11 +757,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("batch", "Apply models to many tomograms on Dask (local processes or a cluster): score maps, "
                          "merged labels and picks per tomogram.", _batch,
                 ["tomoseg batch raw/*.mrc -m membrane.model ribosome.model -o out --preprocess --pick ribosome",
-                 "tomoseg batch pre/*.mrc -o out -m mt.model --pick mt:filament --workers 2"],
+                 "tomoseg batch pre/*.mrc -o out -m mt.model --pick mt:filament --workers 2",
+                 "tomoseg batch --copick config.json --runs TS_001 TS_002 --tomo-type denoised --voxel-spacing 10 "
+                 "-m membrane.model ribosome.model --pick ribosome -o out --user-id tomoseg"],
                 overwrite="start every tomogram over, replacing earlier outputs (default: skip tomograms finished "
                           "with the same inputs and options, resume interrupted ones)")
-    p.add_argument("tomograms", nargs="+", help="tomograms (MRC, or TIFF with --preprocess): preprocessed like the "
-                                                "models' training tomogram, or raw with --preprocess")
+    p.add_argument("tomograms", nargs="*", help="tomograms (MRC, OME-Zarr, or TIFF with --preprocess): preprocessed "
+                                                "like the models' training tomogram, or raw with --preprocess; or "
+                                                "none, with --copick")
+    p.add_argument("--copick", metavar="CONFIG",
+                   help="read the tomograms from this copick project and write segmentations and picks back into it "
+                        "(docs/copick.md)")
+    p.add_argument("--runs", nargs="+", metavar="RUN", help="with --copick: these runs (default: all)")
+    p.add_argument("--tomo-type", default="denoised", help="with --copick: the tomogram type (default: denoised)")
+    p.add_argument("--voxel-spacing", type=float, default=10.0,
+                   help="with --copick: the voxel spacing in A to read (default: 10)")
+    p.add_argument("--user-id", default="tomoseg", help="with --copick: the user id of what is written (default: "
+                                                        "tomoseg)")
+    p.add_argument("--session-id", default="0", help="with --copick: the session id of what is written (default: 0)")
     p.add_argument("-m", "--models", nargs="+", required=True, help="model files to apply to every tomogram")
     p.add_argument("-o", "--output", required=True,
                    help="output folder: one sub-folder per tomogram (score maps, labels, picks, summary.json) and "

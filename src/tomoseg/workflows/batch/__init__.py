@@ -41,9 +41,9 @@ The package in three parts, each readable alone:
   (:func:`run_batch`), and the ``batch.csv`` table.
 """
 
-from tomoseg.workflows.batch.plan import BatchConfig, TomogramJob, is_done, plan_batch, unrecorded_outputs
+from tomoseg.workflows.batch.plan import BatchConfig, TomogramJob, is_done, plan_batch, read_summary, unrecorded_outputs
 from tomoseg.workflows.batch.runner import run_batch, write_batch_table
 from tomoseg.workflows.batch.tomogram import run_tomogram
 
-__all__ = ["BatchConfig", "TomogramJob", "is_done", "plan_batch", "run_batch", "run_tomogram", "unrecorded_outputs",
-           "write_batch_table"]
+__all__ = ["BatchConfig", "TomogramJob", "is_done", "plan_batch", "read_summary", "run_batch", "run_tomogram",
+           "unrecorded_outputs", "write_batch_table"]

@@ -81,7 +81,8 @@ class TomogramJob:
 
     @property
     def stem(self) -> str:
-        return self.tomogram.stem
+        """The name of this tomogram's outputs: its folder's (the file's stem, or a copick run's name)."""
+        return self.folder.name
 
     @property
     def scored(self) -> Path:
@@ -99,7 +100,8 @@ class TomogramJob:
 
 
 def plan_batch(
-    tomograms: Sequence[Path_], model_paths: Sequence[Path_], output: Path_, config: BatchConfig = BatchConfig()
+    tomograms: Sequence[Path_], model_paths: Sequence[Path_], output: Path_, config: BatchConfig = BatchConfig(),
+    names: Sequence[str] | None = None,
 ) -> list[TomogramJob]:
     """Check every input and return one job per tomogram; nothing is written.
 
@@ -108,7 +110,8 @@ def plan_batch(
     models trained on differently preprocessed tomograms (with ``preprocess``), a
     tomogram the models do not fit (without ``preprocess``, unless ``force``), or an
     output folder that cannot be written. Paths are made absolute (cluster workers
-    have other working folders).
+    have other working folders). ``names``: each tomogram's output folder name (default: its file
+    name's stem; copick runs give theirs, their files all being ``denoised.zarr``).
     """
     if not model_paths:
         raise TomosegError("batch needs at least one model")
@@ -127,13 +130,14 @@ def plan_batch(
             raise TomosegError(f"{'no model' if name not in features else 'more than one model'} is for the "
                                f"feature {name!r} to pick; the models are for {', '.join(features)}")
     paths = [_absolute(t) for t in tomograms]
-    _unique([p.stem for p in paths], "tomogram file names", "their output folders would collide")
+    stems = list(names) if names is not None else [p.stem for p in paths]
+    _unique(stems, "tomogram file names" if names is None else "run names", "their output folders would collide")
     out = _absolute(output)
     _check_output_folder(out)
     base = _shared_preprocessing(models, model_paths) if config.preprocess else None
     jobs = []
-    for path in paths:
-        if not path.is_file():
+    for path, stem in zip(paths, stems):
+        if not (path.is_file() or (path.is_dir() and path.suffix.lower() == ".zarr")):
             raise TomosegError(f"{path}: no such file")
         vol = read_volume(path, voxel_size=config.voxel_size, header_only=True)
         pre = None
@@ -147,7 +151,7 @@ def plan_batch(
         else:
             for model, model_path in zip(models, model_paths):
                 check_compatible(model, model_path, vol, path, force=config.force)
-        job = TomogramJob(path, out / path.stem, tuple(model_paths), pre, features)
+        job = TomogramJob(path, out / stem, tuple(model_paths), pre, features)
         found = [] if config.overwrite else unrecorded_outputs(job, config)
         if found:
             raise TomosegError(f"{job.folder}: holds {found[0].name}, which no batch recorded making (an older "

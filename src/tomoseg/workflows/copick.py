@@ -1,0 +1,211 @@
+"""copick projects: tomograms in, segmentations and picks out (``batch --copick``, ``trainset --copick``).
+
+copick (the Data Portal's and napari-copick's data model) organises a project as runs, each with voxel
+spacings, each with tomograms by type (``denoised``, ``wbp``...) stored as OME-Zarr; segmentations and
+picks belong to a run and carry a ``user_id`` and ``session_id``. tomoseg maps its outputs onto it
+(``docs/copick.md``):
+
+- a feature's score map -> a binary segmentation named after the feature (voxels at or above the
+  threshold, on the calibrated scale with ``calibrate``), at the tomogram's voxel spacing;
+- the merged label map -> a multilabel segmentation named ``tomoseg-merged`` whose values are the
+  pickable objects' labels of the features (a feature without a pickable object keeps its index);
+- picks -> picks of the pickable object of that name: positions in Angstrom (x, y, z), a 4 x 4
+  transform per pick whose rotation turns the object's frame into the tomogram's (tomoseg's angles,
+  RELION's convention: the filament axis or membrane normal is the object's z), the score.
+
+Every entry is written under tomoseg's ``user_id`` and ``session_id``: another user's data are never
+read back as ours, never replaced; our own entries of that session are replaced only with ``overwrite``.
+The batch itself runs on each run's tomogram file (a local OME-Zarr folder) with tomoseg's usual
+outputs in the output folder (resume, redo only what changed); the copick entries are written from them.
+Projects whose tomograms are not on a local file system (S3, HTTP) are refused in one line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tomoseg.errors import TomosegError
+from tomoseg.io.mrc import read_volume
+from tomoseg.types import Path_
+
+MERGED_NAME = "tomoseg-merged"
+"""The name of the multilabel segmentation of merged maps."""
+
+
+@dataclass(frozen=True)
+class CopickSource:
+    """Which tomograms of a copick project: runs (all when empty), voxel spacing (A), tomogram type."""
+
+    config: Path
+    runs: tuple[str, ...] = ()
+    voxel_spacing: float = 10.0
+    tomo_type: str = "denoised"
+
+
+def open_project(config: Path_):
+    """The copick root of a project config (JSON), or one clear error."""
+    import copick
+
+    path = Path(config)
+    if not path.is_file():
+        raise TomosegError(f"{path}: no such copick config file")
+    try:
+        json.loads(path.read_text())
+    except ValueError as err:
+        raise TomosegError(f"{path}: not a JSON copick config ({err})") from None
+    try:
+        return copick.from_file(str(path))
+    except Exception as err:  # noqa: BLE001 - copick raises pydantic's and fsspec's own errors
+        raise TomosegError(f"{path}: copick cannot open this project ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else ''})") from None
+
+
+def _local(url: str) -> Path | None:
+    url = str(url)
+    for prefix in ("local://", "file://"):
+        if url.startswith(prefix):
+            url = url[len(prefix):]
+    return Path(url) if "://" not in url else None
+
+
+def tomogram_paths(source: CopickSource) -> list[tuple[str, Path]]:
+    """(run name, local OME-Zarr folder) of the tomogram of each run, or one clear error naming what
+    is missing (a run, the voxel spacing, the tomogram type)."""
+    root = open_project(source.config)
+    names = list(source.runs) or [r.name for r in root.runs]
+    if not names:
+        raise TomosegError(f"{source.config}: the project has no runs")
+    out = []
+    for name in names:
+        run = root.get_run(name)
+        if run is None:
+            raise TomosegError(f"{source.config}: no run {name!r} (runs: {', '.join(r.name for r in root.runs)})")
+        spacing = run.get_voxel_spacing(source.voxel_spacing)
+        if spacing is None:
+            have = ", ".join(f"{v.voxel_size:g}" for v in run.voxel_spacings) or "none"
+            raise TomosegError(f"{source.config}: run {name!r} has no voxel spacing {source.voxel_spacing:g} A "
+                               f"(it has: {have})")
+        tomo = spacing.get_tomogram(source.tomo_type)
+        if tomo is None:
+            have = ", ".join(t.tomo_type for t in spacing.tomograms) or "none"
+            raise TomosegError(f"{source.config}: run {name!r} has no {source.tomo_type!r} tomogram at "
+                               f"{source.voxel_spacing:g} A (types: {have})")
+        for candidate in (tomo.static_path, tomo.overlay_path):
+            local = _local(candidate) if candidate else None
+            if local is not None and local.is_dir():
+                out.append((name, local))
+                break
+        else:
+            raise TomosegError(f"{source.config}: run {name!r}: the tomogram is not in a local folder "
+                               f"({tomo.static_path or tomo.overlay_path}); tomoseg reads copick projects on a "
+                               "local file system")
+    return out
+
+
+def check_objects(config: Path_, features: list[str]) -> None:
+    """Every feature to pick must be a pickable object of the project (its picks need one)."""
+    root = open_project(config)
+    names = [o.name for o in root.pickable_objects]
+    for feature in features:
+        if feature not in names:
+            raise TomosegError(f"{config}: no pickable object {feature!r} for the picks of that feature (objects: "
+                               f"{', '.join(names) or 'none'}); add one to the config or pick another feature")
+
+
+def check_free(config: Path_, runs: list[str], features: tuple[str, ...], picked: list[str], merged: bool,
+               user_id: str, session_id: str, overwrite: bool) -> None:
+    """Before any work: refuse (one line) when this user and session wrote these entries already and
+    ``overwrite`` is not given; other users' entries never matter."""
+    if overwrite:
+        return
+    root = open_project(config)
+    for name in runs:
+        run = root.get_run(name)
+        for feature in features + ((MERGED_NAME,) if merged else ()):
+            if run.get_segmentations(name=feature, user_id=user_id, session_id=session_id):
+                _replace_ours([feature], False, f"run {name!r}: segmentation {feature!r}")
+        for feature in picked:
+            if run.get_picks(object_name=feature, user_id=user_id, session_id=session_id):
+                _replace_ours([feature], False, f"run {name!r}: picks of {feature!r}")
+
+
+def _transforms(angles: np.ndarray, xyz_angstrom: np.ndarray) -> np.ndarray:
+    from tomoseg.ops.rotations import rotation
+
+    transforms = np.tile(np.eye(4), (len(angles), 1, 1))
+    if len(angles):
+        transforms[:, :3, :3] = rotation(angles).as_matrix()
+    return transforms
+
+
+def _replace_ours(existing: list, overwrite: bool, what: str) -> None:
+    """Our own entries of this session: refused without overwrite, else deleted first."""
+    if existing and not overwrite:
+        raise TomosegError(f"{what} exists already for this user and session; give `overwrite` to replace it, or "
+                           "another `session_id`")
+    for entry in existing:
+        entry.delete()
+
+
+def write_run(config: Path_, run_name: str, summary: dict, features: tuple[str, ...], threshold: float,
+              user_id: str, session_id: str, overwrite: bool = False) -> dict:
+    """Write one run's batch outputs (``summary.json`` of its tomogram) into the copick project:
+    a segmentation per feature, the merged multilabel one, picks. Returns what was written."""
+    from tomoseg.io.particles import read_particles
+    from tomoseg.types import TomogramInfo
+
+    root = open_project(config)
+    run = root.get_run(run_name)
+    written: dict = {"run": run_name, "segmentations": [], "picks": {}}
+    calibration = summary.get("calibration") or {}
+    for feature, path in zip(features, summary["score_maps"]):
+        vol = read_volume(path)
+        voxel = float(vol.voxel_size)
+        scale = calibration.get(feature, 1.0)
+        mask = np.zeros(vol.data.shape, dtype=np.uint8)
+        for z0 in range(0, vol.data.shape[0], 16):
+            mask[z0:z0 + 16] = np.asarray(vol.data[z0:z0 + 16]) / np.float32(scale) >= threshold
+        _replace_ours(run.get_segmentations(name=feature, user_id=user_id, session_id=session_id,
+                                            is_multilabel=False, voxel_size=voxel),
+                      overwrite, f"run {run_name!r}: segmentation {feature!r}")
+        seg = run.new_segmentation(voxel_size=voxel, name=feature, session_id=session_id, is_multilabel=False,
+                                   user_id=user_id)
+        seg.from_numpy(mask)
+        written["segmentations"].append(feature)
+    if "labels" in summary:
+        vol = read_volume(summary["labels"])
+        labels = np.asarray(vol.data[:]).astype(np.uint8)
+        values = {o.name: o.label for o in root.pickable_objects}
+        lut = np.arange(256, dtype=np.uint8)
+        for k, feature in enumerate(features, start=1):
+            if feature in values:
+                lut[k] = values[feature]
+        _replace_ours(run.get_segmentations(name=MERGED_NAME, user_id=user_id, session_id=session_id,
+                                            is_multilabel=True, voxel_size=float(vol.voxel_size)),
+                      overwrite, f"run {run_name!r}: segmentation {MERGED_NAME!r}")
+        seg = run.new_segmentation(voxel_size=float(vol.voxel_size), name=MERGED_NAME, session_id=session_id,
+                                   is_multilabel=True, user_id=user_id)
+        seg.from_numpy(lut[labels])
+        written["segmentations"].append(MERGED_NAME)
+    for feature, entry in (summary.get("picks") or {}).items():
+        scores = read_volume(summary["score_maps"][features.index(feature)])
+        info = TomogramInfo(run_name, float(scores.voxel_size), tuple(scores.data.shape), scores.origin)
+        picks, _ = read_particles(entry["file"], info=info)
+        xyz = picks.xyz * info.voxel_size + np.asarray(info.origin)  # Angstrom, x y z
+        _replace_ours(run.get_picks(object_name=feature, user_id=user_id, session_id=session_id), overwrite,
+                      f"run {run_name!r}: picks of {feature!r}")
+        out = run.new_picks(object_name=feature, session_id=session_id, user_id=user_id)
+        out.from_numpy(xyz, _transforms(picks.angles, xyz), scores=np.asarray(picks.score, dtype=np.float64))
+        written["picks"][feature] = len(picks)
+    return written
+
+
+def user_check(user_id: str, session_id: str) -> None:
+    for name, value in (("user_id", user_id), ("session_id", session_id)):
+        if not value or any(c in value for c in "/\\_ ") or value != value.strip():
+            raise TomosegError(f"`{name}` {value!r}: use letters, digits and '-' (copick joins names with '_')")
+

@@ -1,0 +1,92 @@
+"""copick projects (workflows/copick): batch --copick end to end on a local project built with copick's API."""
+
+import json
+
+import numpy as np
+import pytest
+
+copick = pytest.importorskip("copick")
+
+
+@pytest.fixture
+def project(tmp_path, small_pre, particle_model):
+    """A filesystem copick project with two runs (TS_001, TS_002) holding a 'denoised' tomogram at 10 A,
+    pickable objects 'particle' (label 3) and 'membrane' (label 1), and the particle model file."""
+    from tomoseg.io.model_file import save_model
+    from tomoseg.nn.model import Model
+    from tomoseg.steps.preprocess import PreprocessConfig
+
+    config = {"config_type": "filesystem", "name": "test", "description": "tomoseg test", "version": "0.5.0",
+              "pickable_objects": [
+                  {"name": "particle", "is_particle": True, "label": 3, "color": [0, 255, 0, 255], "radius": 110},
+                  {"name": "membrane", "is_particle": False, "label": 1, "color": [255, 0, 0, 255]}],
+              "overlay_root": f"local://{tmp_path}/overlay", "static_root": f"local://{tmp_path}/static",
+              "overlay_fs_args": {"auto_mkdir": True}, "static_fs_args": {"auto_mkdir": True}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    root = copick.from_file(str(tmp_path / "config.json"))
+    for name, data in (("TS_001", small_pre), ("TS_002", small_pre[:, ::-1].copy())):
+        run = root.new_run(name)
+        run.new_voxel_spacing(10.0).new_tomogram("denoised").from_numpy(data.astype(np.float32))
+    save_model(tmp_path / "particle.model", Model(particle_model.net, particle_model.amplitude, "particle", 10.0,
+                                                  PreprocessConfig().to_dict()))
+    return tmp_path
+
+
+def test_batch_reads_runs_and_writes_segmentations_and_picks_back(project, small_tomo, capsys):
+    from tomoseg.cli.main import main
+
+    d = project
+    args = ["batch", "--copick", str(d / "config.json"), "--runs", "TS_001", "TS_002", "--tomo-type", "denoised",
+            "--voxel-spacing", "10", "-m", str(d / "particle.model"), "--pick", "particle", "-o", str(d / "out"),
+            "--diameter", "220", "--force", "-q"]
+    assert main(args + ["--user-id", "tomoseg"]) == 0
+    root = copick.from_file(str(d / "config.json"))
+    run = root.get_run("TS_001")
+    segs = run.get_segmentations(name="particle", user_id="tomoseg", session_id="0")
+    assert len(segs) == 1 and segs[0].voxel_size == 10.0 and not segs[0].is_multilabel
+    mask = segs[0].numpy()
+    assert mask.shape == small_tomo.labels.shape and set(np.unique(mask)) <= {0, 1}
+    truth = small_tomo.labels == 3
+    assert (mask[truth] > 0).mean() > 0.5 and (mask[~truth] > 0).mean() < 0.05  # it is the particle map
+    picks = run.get_picks(object_name="particle", user_id="tomoseg", session_id="0")
+    assert len(picks) == 1
+    xyz, transforms = picks[0].numpy()
+    assert len(xyz) > 5 and transforms.shape == (len(xyz), 4, 4)
+    centres = small_tomo.particles * 10.0  # planted centres, voxels x y z -> Angstrom
+    near = np.linalg.norm(xyz[:, None] - centres[None], axis=-1).min(axis=1)
+    assert np.median(near) <= 60  # positions in Angstrom, on the planted particles
+    assert len(root.get_run("TS_002").get_picks(object_name="particle", user_id="tomoseg")) == 1
+
+    # a second user: new entries beside the first's, which stay as they were
+    before = segs[0].numpy().copy()
+    assert main(args + ["--user-id", "anna", "-o", str(d / "out2")]) == 0
+    root = copick.from_file(str(d / "config.json"))
+    run = root.get_run("TS_001")
+    assert {s.user_id for s in run.get_segmentations(name="particle")} == {"tomoseg", "anna"}
+    np.testing.assert_array_equal(run.get_segmentations(name="particle", user_id="tomoseg")[0].numpy(), before)
+    # the same user and session again: refused in one line unless --overwrite
+    capsys.readouterr()
+    assert main(args + ["--user-id", "anna", "-o", str(d / "out3")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tomoseg: warning")]
+    assert len(err) == 1 and "exists already for this user and session" in err[0]
+    assert not (d / "out3").exists()  # refused before any work
+
+
+def test_missing_runs_spacings_types_and_objects_are_one_line(project, capsys):
+    from tomoseg.cli.main import main
+
+    d = project
+    base = ["batch", "--copick", str(d / "config.json"), "-m", str(d / "particle.model"), "-o", str(d / "out")]
+    for extra, said in ((["--runs", "TS_999"], "no run 'TS_999'"),
+                        (["--voxel-spacing", "7"], "has no voxel spacing 7 A (it has: 10)"),
+                        (["--tomo-type", "wbp"], "has no 'wbp' tomogram at 10 A (types: denoised)"),
+                        (["--pick", "ribosome"], "no pickable object 'ribosome'"),
+                        (["--user-id", "a_b"], "use letters, digits and '-'")):
+        capsys.readouterr()
+        assert main(base + extra) == 2, extra
+        err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tomoseg: warning")]
+        assert len(err) == 1 and said in err[0], err
+    capsys.readouterr()
+    assert main(["batch", "--copick", str(d / "nothere.json"), "-m", str(d / "particle.model"), "-o", str(d / "o")]) == 2
+    assert "nothere.json: no such copick config file" in capsys.readouterr().err
+    assert not (d / "out").exists()
