@@ -90,3 +90,35 @@ def test_missing_runs_spacings_types_and_objects_are_one_line(project, capsys):
     assert main(["batch", "--copick", str(d / "nothere.json"), "-m", str(d / "particle.model"), "-o", str(d / "o")]) == 2
     assert "nothere.json: no such copick config file" in capsys.readouterr().err
     assert not (d / "out").exists()
+
+
+def test_trainset_from_a_copick_segmentation_or_picks(project, small_tomo, capsys):
+    """trainset --copick: the masks of the tiles are the segmentation's (or spheres at the picks)."""
+    from tomoseg.cli.main import main
+    from tomoseg.io.trainset_file import load_trainset
+
+    d = project
+    root = copick.from_file(str(d / "config.json"))
+    run = root.get_run("TS_001")
+    truth = (small_tomo.labels == 3).astype(np.uint8)
+    run.new_segmentation(voxel_size=10.0, name="particle", session_id="1", user_id="anna").from_numpy(truth)
+    centres = small_tomo.particles * 10.0
+    run.new_picks(object_name="particle", session_id="1", user_id="anna").from_numpy(centres)
+    base = ["trainset", "--copick", str(d / "config.json"), "--run", "TS_001", "--positives", "4", "--negatives", "3"]
+    assert main(base + ["--segmentation", "particle", "-o", str(d / "s.set"), "-q"]) == 0
+    ts = load_trainset(d / "s.set")
+    assert ts.name == "particle" and ts.n_positive == 4 and ts.n_negative == 3 and ts.voxel_size == 10.0
+    h = ts.tile_size // 2
+    for (x, y, z), positive, mask in zip(ts.boxes, ts.positive, ts.masks):
+        np.testing.assert_array_equal(mask > 0, truth[z, y - h:y + h, x - h:x + h] > 0)
+        assert positive == bool(truth[z, y - h:y + h, x - h:x + h].any()) or not positive
+    assert main(base + ["--picks", "particle", "--negatives", "0", "-o", str(d / "p.set"), "-q"]) == 0  # spheres fill it
+    ts = load_trainset(d / "p.set")
+    overlap = [(m > 0).sum() and ((m > 0) & (truth[z, y - h:y + h, x - h:x + h] > 0)).sum() / (m > 0).sum()
+               for (x, y, z), p, m in zip(ts.boxes, ts.positive, ts.masks) if p]
+    assert np.mean(overlap) > 0.6  # spheres of the object's radius at the planted centres cover the particles
+    capsys.readouterr()
+    assert main(base + ["--segmentation", "membrane", "-o", str(d / "m.set")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tomoseg: warning")]
+    assert len(err) == 1 and "has no segmentation 'membrane' at 10 A" in err[0]
+    assert not (d / "m.set").exists()

@@ -44,6 +44,23 @@ def _preprocess(args: argparse.Namespace) -> None:
 def _trainset(args: argparse.Namespace) -> None:
     from tomoseg.workflows import trainset_file
 
+    if args.copick:
+        from tomoseg.workflows.copick import CopickSource, copick_trainset
+
+        if args.tomogram or args.labels or args.masks:
+            raise TomosegError("with --copick the tomogram and masks come from the project: leave out TOMOGRAM, "
+                               "--labels and --masks")
+        ts = copick_trainset(CopickSource(args.copick, (args.run,) if args.run else (), args.voxel_spacing,
+                                          args.tomo_type),
+                             args.output, segmentation=args.segmentation, picks=args.picks, value=args.value,
+                             from_user=args.from_user, boxes=args.boxes, n_positive=args.positives,
+                             n_negative=args.negatives, seed=args.seed, name=args.name, context=args.context,
+                             overwrite=args.overwrite)
+        _say(args, f"wrote {args.output}: {ts.n_positive} positive, {ts.n_negative} negative tiles of {ts.name!r}")
+        return
+    if not args.tomogram or not args.boxes:
+        raise TomosegError("trainset needs TOMOGRAM and --boxes (or --copick)")
+
     trainset_file(args.tomogram, args.boxes, args.output, labels=args.labels, value=args.value,
                   masks=args.masks, name=args.name, overwrite=args.overwrite, context=args.context)
     _say(args, f"wrote {args.output}")
@@ -482,13 +499,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("trainset", "Cut 64x64 training tiles and masks at boxes from a label or mask volume.", _trainset,
                 ["tomoseg trainset pre.mrc --boxes boxes.csv --labels labels.mrc --value 1 --name membrane -o membrane.set",
-                 "tomoseg trainset pre.mrc --boxes boxes.csv --masks membrane_mask.mrc -o membrane.set"])
-    p.add_argument("tomogram", help="preprocessed tomogram (MRC)")
-    p.add_argument("--boxes", required=True, help="CSV with header x,y,z,kind (positive|negative), voxels")
+                 "tomoseg trainset pre.mrc --boxes boxes.csv --masks membrane_mask.mrc -o membrane.set",
+                 "tomoseg trainset --copick config.json --run TS_001 --segmentation membrane -o membrane.set",
+                 "tomoseg trainset --copick config.json --run TS_001 --picks ribosome --positives 10 -o ribosome.set"])
+    p.add_argument("tomogram", nargs="?", help="preprocessed tomogram (MRC, OME-Zarr or TIFF)")
+    p.add_argument("--boxes", help="CSV with header x,y,z,kind (positive|negative), voxels (with --copick: default, "
+                                   "chosen from the masks)")
     p.add_argument("--labels", help="label volume (MRC) on the tomogram's grid")
     p.add_argument("--value", type=int, help="the feature's value in --labels")
     p.add_argument("--masks", help="binary mask volume (MRC) on the tomogram's grid")
-    p.add_argument("--name", help="feature name (default: label<V> or the mask file's name)")
+    p.add_argument("--name", help="feature name (default: label<V>, the mask file's name, or the copick "
+                                  "segmentation's or object's)")
+    p.add_argument("--copick", metavar="CONFIG", help="take the tomogram and masks from a run of this copick project")
+    p.add_argument("--run", help="with --copick: the run")
+    p.add_argument("--tomo-type", default="denoised", help="with --copick: the tomogram type (default: denoised)")
+    p.add_argument("--voxel-spacing", type=float, default=10.0, help="with --copick: the voxel spacing in A (default: 10)")
+    p.add_argument("--segmentation", help="with --copick: masks from this segmentation (binary, or --value of a "
+                                          "multilabel one)")
+    p.add_argument("--picks", metavar="OBJECT", help="with --copick: masks from the picks of this object (spheres "
+                                                     "of its radius)")
+    p.add_argument("--from-user", help="with --copick: the segmentation's or picks' user id (when several users have one)")
+    p.add_argument("--positives", type=int, default=10,
+                   help="with --copick and no --boxes: positive tiles chosen on the masks (default: 10)")
+    p.add_argument("--negatives", type=int, default=100,
+                   help="with --copick and no --boxes: negative tiles chosen free of them (default: 100)")
+    p.add_argument("--seed", type=int, default=0, help="with --copick and no --boxes: seed of the choice (default: 0)")
     p.add_argument("--context", type=int, default=0, metavar="K",
                    help="slab context (2.5D): tiles of 2K+1 slices, the box's slice in the middle; the network "
                         "trained on them sees K slices above and below each slice it annotates (default: 0, "

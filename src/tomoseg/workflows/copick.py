@@ -209,3 +209,97 @@ def user_check(user_id: str, session_id: str) -> None:
         if not value or any(c in value for c in "/\\_ ") or value != value.strip():
             raise TomosegError(f"`{name}` {value!r}: use letters, digits and '-' (copick joins names with '_')")
 
+
+
+def _segmentation_mask(run, config: Path_, name: str, voxel: float, user_id: str | None, value: int | None):
+    found = run.get_segmentations(name=name, voxel_size=voxel, **({"user_id": user_id} if user_id else {}))
+    if not found:
+        have = sorted({f"{s.name} ({s.user_id})" for s in run.get_segmentations()}) or ["none"]
+        raise TomosegError(f"{config}: run {run.name!r} has no segmentation {name!r} at {voxel:g} A"
+                           + (f" by {user_id!r}" if user_id else "") + f" (segmentations: {', '.join(have)})")
+    if len(found) > 1:
+        raise TomosegError(f"{config}: run {run.name!r} has {len(found)} segmentations {name!r} (users "
+                           f"{', '.join(sorted({s.user_id for s in found}))}); choose one with `from_user`")
+    data = found[0].numpy()
+    if found[0].is_multilabel:
+        if value is None:
+            raise TomosegError(f"{config}: segmentation {name!r} is multilabel; give the feature's `value`")
+        return data == value
+    return data > 0
+
+
+def _pick_spheres(root, run, config: Path_, name: str, shape, voxel: float, user_id: str | None) -> np.ndarray:
+    obj = root.get_object(name)
+    if obj is None or not obj.radius:
+        raise TomosegError(f"{config}: no pickable object {name!r} with a radius (the masks at its picks are "
+                           "spheres of that radius)")
+    found = run.get_picks(object_name=name, **({"user_id": user_id} if user_id else {}))
+    points = [p.numpy()[0] for p in found]
+    xyz = np.concatenate(points) if points else np.zeros((0, 3))
+    if len(xyz) == 0:
+        raise TomosegError(f"{config}: run {run.name!r} has no picks of {name!r}"
+                           + (f" by {user_id!r}" if user_id else ""))
+    mask = np.zeros(shape, dtype=bool)
+    r = obj.radius / voxel
+    reach = int(np.ceil(r))
+    g = np.arange(-reach, reach + 1)
+    ball = (g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) <= r * r
+    for x, y, z in np.round(xyz / voxel).astype(int):
+        lo = np.array([z, y, x]) - reach
+        hi = lo + 2 * reach + 1
+        a, b = np.maximum(lo, 0), np.minimum(hi, shape)
+        if np.any(a >= b):
+            continue
+        sub = ball[a[0] - lo[0]:b[0] - lo[0], a[1] - lo[1]:b[1] - lo[1], a[2] - lo[2]:b[2] - lo[2]]
+        mask[a[0]:b[0], a[1]:b[1], a[2]:b[2]] |= sub
+    return mask
+
+
+def copick_trainset(source: CopickSource, output: Path_, segmentation: str | None = None, picks: str | None = None,
+                    value: int | None = None, from_user: str | None = None, boxes: Path_ | None = None,
+                    n_positive: int = 10, n_negative: int = 100, seed: int = 0, name: str | None = None,
+                    context: int = 0, overwrite: bool = False):
+    """``trainset --copick``: training tiles of one run's tomogram, their masks from a copick
+    segmentation (binary, or one ``value`` of a multilabel one) or from picks (spheres of the pickable
+    object's radius), by ``from_user`` where several users made one; the boxes from a CSV, or chosen from the masks (``n_positive`` tiles on the
+    feature, ``n_negative`` free of it, seeded: :func:`~tomoseg.steps.trainset.choose_boxes`)."""
+    import warnings
+
+    from tomoseg.errors import about
+    from tomoseg.io.atomic import check_writable
+    from tomoseg.io.boxes import read_boxes
+    from tomoseg.io.trainset_file import save_trainset
+    from tomoseg.steps.trainset import choose_boxes, make_trainset
+    from tomoseg.workflows.pipeline import preprocessing_of
+
+    if (segmentation is None) == (picks is None):
+        raise TomosegError("give exactly one of `segmentation` or `picks` (the masks' source)")
+    if len(source.runs) != 1:
+        raise TomosegError("trainset --copick takes one run")
+    check_writable(output, inputs=(source.config,), overwrite=overwrite)
+    (run_name, path), = tomogram_paths(source)
+    root = open_project(source.config)
+    run = root.get_run(run_name)
+    tomo = read_volume(path)
+    voxel = float(tomo.voxel_size)
+    if segmentation is not None:
+        mask = _segmentation_mask(run, source.config, segmentation, source.voxel_spacing, from_user, value)
+    else:
+        mask = _pick_spheres(root, run, source.config, picks, tomo.data.shape, voxel, from_user)
+    if mask.shape != tomo.data.shape:
+        raise TomosegError(f"{source.config}: run {run_name!r}: the masks are {mask.shape}, the tomogram "
+                           f"{tomo.data.shape} (z, y, x)")
+    chosen = read_boxes(boxes) if boxes is not None else None
+    if chosen is None:
+        with about(f"{source.config}: run {run_name!r}"):
+            chosen = choose_boxes(mask.astype(np.uint8), 1, n_positive, n_negative, seed=seed)
+    pre = preprocessing_of(tomo, path)
+    if pre is None:
+        warnings.warn(f"{path}: not preprocessed by tomoseg; apply the model only to tomograms prepared the same way",
+                      stacklevel=2)
+    with about(boxes or f"{source.config}: run {run_name!r}"):
+        trainset = make_trainset(tomo.data, chosen, lambda z: mask[z], name or segmentation or picks, voxel,
+                                 None if pre is None else pre.to_dict(), source=f"copick {source.config} {run_name}",
+                                 context=context)
+    save_trainset(output, trainset)
+    return trainset
