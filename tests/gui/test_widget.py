@@ -171,6 +171,18 @@ def test_reader_gives_scaled_layers(tmp_path, small_pre, make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="tomoseg")
     assert viewer.layers[0].scale[0] == pytest.approx(12.5)
+    # an OME-Zarr folder: the same, read lazily; the dock adopts it as the project's tomogram
+    write_volume(tmp_path / "z.zarr", small_pre, 12.5, origin=(1.0, 2.0, 3.0))
+    viewer.open(str(tmp_path / "z.zarr"), plugin="tomoseg")
+    layer = viewer.layers["z"]
+    assert layer.scale[0] == pytest.approx(12.5) and layer.metadata["origin"] == (1.0, 2.0, 3.0)
+    np.testing.assert_array_equal(np.asarray(layer.data[3]), small_pre[3])
+    from tomoseg.gui.widget import TomosegWidget
+
+    viewer.layers.selection.active = layer
+    w = TomosegWidget(viewer)
+    assert w.new_project(tmp_path / "proj") and w.project.tomogram.name == "z.zarr"
+    assert w.project.volume.voxel_size == pytest.approx(12.5)
 
 
 def test_preprocess_from_the_dock_and_import_a_cli_model(make_napari_viewer, tmp_path, small_tomo, particle_model):

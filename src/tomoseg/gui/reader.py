@@ -1,8 +1,9 @@
-"""napari reader: MRC tomograms (and tomoseg score and label maps) as layers.
+"""napari reader: MRC and OME-Zarr tomograms (and tomoseg score and label maps) as layers.
 
 The voxel size from the header becomes the layer scale (A), so measurements
 in the viewer are in Angstrom; the data stays memory-mapped. A file that
-records no voxel size opens in pixels (scale 1), with a warning.
+records no voxel size opens in pixels (scale 1), with a warning. An OME-Zarr folder (``.zarr``) opens at
+its full-resolution level, read chunk by chunk as napari shows slices.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.io.mrc import read_volume
 
-EXTENSIONS = (".mrc", ".mrcs", ".rec", ".map", ".st", ".ali")
+EXTENSIONS = (".mrc", ".mrcs", ".rec", ".map", ".st", ".ali", ".zarr")
 
 
 def get_reader(path):
@@ -24,7 +25,7 @@ def get_reader(path):
         if not path:
             return None
         path = path[0]
-    if not str(path).lower().endswith(EXTENSIONS):
+    if not str(path).lower().rstrip("/").endswith(EXTENSIONS):
         return None
     return read_layers
 

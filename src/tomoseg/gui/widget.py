@@ -154,8 +154,8 @@ class TomosegWidget(QWidget):
             if layer is None or type(layer).__name__ != "Image" or layer.name == "tomogram" or layer.ndim != 3:
                 continue
             path = layer.metadata.get("path") or getattr(getattr(layer, "source", None), "path", None)
-            if path and Path(path).suffix.lower() in (".mrc", ".rec", ".map", ".st", ".ali", ".tif", ".tiff") \
-                    and Path(path).is_file():
+            if path and Path(path).suffix.lower() in (".mrc", ".rec", ".map", ".st", ".ali", ".tif", ".tiff", ".zarr") \
+                    and Path(path).exists():
                 return Path(path)
         return None
 
@@ -167,6 +167,7 @@ class TomosegWidget(QWidget):
         tomo = self.opened_tomogram()
         if tomo is None:
             tomo, _ = QFileDialog.getOpenFileName(self, "Tomogram", "", "Tomogram (*.mrc *.rec *.map *.tif *.tiff)")
+            # an OME-Zarr tomogram is a folder: open it with File > Open first (it is then adopted)
         if tomo:
             folder = QFileDialog.getExistingDirectory(self, "Empty project folder")
             if folder:
