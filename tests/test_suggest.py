@@ -153,3 +153,41 @@ def test_the_annotation_loop_on_the_command_line(loop_files, small_tomo, capsys)
                  str(d / "r.model")]) == 2
     assert "r.model: a network of 'ribosome', not of 'particle'" in capsys.readouterr().err
     assert not (d / "n3.csv").exists()
+
+
+def test_a_round_of_the_loop_on_a_project_from_the_command_line(loop_files, small_tomo, capsys):
+    """project suggest -> answers in the CSV -> project import-boxes -> project train --fine-tune."""
+    import csv
+
+    from tomoseg.cli.main import main
+    from tomoseg.io.model_file import load_model
+    from tomoseg.workflows.project import Project
+
+    d = loop_files
+    proj = str(d / "proj")
+    assert main(["project", "create", proj, str(d / "pre.mrc"), "-q"]) == 0
+    assert main(["project", "import-boxes", proj, "particle", str(d / "boxes.csv"), "-q"]) == 0
+    assert main(["project", "import-masks", proj, "particle", str(d / "labels.mrc"), "--value", "3", "-q"]) == 0
+    assert main(["project", "train", proj, "particle", "--fine-tune", "-q"]) == 2  # nothing to fine-tune yet
+    assert "no trained network to fine-tune yet" in capsys.readouterr().err
+    assert main(["project", "train", proj, "particle", "--recipe", "fast", "--epochs", "1", "-q"]) == 0
+    assert main(["project", "suggest", proj, "particle", "--n", "2", "-o", str(d / "next.csv"), "-q"]) == 0
+    rows = list(csv.DictReader(open(d / "next.csv")))
+    assert len(rows) == 2 and Project.open(proj).features["particle"].rounds == 1
+    labels = np.tile(small_tomo.labels, (1, 2, 2))
+    for r in rows:  # the user's answers
+        x, y, z = int(r["x"]), int(r["y"]), int(r["z"])
+        r["kind"] = "positive" if (labels[z, y - 32:y + 32, x - 32:x + 32] == 3).any() else "negative"
+    with open(d / "next.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["project", "import-boxes", proj, "particle", str(d / "next.csv"), "-q"]) == 0
+    feature = Project.open(proj).features["particle"]
+    assert [t.answer for t in feature.suggested] == [r["kind"] for r in rows] and not feature.pending()
+    assert main(["project", "train", proj, "particle", "--fine-tune", "--epochs", "1", "-q"]) == 0
+    model = load_model(d / "proj" / "models" / "particle.model")
+    assert model.training["init"]["rounds"] == 1 and (d / "proj" / "models" / "history" / "particle.1.model").exists()
+    capsys.readouterr()
+    assert main(["project", "show", proj]) == 0
+    assert "1 rounds of suggestions, 0 tiles to answer" in capsys.readouterr().out
