@@ -135,6 +135,27 @@ def run_class_seed(train_data, test_data, value: int, seed: int, strategies, tra
     return out
 
 
+def timing(train_data, value: int = 1, seed: int = 0) -> dict:
+    """The issue's cost targets, measured alone: one fine-tune round on a set of ~150 tiles (15 positive +
+    135 negative), and one suggestion round (mixed: the network under 4 symmetries on 48 slices)."""
+    vol, labels, voxel = train_data
+    name = CLASSES[value]
+
+    def trainset(boxes):
+        return make_trainset(vol, boxes, lambda z: labels[z] == value, name, voxel)
+
+    start = train(trainset(choose_boxes(labels, value, *START, seed=seed + value)), recipe("default", seed=seed))
+    big = trainset(choose_boxes(labels, value, 15, 135, seed=seed + value + 100))
+    t0 = time.perf_counter()
+    train(big, recipe("fine-tune", seed=seed), init=start.net)
+    fine_tune = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    suggest_from_models(Model(start.net, start.amplitude, name, voxel), vol, [],
+                        SuggestConfig(n=PER_ROUND, strategy="mixed", seed=seed))
+    return {"class": name, "tiles": len(big.tiles), "fine_tune_seconds": fine_tune,
+            "suggest_seconds": time.perf_counter() - t0}
+
+
 def report(results: list[dict]) -> str:
     strategies = sorted({s for r in results for s in r["strategies"]},
                         key=lambda s: (STRATEGIES.index(s), "") if s in STRATEGIES else (99, s))
@@ -175,12 +196,16 @@ def main() -> None:
     p.add_argument("--transfer", type=Path, default=Path("docs/transfer.json"),
                    help="one-shot results of benchmarks/transfer.py to reuse (the same protocol); else trained here")
     p.add_argument("--report", action="store_true")
+    p.add_argument("--timing", action="store_true", help="only time a fine-tune on ~150 tiles and a suggestion round")
     args = p.parse_args()
     results = json.loads(args.results.read_text()) if args.results.exists() else []
     if args.report:
         print(report(results))
         return
     keep_freed_memory()
+    if args.timing:
+        print(json.dumps(timing(load(args.data, "tomo_s11"))), flush=True)
+        return
     print(f"# {platform.machine()}, {time.strftime('%Y-%m-%d %H:%M')}; {len(results)} runs already in {args.results}",
           flush=True)
     train_data, test_data = load(args.data, "tomo_s11"), load(args.data, "tomo_s12")
