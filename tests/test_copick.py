@@ -70,6 +70,10 @@ def test_batch_reads_runs_and_writes_segmentations_and_picks_back(project, small
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tomoseg: warning")]
     assert len(err) == 1 and "exists already for this user and session" in err[0]
     assert not (d / "out3").exists()  # refused before any work
+    # ... but the same batch run again (its own folder recorded writing them) replaces its own entries
+    assert main(args + ["--user-id", "anna", "-o", str(d / "out2")]) == 0
+    root = copick.from_file(str(d / "config.json"))
+    assert len(root.get_run("TS_001").get_segmentations(name="particle", user_id="anna")) == 1
 
 
 def test_missing_runs_spacings_types_and_objects_are_one_line(project, capsys):

@@ -271,8 +271,9 @@ def _batch(args: argparse.Namespace) -> None:
     if copick_source is not None:
         from tomoseg.workflows.copick import check_free
 
-        check_free(args.copick, names, jobs[0].features, [f for f, _ in picks], len(jobs[0].features) > 1,
-                   args.user_id, args.session_id, args.overwrite)
+        args.copick_replace = check_free(args.copick, names, jobs[0].features, [f for f, _ in picks],
+                                         len(jobs[0].features) > 1, args.user_id, args.session_id, args.overwrite,
+                                         {job.stem: job.folder for job in jobs})
     try:
         with progress_bar("batch", unit="%", quiet=args.quiet) as bar:
             results = run_batch(jobs, config, workers=args.workers, threads=args.threads,
@@ -302,7 +303,8 @@ def _write_copick(args: argparse.Namespace, jobs, results, config) -> None:
         if result["status"] == "failed":
             continue
         written = write_run(args.copick, job.stem, read_summary(job), job.features, config.threshold,
-                            args.user_id, args.session_id, overwrite=args.overwrite)
+                            args.user_id, args.session_id, overwrite=job.stem in args.copick_replace,
+                            folder=job.folder)
         picked = ", ".join(f"{n} {f}" for f, n in written["picks"].items())
         _say(args, f"copick run {job.stem}: segmentations {', '.join(written['segmentations'])}"
                    + (f"; picks: {picked}" if picked else "") + f" (user {args.user_id}, session {args.session_id})")

@@ -510,7 +510,7 @@ class TomosegWidget(QWidget):
         own layer; J goes to the next, Y / X / K answer it."""
         def act():
             from tomoseg.steps.suggest import SuggestConfig
-            from tomoseg.workflows.project import suggest_feature
+            from tomoseg.workflows.project import feature_suggestions
 
             project = self._need_project()
             name = self._need_feature()
@@ -519,14 +519,20 @@ class TomosegWidget(QWidget):
             config = SuggestConfig(n=self.suggest_n.value(), strategy=self.suggest_strategy.currentText(),
                                    threshold=self.threshold.value())
 
-            def work(progress):
-                return suggest_feature(project, name, config, progress=progress)
+            def work(progress):  # computes only: the project is edited on the Qt thread (done)
+                return feature_suggestions(project, name, config, progress=progress)
 
-            def done(tiles):
+            def done(found):
+                tiles = project.add_suggestions(name, found, config.strategy)
+                self.save()
                 self._show_suggestions()
-                self.say(f"round {project.features[name].rounds} of {name}: {len(tiles)} tiles suggested; "
-                         "J: go to the next, then Y positive / X negative / K skip")
+                if not tiles:
+                    self.say(f"no tile to suggest for {name}: the strategy {config.strategy} finds nothing more "
+                             "to fix (try another, or Fine-tune)")
+                    return
                 self.next_suggestion()
+                self.say(f"round {project.features[name].rounds} of {name}: {len(tiles)} tiles suggested; "
+                         f"{self.status.text()}")
             self._start(f"suggesting tiles for {name}", work, done)
         return self._guard(act)
 

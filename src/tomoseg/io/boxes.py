@@ -81,3 +81,18 @@ def write_suggestions(path: str | os.PathLike, suggestions) -> None:
         writer.writerow(["x", "y", "z", "kind", "reason", "score"])
         for s in suggestions:
             writer.writerow([s.x, s.y, s.z, "?", s.reason, f"{s.score:.4g}"])
+
+
+def skipped_rows(path: str | os.PathLike) -> list[tuple[int, int, int]]:
+    """The (x, y, z) of the rows a user marked ``skip`` in a suggestions file (read_boxes leaves them out)."""
+    with Path(path).open(newline="") as fh:
+        rows = [{str(k).strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
+                for row in csv.DictReader(fh)]
+    out = []
+    for row in rows:
+        if row.get("kind", "").lower() == "skip":
+            try:
+                out.append(tuple(round(float(row[c])) for c in ("x", "y", "z")))
+            except (KeyError, ValueError):
+                continue
+    return out

@@ -135,10 +135,6 @@ def read_omezarr(
         array = zarr.open_array(str(path / datasets[level]), mode="r")
     except (ValueError, KeyError, zarr.errors.ArrayNotFoundError) as err:
         raise TomosegError(f"{path}: level {level} ({datasets[level]}) cannot be read ({err})") from None
-    if array.ndim > 3 and all(n == 1 for n in array.shape[:-3]):
-        array = _Squeezed(array)
-    if array.ndim != 3:
-        raise TomosegError(f"{path}: level {level} is {array.ndim}D; a 3D tomogram is needed")
     if np.dtype(array.dtype).kind not in "fiub":
         raise TomosegError(f"{path}: data type {array.dtype} is not a volume's (float, integer)")
     if np.dtype(array.dtype).kind == "f":
@@ -146,6 +142,10 @@ def read_omezarr(
         if stored < array.nchunks:
             raise TomosegError(f"{path}: {array.nchunks - stored} of {array.nchunks} chunks of level {level} are "
                                "missing (a truncated copy?)")
+    if array.ndim > 3 and all(n == 1 for n in array.shape[:-3]):
+        array = _Squeezed(array)
+    if array.ndim != 3:
+        raise TomosegError(f"{path}: level {level} is {array.ndim}D; a 3D tomogram is needed")
     scale, translation = geometry[level]
     scale0 = geometry[0][0]
     if voxel_size is not None:
@@ -265,8 +265,8 @@ def _halve(root, source, name: str, binned: bool):
     """Level ``name`` from ``source`` halved in z, y, x, slab by slab (memory flat in depth)."""
     shape = tuple(max(1, s // 2) for s in source.shape)
     chunks = tuple(min(c, s) for c, s in zip((CHUNK_SLICES, CHUNK_PIXELS, CHUNK_PIXELS), shape))
-    out = root.create_dataset(name, shape=shape, chunks=chunks, dtype=source.dtype, fill_value=0,
-                              write_empty_chunks=True, dimension_separator="/")
+    out = root.create_dataset(name, shape=shape, chunks=chunks, dtype=source.dtype, fill_value=0, overwrite=True,
+                              write_empty_chunks=True, dimension_separator="/")  # again after an interruption
     step = 2 * CHUNK_SLICES
     for z0 in range(0, 2 * shape[0], step):
         z1 = min(z0 + step, 2 * shape[0])

@@ -138,9 +138,14 @@ def resumable_volume(
         yield volume
         file.finish()
         file.close()
-        if out.is_dir():  # an OME-Zarr volume replaces the old one
-            _remove(out)
+        old = None
+        if out.is_dir():  # an OME-Zarr folder: the old one moves aside first, so a complete output is always there
+            old = out.with_name(f".{out.name}.old")
+            _remove(old)
+            os.replace(out, old)
         os.replace(data_path, out)
+        if old is not None:
+            _remove(old)
         _remove(journal)
     except (KeyboardInterrupt, Cancelled):
         file.close()  # keep the partial result for --resume

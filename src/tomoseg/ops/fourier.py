@@ -88,5 +88,5 @@ def gaussian_lowpass_images(images: np.ndarray, cutoff: float) -> np.ndarray:
     if cutoff <= 0:
         return images
     shape = images.shape[-2:]
-    gain = gaussian_transfer(shape, 1.0, lowpass=cutoff).astype(np.float64)
+    gain = np.exp(-_squared_frequency(shape, 1.0) * float(cutoff) ** 2)  # float64, as the images
     return np.fft.irfft2(np.fft.rfft2(images) * gain, s=shape)

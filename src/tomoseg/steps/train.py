@@ -212,15 +212,16 @@ def train(
                        level=tile_level(net, amplitude, trainset))
 
 
-def check_init(init: Model, trainset: TrainingSet, tolerance: float = 0.01) -> None:
+def check_init(init: Model, trainset: TrainingSet, tolerance: float = 0.01, name: str | None = None) -> None:
     """Refuse (ValueError) to fine-tune ``init`` on ``trainset`` unless it is the same feature on the
     same scale: feature name, slab context, voxel size (within ``tolerance``, relative) and
     preprocessing (band-pass, clamp, contrast; unknown only with unknown), as :func:`combine_trainsets`
-    asks of sets that train one network."""
+    asks of sets that train one network. ``name``: the feature the new network is for, when not the set's."""
     from tomoseg.steps.preprocess import PreprocessConfig
 
-    if init.name != trainset.name:
-        raise InvalidValue(f"the network is of feature {init.name!r}, the training set of {trainset.name!r}: "
+    feature = name or trainset.name
+    if init.name != feature:
+        raise InvalidValue(f"the network is of feature {init.name!r}, the training set of {feature!r}: "
                            "fine-tune a network of the same feature")
     if init.net.config.context != trainset.context:
         raise InvalidValue(f"the network takes slab context {init.net.config.context}, the training set has "

@@ -116,14 +116,34 @@ def check_objects(config: Path_, features: list[str]) -> None:
                                f"{', '.join(names) or 'none'}); add one to the config or pick another feature")
 
 
+RECORD = "copick.json"
+"""In a run's batch folder: what the batch wrote into the copick project (config, user, session, entries)."""
+
+
+def _recorded(folder: Path | None, config: Path_, user_id: str, session_id: str) -> bool:
+    """Whether this batch folder wrote this project's entries of this user and session before."""
+    if folder is None or not (folder / RECORD).is_file():
+        return False
+    try:
+        record = json.loads((folder / RECORD).read_text())
+    except ValueError:
+        return False
+    return (record.get("config"), record.get("user_id"), record.get("session_id")) == (
+        str(Path(config).resolve()), user_id, session_id)
+
+
 def check_free(config: Path_, runs: list[str], features: tuple[str, ...], picked: list[str], merged: bool,
-               user_id: str, session_id: str, overwrite: bool) -> None:
-    """Before any work: refuse (one line) when this user and session wrote these entries already and
-    ``overwrite`` is not given; other users' entries never matter."""
-    if overwrite:
-        return
+               user_id: str, session_id: str, overwrite: bool, folders: dict[str, Path] | None = None) -> set[str]:
+    """Before any work: refuse (one line) when this user and session have these entries already, unless
+    ``overwrite`` or this batch's own folder for the run (``folders``) recorded writing them (the same
+    batch run again: it replaces its own entries). Other users' entries never matter. Returns the runs
+    whose entries of this user and session will be replaced."""
     root = open_project(config)
+    replace = set()
     for name in runs:
+        if overwrite or _recorded((folders or {}).get(name), config, user_id, session_id):
+            replace.add(name)
+            continue
         run = root.get_run(name)
         for feature in features + ((MERGED_NAME,) if merged else ()):
             if run.get_segmentations(name=feature, user_id=user_id, session_id=session_id):
@@ -131,6 +151,7 @@ def check_free(config: Path_, runs: list[str], features: tuple[str, ...], picked
         for feature in picked:
             if run.get_picks(object_name=feature, user_id=user_id, session_id=session_id):
                 _replace_ours([feature], False, f"run {name!r}: picks of {feature!r}")
+    return replace
 
 
 def _transforms(angles: np.ndarray, xyz_angstrom: np.ndarray) -> np.ndarray:
@@ -152,9 +173,11 @@ def _replace_ours(existing: list, overwrite: bool, what: str) -> None:
 
 
 def write_run(config: Path_, run_name: str, summary: dict, features: tuple[str, ...], threshold: float,
-              user_id: str, session_id: str, overwrite: bool = False) -> dict:
+              user_id: str, session_id: str, overwrite: bool = False, folder: Path | None = None) -> dict:
     """Write one run's batch outputs (``summary.json`` of its tomogram) into the copick project:
-    a segmentation per feature, the merged multilabel one, picks. Returns what was written."""
+    a segmentation per feature, the merged multilabel one, picks. Returns what was written, also
+    recorded in ``folder`` (the run's batch folder: :data:`RECORD`), so the same batch run again
+    replaces its own entries. Positions are voxel index x voxel size (A), as copick's grids."""
     from tomoseg.io.particles import read_particles
     from tomoseg.types import TomogramInfo
 
@@ -163,12 +186,12 @@ def write_run(config: Path_, run_name: str, summary: dict, features: tuple[str, 
     written: dict = {"run": run_name, "segmentations": [], "picks": {}}
     calibration = summary.get("calibration") or {}
     for feature, path in zip(features, summary["score_maps"]):
-        vol = read_volume(path)
-        voxel = float(vol.voxel_size)
-        scale = calibration.get(feature, 1.0)
-        mask = np.zeros(vol.data.shape, dtype=np.uint8)
-        for z0 in range(0, vol.data.shape[0], 16):
-            mask[z0:z0 + 16] = np.asarray(vol.data[z0:z0 + 16]) / np.float32(scale) >= threshold
+        with read_volume(path) as vol:
+            voxel = float(vol.voxel_size)
+            scale = calibration.get(feature, 1.0)
+            mask = np.zeros(vol.data.shape, dtype=np.uint8)
+            for z0 in range(0, vol.data.shape[0], 16):
+                mask[z0:z0 + 16] = np.asarray(vol.data[z0:z0 + 16]) / np.float32(scale) >= threshold
         _replace_ours(run.get_segmentations(name=feature, user_id=user_id, session_id=session_id,
                                             is_multilabel=False, voxel_size=voxel),
                       overwrite, f"run {run_name!r}: segmentation {feature!r}")
@@ -177,30 +200,37 @@ def write_run(config: Path_, run_name: str, summary: dict, features: tuple[str, 
         seg.from_numpy(mask)
         written["segmentations"].append(feature)
     if "labels" in summary:
-        vol = read_volume(summary["labels"])
-        labels = np.asarray(vol.data[:]).astype(np.uint8)
+        with read_volume(summary["labels"]) as vol:
+            labels = np.asarray(vol.data[:]).astype(np.uint8)
+            merged_voxel = float(vol.voxel_size)
         values = {o.name: o.label for o in root.pickable_objects}
-        lut = np.arange(256, dtype=np.uint8)
+        free = (v for v in range(1, 256) if v not in values.values())  # features without an object
+        lut = np.zeros(256, dtype=np.uint8)
         for k, feature in enumerate(features, start=1):
-            if feature in values:
-                lut[k] = values[feature]
+            lut[k] = values[feature] if feature in values else next(free)
         _replace_ours(run.get_segmentations(name=MERGED_NAME, user_id=user_id, session_id=session_id,
-                                            is_multilabel=True, voxel_size=float(vol.voxel_size)),
+                                            is_multilabel=True, voxel_size=merged_voxel),
                       overwrite, f"run {run_name!r}: segmentation {MERGED_NAME!r}")
-        seg = run.new_segmentation(voxel_size=float(vol.voxel_size), name=MERGED_NAME, session_id=session_id,
+        seg = run.new_segmentation(voxel_size=merged_voxel, name=MERGED_NAME, session_id=session_id,
                                    is_multilabel=True, user_id=user_id)
         seg.from_numpy(lut[labels])
         written["segmentations"].append(MERGED_NAME)
     for feature, entry in (summary.get("picks") or {}).items():
-        scores = read_volume(summary["score_maps"][features.index(feature)])
-        info = TomogramInfo(run_name, float(scores.voxel_size), tuple(scores.data.shape), scores.origin)
+        with read_volume(summary["score_maps"][features.index(feature)]) as scores:
+            info = TomogramInfo(run_name, float(scores.voxel_size), tuple(scores.data.shape), scores.origin)
         picks, _ = read_particles(entry["file"], info=info)
-        xyz = picks.xyz * info.voxel_size + np.asarray(info.origin)  # Angstrom, x y z
+        xyz = picks.xyz * info.voxel_size  # Angstrom, x y z, from voxel 0 (copick's grids have no origin)
         _replace_ours(run.get_picks(object_name=feature, user_id=user_id, session_id=session_id), overwrite,
                       f"run {run_name!r}: picks of {feature!r}")
         out = run.new_picks(object_name=feature, session_id=session_id, user_id=user_id)
         out.from_numpy(xyz, _transforms(picks.angles, xyz), scores=np.asarray(picks.score, dtype=np.float64))
         written["picks"][feature] = len(picks)
+    if folder is not None:
+        from tomoseg.io.atomic import atomic_output
+
+        with atomic_output(Path(folder) / RECORD) as tmp:
+            tmp.write_text(json.dumps({"config": str(Path(config).resolve()), "user_id": user_id,
+                                       "session_id": session_id, **written}, indent=1))
     return written
 
 

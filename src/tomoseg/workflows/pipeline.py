@@ -183,7 +183,7 @@ def train_file(
     if init is not None:
         start = load_model(init)
         with about(f"{init} cannot be fine-tuned on {paths[0]}"):
-            check_init(start, trainset)
+            check_init(start, trainset, name=name)
     with torch_threads(threads):
         result = train(trainset, config, progress=progress, device=torch_device, on_epoch=on_epoch,
                        init=None if start is None else start.net)
@@ -271,9 +271,15 @@ def volume_format_of_input(path: Path_) -> str:
 
 
 def file_fingerprint(path: Path_) -> dict:
-    """What identifies a file's content cheaply: its resolved path, size and modification time."""
+    """What identifies a file's content cheaply: its resolved path, size and modification time (for a
+    folder, an OME-Zarr store: of all its files together: total size, latest time, count)."""
+    path = Path(path)
+    if path.is_dir():
+        stats = [p.stat() for p in path.rglob("*") if p.is_file()]
+        return {"path": str(path.resolve()), "size": sum(st.st_size for st in stats),
+                "mtime_ns": max((st.st_mtime_ns for st in stats), default=0), "files": len(stats)}
     st = os.stat(path)
-    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def apply_files(
@@ -324,7 +330,8 @@ def apply_files(
         raise InvalidValue(f"`slices_per_batch` must be >= 1, got {slices_per_batch}")
     check_tta(tta)
     models = [_load_model(p, tomogram) for p in model_paths]
-    tomo = read_volume(tomogram, voxel_size=voxel_size)
+    # an OME-Zarr pyramid is read at the level of the models' voxel size, if it has one
+    tomo = read_volume(tomogram, voxel_size=voxel_size, near_voxel_size=models[0].voxel_size)
     widest = max(m.net.config.inputs for m in models)  # slab context: each slab is read with it
     slices_per_batch = slices_per_batch or slab_slices(tomo.data.shape, SLAB_VOXELS // widest)
     if check_models:

@@ -348,14 +348,15 @@ class Project:
         tile.answer = answer
         return box
 
-    def mark_answered(self, name: str, boxes: list[Box]) -> int:
-        """Suggested tiles of ``name`` at these boxes' centres take their kind as the answer (boxes
-        imported from an answered suggestions file). Returns how many were marked."""
-        kinds = {(b.x, b.y, b.z): b.positive for b in boxes}
+    def mark_answered(self, name: str, boxes: list[Box], skipped=()) -> int:
+        """Suggested tiles of ``name`` at these boxes' centres take their kind as the answer, and those
+        at ``skipped`` (x, y, z) are skipped (an answered suggestions file). Returns how many were marked."""
+        kinds = {(b.x, b.y, b.z): "positive" if b.positive else "negative" for b in boxes}
+        kinds.update({tuple(int(v) for v in xyz): "skip" for xyz in skipped})
         marked = 0
         for tile in self._feature(name).pending():
             if (tile.x, tile.y, tile.z) in kinds:
-                tile.answer = "positive" if kinds[(tile.x, tile.y, tile.z)] else "negative"
+                tile.answer = kinds[(tile.x, tile.y, tile.z)]
                 marked += 1
         return marked
 
@@ -430,9 +431,11 @@ class Project:
 def import_boxes_file(project: Project, name: str, path: str | os.PathLike) -> int:
     """Add the boxes of a ``BOXES.csv`` (x,y,z,kind; :mod:`tomoseg.io.boxes`) to a feature and save.
     Returns how many were new."""
+    from tomoseg.io.boxes import skipped_rows
+
     boxes = read_boxes(path)
     added = project.add_boxes(name, boxes)
-    project.mark_answered(name, boxes)
+    project.mark_answered(name, boxes, skipped=skipped_rows(path))
     project.save()
     return added
 
@@ -486,18 +489,18 @@ def train_feature(project: Project, name: str, config: TrainConfig, trainset_pat
     from tomoseg.workflows.pipeline import train_file
 
     init = None
+    if fine_tune and not project.path("model", name).exists():
+        raise TomosegError(f"feature {name!r} has no trained network to fine-tune yet: Train first")
+    if trainset_path is None:  # first: a set that cannot be made (an unpainted positive box) stops here
+        trainset_path = save_feature_trainset(project, name, context=context)
     if fine_tune:
-        current = project.path("model", name)
-        if not current.exists():
-            raise TomosegError(f"feature {name!r} has no trained network to fine-tune yet: Train first")
         history = project.folder / "models" / "history"
         history.mkdir(parents=True, exist_ok=True)
-        k = 1 + sum(1 for _ in history.glob(f"{name}.*.model"))
-        init = history / f"{name}.{k}.model"
+        rounds = [int(m.group(1)) for p in history.iterdir()
+                  if (m := re.fullmatch(re.escape(name) + r"\.(\d+)\.model", p.name))]
+        init = history / f"{name}.{max(rounds, default=0) + 1}.model"
         with atomic_output(init) as tmp:
-            shutil.copyfile(current, tmp)
-    if trainset_path is None:
-        trainset_path = save_feature_trainset(project, name, context=context)
+            shutil.copyfile(project.path("model", name), tmp)
     colour = project.features[name].colour if name in project.features else None
     return train_file(trainset_path, project.path("model", name), config, name=name, colour=colour,
                       progress=progress, device=device, threads=threads, on_epoch=on_epoch, overwrite=True,
@@ -506,9 +509,23 @@ def train_feature(project: Project, name: str, config: TrainConfig, trainset_pat
 
 def suggest_feature(project: Project, name: str, config=None, max_slices: int | None = None,
                     progress: Progress | None = None) -> list[Suggested]:
-    """A round of suggested tiles for a feature (:mod:`tomoseg.steps.suggest`): its network on the
-    project's tomogram, its boxes kept clear, the other features' networks (where trained) for the
-    false-positive strategy. The round is recorded in the project (saved); returns its tiles."""
+    """A round of suggested tiles for a feature (:func:`feature_suggestions`), recorded in the project
+    (saved); returns its tiles."""
+    from tomoseg.steps.suggest import SuggestConfig
+
+    config = config or SuggestConfig()
+    tiles = project.add_suggestions(name, feature_suggestions(project, name, config, max_slices, progress),
+                                    config.strategy)
+    project.save()
+    return tiles
+
+
+def feature_suggestions(project: Project, name: str, config=None, max_slices: int | None = None,
+                        progress: Progress | None = None) -> list:
+    """Tiles to label next for a feature (:mod:`tomoseg.steps.suggest`): its network on the project's
+    tomogram; its boxes, and tiles suggested before and not answered or skipped, kept clear; the other
+    features' networks (where trained) for the false-positive strategy. Changes nothing (the dock runs
+    it in the background, then records the round on the Qt thread)."""
     from tomoseg.io.model_file import load_model
     from tomoseg.io.pages import Paged
     from tomoseg.steps.suggest import SuggestConfig
@@ -520,11 +537,10 @@ def suggest_feature(project: Project, name: str, config=None, max_slices: int | 
         raise TomosegError(f"feature {name!r} has no trained network yet: Train first")
     others = [load_model(project.path("model", n)) for n in project.features
               if n != name and project.path("model", n).exists()]
-    found = suggest_from_models(load_model(path), Paged(project.volume.data), project.features[name].boxes, config,
-                                others=others, max_slices=max_slices or MAX_SLICES, progress=progress)
-    tiles = project.add_suggestions(name, found, config.strategy)
-    project.save()
-    return tiles
+    feature = project.features[name]
+    clear = list(feature.boxes) + [Box(t.x, t.y, t.z, False) for t in feature.suggested if t.answer in ("?", "skip")]
+    return suggest_from_models(load_model(path), Paged(project.volume.data), clear, config, others=others,
+                               max_slices=max_slices or MAX_SLICES, progress=progress)
 
 
 def import_model_file(project: Project, path: str | os.PathLike) -> str:

@@ -1,12 +1,14 @@
 """Suggested tiles from files: a feature's network on some slices of a tomogram -> ``next.csv``.
 
 ``tomoseg suggest`` and ``tomoseg project suggest`` call :func:`suggest_from_models`; the method is
-:mod:`tomoseg.steps.suggest`. The networks run on at most ``max_slices`` slices, evenly spaced
-(suggestions fall on those slices), so a suggestion round costs seconds even on a large tomogram.
+:mod:`tomoseg.steps.suggest`. The networks run on at most ``max_slices`` slices, evenly spaced, fewer
+on large slices (suggestions fall on those slices), so a round costs seconds and a few hundred MB
+even on a large tomogram.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 
@@ -39,16 +41,30 @@ def sampled_slices(depth: int, count: int = MAX_SLICES, margin: int = 0) -> np.n
     return np.unique(np.round(np.linspace(lo, hi - 1, count)).astype(np.int64))
 
 
-def _maps(model: Model, data, slices: np.ndarray, symmetries: int = 1) -> np.ndarray:
-    """The model's scores on each of ``slices``: (z, y, x), or (symmetries, z, y, x) when > 1."""
-    out = []
-    for z in slices:
+PIXEL_BUDGET = 1 << 25
+"""Pixels per map kept for one round (32 M: 48 slices of 800 x 800, 8 of 2048 x 2048): fewer slices
+are scored on larger ones, so a round's memory stays about 3 x 128 MB whatever the tomogram."""
+
+
+def _maps(model: Model, data, slices: np.ndarray) -> np.ndarray:
+    """The model's scores on each of ``slices``: (z, y, x)."""
+    out = np.empty((len(slices), *data.shape[1:]), dtype=np.float32)
+    for i, z in enumerate(slices):
         stack = slices_with_context(data, int(z), int(z) + 1, model.net.config.context)
-        if symmetries > 1:
-            out.append(score_symmetries(model.net, model.amplitude, stack, symmetries)[:, 0])
-        else:
-            out.append(score_slices(model.net, model.amplitude, stack)[0])
-    return np.stack(out, axis=-3)
+        out[i] = score_slices(model.net, model.amplitude, stack)[0]
+    return out
+
+
+def _scores_and_spread(model: Model, data, slices: np.ndarray, symmetries: int) -> tuple[np.ndarray, np.ndarray]:
+    """The model's scores on each of ``slices`` and the spread (standard deviation) of its maps under
+    the first ``symmetries`` symmetries of the slice grid, slice by slice (never all maps at once)."""
+    scores = np.empty((len(slices), *data.shape[1:]), dtype=np.float32)
+    spread = np.empty_like(scores)
+    for i, z in enumerate(slices):
+        stack = slices_with_context(data, int(z), int(z) + 1, model.net.config.context)
+        maps = score_symmetries(model.net, model.amplitude, stack, symmetries)[:, 0]
+        scores[i], spread[i] = maps[0], maps.std(axis=0)
+    return scores, spread
 
 
 def suggest_from_models(
@@ -66,30 +82,36 @@ def suggest_from_models(
     z). ``models``: more networks of the same feature (other annotators, seeds) for ``disagree``;
     without them, the model under :data:`SYMMETRIES` symmetries of the slice grid stands in.
     ``others``: networks of other features, for ``false-positive``. ``spread``: a (z, y, x) map of the
-    annotators' disagreement (``tomoseg consensus --spread``) on the volume's grid, for ``disagree``."""
-    slices = sampled_slices(volume.shape[0], max_slices)
+    annotators' disagreement (``tomoseg consensus --spread``) on the volume's grid, for ``disagree``.
+    At most ``max_slices`` slices are scored, fewer on large slices (:data:`PIXEL_BUDGET`)."""
+    pixels = int(np.prod(volume.shape[1:]))
+    slices = sampled_slices(volume.shape[0], max(1, min(max_slices, PIXEL_BUDGET // max(pixels, 1))))
     steps = 1 + len(models) + len(others)
-    need_variants = config.strategy in ("disagree", "mixed") and spread is None
-    if need_variants and not models:
-        variants = _maps(model, volume, slices, SYMMETRIES)
-        scores = variants[0]
+    disagree = config.strategy in ("disagree", "mixed") and spread is None
+    if disagree and not models:
+        scores, spread_slices = _scores_and_spread(model, volume, slices, SYMMETRIES)
     else:
         scores = _maps(model, volume, slices)
-        variants = None
+        spread_slices = None
     report(progress, 1, steps, f"scored {len(slices)} slices with {model.name}")
-    if need_variants and models:
-        maps = [scores]
+    if disagree and models:  # the annotators' networks: their spread, accumulated (Welford) map by map
+        mean, m2 = scores.astype(np.float64), np.zeros(scores.shape)
         for i, m in enumerate(models, start=2):
-            maps.append(_maps(m, volume, slices))
+            x = _maps(m, volume, slices)
+            delta = x - mean
+            mean += delta / i
+            m2 += delta * (x - mean)
             report(progress, i, steps, f"scored {len(slices)} slices with another network of {model.name}")
-        variants = np.stack(maps)
-    other_maps = []
-    for m in others:
-        other_maps.append(_maps(m, volume, slices))
-        report(progress, len(other_maps) + 1 + len(models), steps, f"scored {len(slices)} slices with {m.name}")
-    spread_slices = None if spread is None else np.stack([np.asarray(spread[int(z)], dtype=np.float32) for z in slices])
-    return suggest_tiles(scores, slices, list(boxes), config, variants,
-                         np.stack(other_maps) if other_maps else None, spread_slices)
+        spread_slices = np.sqrt(m2 / (len(models) + 1)).astype(np.float32)
+    if spread is not None:
+        spread_slices = np.stack([np.asarray(spread[int(z)], dtype=np.float32) for z in slices])
+    strongest_other = None
+    for k, m in enumerate(others, start=1):
+        x = _maps(m, volume, slices)
+        strongest_other = x if strongest_other is None else np.maximum(strongest_other, x)
+        report(progress, k + 1 + len(models), steps, f"scored {len(slices)} slices with {m.name}")
+    return suggest_tiles(scores, slices, list(boxes), config, None,
+                         None if strongest_other is None else strongest_other[None], spread_slices)
 
 
 def suggest_file(
@@ -118,26 +140,27 @@ def suggest_file(
 
     check_writable(output, inputs=(model_path, tomogram, *models, *others, *([spread] if spread else [])),
                    overwrite=overwrite)
-    tomo = read_volume(tomogram, voxel_size=voxel_size)
-    spread_map = None
-    if spread is not None:
-        spread_map = read_volume(spread, voxel_size=tomo.voxel_size)
-        if spread_map.data.shape != tomo.data.shape:
-            raise TomosegError(f"{spread}: shape {spread_map.data.shape} differs from the tomogram's {tomo.data.shape}")
-    loaded = {}
-    for path in (model_path, *models, *others):
-        loaded[os.fspath(path)] = load_model(path)
-        check_compatible(loaded[os.fspath(path)], path, tomo, tomogram, force)
+    loaded = {os.fspath(path): load_model(path) for path in (model_path, *models, *others)}
     model = loaded[os.fspath(model_path)]
     for path in models:
         if loaded[os.fspath(path)].name != model.name:
             raise TomosegError(f"{path}: a network of {loaded[os.fspath(path)].name!r}, not of {model.name!r}: "
                                "give networks of other features as `others`")
     known = read_boxes(boxes) if boxes is not None else []
-    with tomo, about(tomogram):
-        suggestions = suggest_from_models(model, Paged(tomo.data), known, config,
-                                          [loaded[os.fspath(p)] for p in models],
-                                          [loaded[os.fspath(p)] for p in others], max_slices, progress,
-                                          None if spread_map is None else spread_map.data)
+    with contextlib.ExitStack() as stack:  # every volume opened here is closed, whatever happens
+        tomo = stack.enter_context(read_volume(tomogram, voxel_size=voxel_size, near_voxel_size=model.voxel_size))
+        for path in (model_path, *models, *others):
+            check_compatible(loaded[os.fspath(path)], path, tomo, tomogram, force)
+        spread_map = None
+        if spread is not None:
+            spread_map = stack.enter_context(read_volume(spread, voxel_size=tomo.voxel_size))
+            if spread_map.data.shape != tomo.data.shape:
+                raise TomosegError(f"{spread}: shape {spread_map.data.shape} differs from the tomogram's "
+                                   f"{tomo.data.shape}")
+        with about(tomogram):
+            suggestions = suggest_from_models(model, Paged(tomo.data), known, config,
+                                              [loaded[os.fspath(p)] for p in models],
+                                              [loaded[os.fspath(p)] for p in others], max_slices, progress,
+                                              None if spread_map is None else spread_map.data)
     write_suggestions(output, suggestions)
     return suggestions

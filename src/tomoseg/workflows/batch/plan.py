@@ -139,7 +139,8 @@ def plan_batch(
     for path, stem in zip(paths, stems):
         if not (path.is_file() or (path.is_dir() and path.suffix.lower() == ".zarr")):
             raise TomosegError(f"{path}: no such file")
-        vol = read_volume(path, voxel_size=config.voxel_size, header_only=True)
+        vol = read_volume(path, voxel_size=config.voxel_size, header_only=True,
+                          near_voxel_size=None if config.preprocess else models[0].voxel_size)
         pre = None
         if base is not None:
             target = models[0].voxel_size
