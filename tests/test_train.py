@@ -187,3 +187,23 @@ def test_training_sets_that_cannot_train_one_network_are_refused_in_one_line(par
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and "training set 2" in err and "a.set" in err
     assert not (tmp_path / "m.model").exists()
+
+
+def test_max_steps_bounds_the_epochs_and_fine_tuning_starts_from_the_given_network(particle_trainset):
+    """The fine-tune recipe's cost bound: whole epochs, at most about max_steps minibatches; init=
+    starts from a network's weights and leaves that network unchanged."""
+    from tomoseg.errors import InvalidValue
+    from tomoseg.nn.network import NetworkConfig
+
+    config = recipe("default", epochs=5, negative_copies=1, seed=0)
+    n_batches = -(-len(augmented_samples(particle_trainset, config, np.random.default_rng(0))[0]) // config.batch_size)
+    assert len(train(particle_trainset, replace(config, max_steps=2 * n_batches + 1)).losses) == 2
+    assert len(train(particle_trainset, replace(config, max_steps=1)).losses) == 1  # at least one epoch
+    start = train(particle_trainset, replace(config, epochs=1))
+    before = [p.detach().clone() for p in start.net.parameters()]
+    tuned = train(particle_trainset, replace(config, epochs=1, learning_rate=1e-9), init=start.net)
+    for a, b, c in zip(before, start.net.parameters(), tuned.net.parameters()):
+        assert torch.equal(a, b)  # the network it started from is untouched
+        assert torch.allclose(a, c, atol=1e-5)  # a vanishing learning rate keeps its weights: it started there
+    with pytest.raises(InvalidValue, match="`init` is a network of another shape"):
+        train(particle_trainset, config, init=init_weights(SegNet(NetworkConfig(channels=8)), 0))

@@ -74,7 +74,7 @@ def _recipe_of(args: argparse.Namespace, fine_tune: bool = False):
         seed=args.seed, l1=args.l1, negative_copies=args.copies, optimizer=args.optimizer,
         momentum=args.momentum, positive_weight=args.positive_weight, warmup=args.warmup,
         clip_negatives=args.clip_negatives, lr_decay=args.lr_decay, clip_norm=args.clip_norm,
-        imaging_jitter=args.imaging_jitter,
+        imaging_jitter=args.imaging_jitter, max_steps=args.max_steps,
     )
 
 
@@ -453,6 +453,9 @@ def _recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up (the paper: 0)")
     p.add_argument("--clip-norm", type=float,
                    help="largest gradient norm per step, larger ones are scaled down; 0: off (the paper: off)")
+    p.add_argument("--max-steps", type=int, metavar="N",
+                   help="run fewer epochs where the set is large, at most about N minibatches (0: all epochs; the "
+                        "fine-tune recipe: 300)")
     p.add_argument("--imaging-jitter", type=float, metavar="S",
                    help="augment each sample as if imaged otherwise (contrast, blur or sharpening, noise, offset; "
                         "strength S, e.g. 1; 0: off, the paper's); for networks meant for tomograms taken under "
@@ -866,6 +869,7 @@ def _recipes_help() -> str:
         extra += [f"x{r.lr_decay:g} per epoch"]
         extra += [f"feature pixels weighted {r.positive_weight:g}"] if r.positive_weight != 1 else []
         extra += ["new rotations and flips each epoch"] if r.resample else []
+        extra += [f"at most {r.max_steps} minibatches"] if r.max_steps else []
         parts.append(f"{name} ({what.get(name, r.recipe)}: {r.epochs} epochs, batch {r.batch_size}, "
                      f"{r.optimizer} lr {r.learning_rate:g}, {', '.join(extra)})")
     return ", ".join(parts)

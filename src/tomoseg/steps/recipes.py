@@ -5,7 +5,7 @@ A :class:`TrainConfig` is a recipe. ``RECIPES["paper"]`` is the paper exactly
 copies: each negative 10 times, positives balanced); ``"reference"`` is later
 EMAN2 (Adam 1e-4, no L1); ``"default"`` is tomoseg's own, chosen by measurement
 (docs/accuracy.md); ``"fine-tune"`` continues an existing network on an enlarged set
-(``train --init``: a few epochs at half the learning rate); ``"fast"`` trains in about a minute on 2 CPU cores (600 instead of
+(``train --init``: 8 epochs, at most 300 minibatches, at half the learning rate); ``"fast"`` trains in about a minute on 2 CPU cores (600 instead of
 2,000 steps, with momentum and gradient clipping), at the cost of a lower Dice at threshold 1
 on compact particles such as ribosomes (docs/accuracy-history.md, "A one-minute recipe").
 
@@ -34,7 +34,8 @@ class TrainConfig:
     norm (all parameters together) are scaled down to it before each step; 0: off.
     imaging_jitter: strength of the augmentation that imitates other imaging conditions (contrast,
     blur or sharpening, noise, offset per sample; :mod:`tomoseg.ops.augment`); 0: off (the paper
-    only rotates).
+    only rotates). max_steps: fewer epochs where the set is large, so that at most about this many
+    minibatches run (whole epochs, at least one); 0: all ``epochs`` (a cost bound for fine-tuning).
     """
 
     recipe: str = "custom"
@@ -53,6 +54,7 @@ class TrainConfig:
     warmup: float = 0.0
     clip_norm: float = 0.0
     imaging_jitter: float = 0.0
+    max_steps: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -65,6 +67,8 @@ class TrainConfig:
             raise InvalidValue(f"`clip_norm` must be >= 0, got {self.clip_norm}")
         if self.imaging_jitter < 0:
             raise InvalidValue(f"`imaging_jitter` must be >= 0, got {self.imaging_jitter}")
+        if self.max_steps < 0:
+            raise InvalidValue(f"`max_steps` must be >= 0, got {self.max_steps}")
         if self.warmup < 0:
             raise InvalidValue(f"`warmup` must be >= 0, got {self.warmup}")
         if not self.learning_rate > 0:
@@ -80,9 +84,14 @@ class TrainConfig:
 
 _DEFAULT = TrainConfig(recipe="default", resample=True, flips=True, positive_weight=3.0)
 
-FINE_TUNE_EPOCHS = 4
+FINE_TUNE_EPOCHS = 8
 """Epochs of the ``fine-tune`` recipe (``train --init``): the default recipe at half its learning rate
-for a few epochs, from the existing network's weights (measured: docs/accuracy.md, "Where to click next")."""
+for 8 epochs from the existing network's weights, at most :data:`FINE_TUNE_STEPS` minibatches (measured
+against 4 epochs and against training afresh: docs/accuracy.md, "Where to click next")."""
+
+FINE_TUNE_STEPS = 300
+"""The fine-tune recipe's bound on minibatches: 8 epochs of a set of up to ~40 tiles (the loop's sets),
+fewer epochs on larger sets, so that a round costs at most about 30 s on 2 cores."""
 
 #: The named recipes, the default first (the CLI and the napari dock list them in this order).
 RECIPES: dict[str, TrainConfig] = {
@@ -97,7 +106,8 @@ RECIPES: dict[str, TrainConfig] = {
         warmup=1.0,
         clip_norm=5.0,
     ),
-    "fine-tune": replace(_DEFAULT, recipe="fine-tune", epochs=FINE_TUNE_EPOCHS, learning_rate=0.005),
+    "fine-tune": replace(_DEFAULT, recipe="fine-tune", epochs=FINE_TUNE_EPOCHS, learning_rate=0.005,
+                         max_steps=FINE_TUNE_STEPS),
     "paper": TrainConfig(recipe="paper"),
     "reference": TrainConfig(recipe="reference", optimizer="adam", learning_rate=1e-4, lr_decay=1.0, l1=0.0),
 }

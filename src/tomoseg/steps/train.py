@@ -176,9 +176,10 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: learning_rate_factor(step, n_batches, config)
     )
-    total = config.epochs * n_batches
+    epochs = config.epochs if not config.max_steps else max(1, min(config.epochs, config.max_steps // n_batches))
+    total = epochs * n_batches
     losses: list[float] = []
-    for epoch in range(config.epochs):
+    for epoch in range(epochs):
         if config.resample and epoch > 0:
             inputs, labels = augmented_samples(trainset, config, rng)
         inputs, labels = inputs.to(device), labels.to(device)
@@ -196,7 +197,7 @@ def train(
             optimizer.step()
             scheduler.step()
             epoch_loss += float(loss.detach()) * len(idx)
-            report(progress, epoch * n_batches + b + 1, total, f"epoch {epoch + 1}/{config.epochs}")
+            report(progress, epoch * n_batches + b + 1, total, f"epoch {epoch + 1}/{epochs}")
         losses.append(epoch_loss / len(inputs))
         if on_epoch is not None:
             on_epoch(epoch + 1, losses[-1])
