@@ -436,6 +436,26 @@ def _say(args: argparse.Namespace, text: str) -> None:
         print(text)
 
 
+def _suggest_options(p: argparse.ArgumentParser) -> None:
+    """How tiles are suggested (``tomoseg suggest``, ``tomoseg project suggest``)."""
+    from tomoseg.steps.suggest import SuggestConfig
+
+    default = SuggestConfig()
+    p.add_argument("--n", type=int, default=default.n, help=f"tiles to suggest (default: {default.n})")
+    p.add_argument("--strategy", default=default.strategy, choices=list(STRATEGIES),
+                   help="uncertain: many pixels near the threshold; disagree: networks (or the turned slice) "
+                        "differ; false-positive: detections where another feature fires or far from positive boxes; "
+                        f"mixed: those in turn; random: the baseline (default: {default.strategy}; docs/accuracy.md, "
+                        "'Where to click next')")
+    p.add_argument("--threshold", type=float, default=default.threshold,
+                   help=f"the score that decides (default: {default.threshold:g})")
+    p.add_argument("--slices", type=int, default=48,
+                   help="score at most this many slices, evenly spaced (fewer on large slices); suggestions fall on "
+                        "them (default: 48)")
+    p.add_argument("--seed", type=int, default=default.seed, help=f"random seed (random strategy, ties; default: "
+                                                                   f"{default.seed})")
+
+
 def _recipe_options(p: argparse.ArgumentParser) -> None:
     """The training recipe and its settings (``tomoseg train``, ``tomoseg project train``)."""
     p.add_argument("--recipe", choices=list(RECIPES),
@@ -601,11 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("feature")
     q.add_argument("-o", "--output", help="also write them as a CSV (x,y,z,kind,reason,score; kind '?'): set each "
                                           "kind, then 'project import-boxes' it")
-    q.add_argument("--n", type=int, default=10, help="tiles to suggest (default: 10)")
-    q.add_argument("--strategy", default="mixed", choices=list(STRATEGIES), help="see 'tomoseg suggest' (default: mixed)")
-    q.add_argument("--threshold", type=float, default=1.0, help="the score that decides (default: 1)")
-    q.add_argument("--slices", type=int, default=48, help="score at most this many slices (default: 48)")
-    q.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    _suggest_options(q)
     q.add_argument("--overwrite", action="store_true", help=OVERWRITE)
     q = action("train", "Train a feature's network; saves models/FEATURE.model in the project (replacing one).",
                _project_train)
@@ -637,11 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tomogram", help="the preprocessed tomogram it annotates (MRC or TIFF)")
     p.add_argument("-o", "--output", required=True,
                    help="CSV of tiles x,y,z,kind,reason,score with kind '?': set each to positive or negative")
-    p.add_argument("--n", type=int, default=10, help="tiles to suggest (default: 10)")
-    p.add_argument("--strategy", default="mixed", choices=list(STRATEGIES),
-                   help="uncertain: many pixels near the threshold; disagree: networks (or the turned slice) "
-                        "differ; false-positive: detections where another feature fires or far from positive boxes; "
-                        "mixed: those in turn; random: the baseline (default: mixed)")
+    _suggest_options(p)
     p.add_argument("--boxes", help="the feature's boxes so far (CSV x,y,z,kind): not suggested again, and positive "
                                    "ones tell known detections from new ones")
     p.add_argument("--models", nargs="+", metavar="MODEL",
@@ -649,10 +661,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--others", nargs="+", metavar="MODEL", help="networks of other features, for false-positive")
     p.add_argument("--spread", metavar="MAP", help="the annotators' disagreement (tomoseg consensus --spread or "
                                                    "--disagreement) on the tomogram's grid, for disagree")
-    p.add_argument("--threshold", type=float, default=1.0, help="the score that decides (default: 1)")
-    p.add_argument("--slices", type=int, default=48,
-                   help="score at most this many slices, evenly spaced; suggestions fall on them (default: 48)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (random strategy, ties; default: 0)")
     p.add_argument("--voxel-size", type=float, help="voxel size in A of the tomogram, if its header's is missing or wrong")
     p.add_argument("--force", action="store_true",
                    help="go on despite a voxel-size or preprocessing mismatch (warns about each one)")
