@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 from tomoseg.ops.context import MAX_CONTEXT
 from tomoseg.steps.picking_modes import PICKING_MODES
 from tomoseg.steps.recipes import RECIPES
-from tomoseg.steps.suggest import STRATEGIES
+from tomoseg.steps.suggest import STRATEGIES, SuggestConfig
 
 
 def button(text: str, slot, tip: str = "") -> QPushButton:
@@ -173,7 +173,7 @@ class SuggestPanel(QGroupBox):
         form = QFormLayout(self)
         self.suggest_strategy = QComboBox()
         self.suggest_strategy.addItems(list(STRATEGIES))
-        self.suggest_strategy.setCurrentText("mixed")
+        self.suggest_strategy.setCurrentText(SuggestConfig().strategy)
         self.suggest_strategy.setToolTip("uncertain: many pixels near the threshold; disagree: the turned slice "
                                          "scores otherwise; false-positive: detections where another feature's "
                                          "network fires or far from positive boxes; mixed: those in turn; random")
