@@ -42,7 +42,7 @@ STRATEGIES = ("uncertain", "disagree", "false-positive", "mixed", "random")
 @dataclass(frozen=True)
 class SuggestConfig:
     """n: suggestions wanted. strategy: one of :data:`STRATEGIES` (default ``uncertain``: the best
-    three-seed mean against random tiles, docs/accuracy.md "Where to click next"). threshold: the score that decides
+    mean against random tiles over the seeds measured, docs/accuracy.md "Where to click next"). threshold: the score that decides
     (1 = the training positives' mean). band: half-width of the "near the threshold" band.
     tile_size: of the tiles (the training tiles' size). stride: candidate spacing in pixels.
     far: distance in voxels from the nearest positive box at which a detection counts fully as
