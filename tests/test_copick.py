@@ -115,7 +115,7 @@ def test_trainset_from_a_copick_segmentation_or_picks(project, small_tomo, capsy
     h = ts.tile_size // 2
     for (x, y, z), positive, mask in zip(ts.boxes, ts.positive, ts.masks):
         np.testing.assert_array_equal(mask > 0, truth[z, y - h:y + h, x - h:x + h] > 0)
-        assert positive == bool(truth[z, y - h:y + h, x - h:x + h].any()) or not positive
+        assert positive == bool(truth[z, y - h:y + h, x - h:x + h].any())  # negatives are free of the feature
     assert main(base + ["--picks", "particle", "--negatives", "0", "-o", str(d / "p.set"), "-q"]) == 0  # spheres fill it
     ts = load_trainset(d / "p.set")
     overlap = [(m > 0).sum() and ((m > 0) & (truth[z, y - h:y + h, x - h:x + h] > 0)).sum() / (m > 0).sum()

@@ -35,6 +35,9 @@ from tomoseg.types import Path_
 MERGED_NAME = "tomoseg-merged"
 """The name of the multilabel segmentation of merged maps."""
 
+_TAKEN = "exists already for this user and session; give `overwrite` to replace it, or another `session_id`"
+"""How a refusal to replace our own entries ends."""
+
 
 @dataclass(frozen=True)
 class CopickSource:
@@ -147,10 +150,10 @@ def check_free(config: Path_, runs: list[str], features: tuple[str, ...], picked
         run = root.get_run(name)
         for feature in features + ((MERGED_NAME,) if merged else ()):
             if run.get_segmentations(name=feature, user_id=user_id, session_id=session_id):
-                _replace_ours([feature], False, f"run {name!r}: segmentation {feature!r}")
+                raise TomosegError(f"run {name!r}: segmentation {feature!r} {_TAKEN}")
         for feature in picked:
             if run.get_picks(object_name=feature, user_id=user_id, session_id=session_id):
-                _replace_ours([feature], False, f"run {name!r}: picks of {feature!r}")
+                raise TomosegError(f"run {name!r}: picks of {feature!r} {_TAKEN}")
     return replace
 
 
@@ -166,8 +169,7 @@ def _transforms(angles: np.ndarray, xyz_angstrom: np.ndarray) -> np.ndarray:
 def _replace_ours(existing: list, overwrite: bool, what: str) -> None:
     """Our own entries of this session: refused without overwrite, else deleted first."""
     if existing and not overwrite:
-        raise TomosegError(f"{what} exists already for this user and session; give `overwrite` to replace it, or "
-                           "another `session_id`")
+        raise TomosegError(f"{what} {_TAKEN}")
     for entry in existing:
         entry.delete()
 

@@ -21,6 +21,7 @@ from tomoseg.io.atomic import check_writable
 from tomoseg.io.boxes import read_boxes
 from tomoseg.io.model_file import load_model, save_model
 from tomoseg.io.mrc import Volume, check_finite, create_volume, header_label, read_volume, volume_format, write_volume
+from tomoseg.io.omezarr import is_zarr
 from tomoseg.io.pages import Paged, read_slab, write_slab
 from tomoseg.io.resumable import resumable_volume
 from tomoseg.io.trainset_file import load_trainset, save_trainset
@@ -261,13 +262,8 @@ def apply_outputs(model_paths: Sequence[Path_], tomogram: Path_, output: Path_) 
     if len(set(stems)) != len(stems):
         raise TomosegError("two models have the same file name; their outputs would collide")
     folder.mkdir(parents=True, exist_ok=True)
-    suffix = ".zarr" if volume_format_of_input(tomogram) == "zarr" else ".mrc"  # OME-Zarr in, OME-Zarr out
+    suffix = ".zarr" if is_zarr(tomogram) else ".mrc"  # OME-Zarr in, OME-Zarr out
     return [folder / f"{Path(tomogram).stem}_{stem}{suffix}" for stem in stems]
-
-
-def volume_format_of_input(path: Path_) -> str:
-    """"zarr" for an OME-Zarr input (a ``.zarr`` folder), else "file" (MRC or TIFF)."""
-    return "zarr" if Path(path).suffix.lower() == ".zarr" else "file"
 
 
 def file_fingerprint(path: Path_) -> dict:
