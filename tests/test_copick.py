@@ -126,3 +126,28 @@ def test_trainset_from_a_copick_segmentation_or_picks(project, small_tomo, capsy
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tomoseg: warning")]
     assert len(err) == 1 and "has no segmentation 'membrane' at 10 A" in err[0]
     assert not (d / "m.set").exists()
+
+
+def test_segmentations_are_written_slab_by_slab_as_copick_writes_them(project, monkeypatch):
+    """write_segmentation streams a memory-mapped map into a copick segmentation: the same voxels and the same
+    OME-Zarr metadata as copick's own from_numpy, whatever the slab size."""
+    from tomoseg.workflows import copick as ours
+
+    monkeypatch.setattr(ours, "SEGMENTATION_CHUNKS", (5, 16, 16))  # several slabs and chunks on a small map
+    rng = np.random.default_rng(0)
+    scores = rng.normal(1.0, 0.5, (23, 40, 36)).astype(np.float32)
+    root = copick.from_file(str(project / "config.json"))
+    run = root.get_run("TS_001")
+    seg = run.new_segmentation(voxel_size=10.0, name="membrane", session_id="0", is_multilabel=False, user_id="t")
+    ours.write_segmentation(seg, scores, 10.0, lambda block: block >= 1.0)
+    theirs = run.new_segmentation(voxel_size=10.0, name="membrane", session_id="0", is_multilabel=False, user_id="c")
+    theirs.from_numpy((scores >= 1.0).astype(np.uint8))
+    root = copick.from_file(str(project / "config.json"))
+    run = root.get_run("TS_001")
+    mine, copicks = (run.get_segmentations(name="membrane", user_id=u)[0] for u in ("t", "c"))
+    np.testing.assert_array_equal(mine.numpy(), copicks.numpy())
+    assert mine.numpy().dtype == copicks.numpy().dtype == np.uint8
+    import zarr
+
+    ms_mine, ms_theirs = (zarr.open(s.zarr()).attrs["multiscales"][0] for s in (mine, copicks))
+    assert ms_mine["datasets"] == ms_theirs["datasets"] and ms_mine["axes"] == ms_theirs["axes"]

@@ -188,34 +188,30 @@ def write_run(config: Path_, run_name: str, summary: dict, features: tuple[str, 
     written: dict = {"run": run_name, "segmentations": [], "picks": {}}
     calibration = summary.get("calibration") or {}
     for feature, path in zip(features, summary["score_maps"]):
-        with read_volume(path) as vol:
+        with read_volume(path, mmap=True) as vol:
             voxel = float(vol.voxel_size)
-            scale = calibration.get(feature, 1.0)
-            mask = np.zeros(vol.data.shape, dtype=np.uint8)
-            for z0 in range(0, vol.data.shape[0], 16):
-                mask[z0:z0 + 16] = np.asarray(vol.data[z0:z0 + 16]) / np.float32(scale) >= threshold
-        _replace_ours(run.get_segmentations(name=feature, user_id=user_id, session_id=session_id,
-                                            is_multilabel=False, voxel_size=voxel),
-                      overwrite, f"run {run_name!r}: segmentation {feature!r}")
-        seg = run.new_segmentation(voxel_size=voxel, name=feature, session_id=session_id, is_multilabel=False,
-                                   user_id=user_id)
-        seg.from_numpy(mask)
+            scale = np.float32(calibration.get(feature, 1.0))
+            _replace_ours(run.get_segmentations(name=feature, user_id=user_id, session_id=session_id,
+                                                is_multilabel=False, voxel_size=voxel),
+                          overwrite, f"run {run_name!r}: segmentation {feature!r}")
+            seg = run.new_segmentation(voxel_size=voxel, name=feature, session_id=session_id, is_multilabel=False,
+                                       user_id=user_id)
+            write_segmentation(seg, vol.data, voxel, lambda block: np.asarray(block) / scale >= threshold)
         written["segmentations"].append(feature)
     if "labels" in summary:
-        with read_volume(summary["labels"]) as vol:
-            labels = np.asarray(vol.data[:]).astype(np.uint8)
-            merged_voxel = float(vol.voxel_size)
         values = {o.name: o.label for o in root.pickable_objects}
         free = (v for v in range(1, 256) if v not in values.values())  # features without an object
         lut = np.zeros(256, dtype=np.uint8)
         for k, feature in enumerate(features, start=1):
             lut[k] = values[feature] if feature in values else next(free)
-        _replace_ours(run.get_segmentations(name=MERGED_NAME, user_id=user_id, session_id=session_id,
-                                            is_multilabel=True, voxel_size=merged_voxel),
-                      overwrite, f"run {run_name!r}: segmentation {MERGED_NAME!r}")
-        seg = run.new_segmentation(voxel_size=merged_voxel, name=MERGED_NAME, session_id=session_id,
-                                   is_multilabel=True, user_id=user_id)
-        seg.from_numpy(lut[labels])
+        with read_volume(summary["labels"], mmap=True) as vol:
+            merged_voxel = float(vol.voxel_size)
+            _replace_ours(run.get_segmentations(name=MERGED_NAME, user_id=user_id, session_id=session_id,
+                                                is_multilabel=True, voxel_size=merged_voxel),
+                          overwrite, f"run {run_name!r}: segmentation {MERGED_NAME!r}")
+            seg = run.new_segmentation(voxel_size=merged_voxel, name=MERGED_NAME, session_id=session_id,
+                                       is_multilabel=True, user_id=user_id)
+            write_segmentation(seg, vol.data, merged_voxel, lambda block: lut[np.asarray(block).view(np.uint8)])
         written["segmentations"].append(MERGED_NAME)
     for feature, entry in (summary.get("picks") or {}).items():
         with read_volume(summary["score_maps"][features.index(feature)]) as scores:
@@ -234,6 +230,29 @@ def write_run(config: Path_, run_name: str, summary: dict, features: tuple[str, 
             tmp.write_text(json.dumps({"config": str(Path(config).resolve()), "user_id": user_id,
                                        "session_id": session_id, **written}, indent=1))
     return written
+
+
+SEGMENTATION_CHUNKS = (64, 256, 256)
+"""Chunks of the segmentations tomoseg writes (z, y, x); also how many slices are converted at a time."""
+
+
+def write_segmentation(seg, data, voxel_size: float, convert) -> None:
+    """Write a copick segmentation slab by slab: ``convert(block)`` turns each block of ``data`` (slices
+    of a memory-mapped map) into uint8 labels. The same OME-Zarr layout as copick's ``from_numpy``
+    (one level "0", a scale transform in A), without the whole volume in memory."""
+    import zarr
+    from ome_zarr.writer import write_multiscales_metadata
+
+    shape = tuple(int(n) for n in data.shape)
+    chunks = tuple(min(c, n) for c, n in zip(SEGMENTATION_CHUNKS, shape))
+    group = zarr.group(store=seg.zarr(), overwrite=True)
+    level = group.create_dataset("0", shape=shape, chunks=chunks, dtype=np.uint8, fill_value=0,
+                                 dimension_separator="/")
+    for z0 in range(0, shape[0], chunks[0]):
+        level[z0:z0 + chunks[0]] = np.asarray(convert(data[z0:z0 + chunks[0]]), dtype=np.uint8)
+    axes = [{"name": a, "type": "space", "unit": "angstrom"} for a in "zyx"]
+    write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [
+        {"type": "scale", "scale": [float(voxel_size)] * 3}]}], axes=axes, name="/")
 
 
 def user_check(user_id: str, session_id: str) -> None:
