@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tomoseg.errors import Cancelled, TomosegError, VoxelSizeMissing
+from tomoseg.errors import Cancelled, OutputExists, TomosegError, VoxelSizeMissing
 from tomoseg.gui.jobs import Job
 from tomoseg.io.mrc import header_label, write_volume
 from tomoseg.steps.preprocess import PreprocessConfig
@@ -180,7 +180,7 @@ def test_the_dock_s_file_steps_import_merge_and_export(tmp_path, tomo_path, part
     from tomoseg.io.model_file import save_model
     from tomoseg.io.particles import read_particles
     from tomoseg.steps.pick import PickConfig, pick_particles
-    from tomoseg.workflows.project import export_picks, import_model_file, merge_features, read_scores
+    from tomoseg.workflows.project import export_picks, import_model_file, merge_features, read_scores, save_maps
 
     from tomoseg.nn.model import Model
 
@@ -213,6 +213,16 @@ def test_the_dock_s_file_steps_import_merge_and_export(tmp_path, tomo_path, part
     # calibrated: each map divided by its scale first (here membrane x 2 -> wins everywhere it is set)
     labels, _ = merge_features(p, 1.0, calibrate=True, scale_of=lambda path: 0.5 if "membrane" in path.name else 1.0)
     assert (labels[:, :40] == 2).all() and (labels[:, 100:] == 2).all()
+    # Save maps: OME-Zarr copies with the labels; refused before writing anything where one exists
+    out = tmp_path / "saved"
+    out.mkdir()
+    (out / "merged.zarr").mkdir()
+    with pytest.raises(OutputExists, match="merged.zarr: exists already"):
+        save_maps(p, out)
+    assert sorted(f.name for f in out.iterdir()) == ["merged.zarr"]
+    assert [f.name for f in save_maps(p, out, overwrite=True)] == ["particle.zarr", "membrane.zarr", "merged.zarr"]
+    np.testing.assert_array_equal(np.asarray(read_volume(out / "membrane.zarr").data[:]), b)
+    assert read_volume(out / "merged.zarr").label_value("label 2") == "membrane"
 
     blob = np.zeros(shape, np.float32)
     blob[10:14, 60:64, 60:64] = 2.0

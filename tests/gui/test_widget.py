@@ -123,6 +123,7 @@ def test_paint_train_preview_apply_merge_pick(widget, small_tomo):
     assert w.merge()
     w.wait()
     assert "tomoseg merged" in viewer.layers
+    _save_maps_and_layers(w, scores)
     assert w.pick()
     w.wait()
     picks = viewer.layers["tomoseg picks: particle"]
@@ -141,6 +142,30 @@ def test_paint_train_preview_apply_merge_pick(widget, small_tomo):
     assert len(picks.data) > len(w.picks) and set(picks.features["pick"]) == set(range(len(w.picks)))
     reopened = Project.open(w.project.folder)
     assert (reopened.masks == value).sum() == (w.project.masks == value).sum()
+
+
+def _save_maps_and_layers(w, scores) -> None:
+    """Save maps... writes OME-Zarr copies of the score and merged maps; napari's File > Save with the
+    tomoseg writer saves a layer with the voxel size, origin and labels of its file."""
+    from tomoseg.io.mrc import read_volume
+
+    out = w.project.folder / "saved"
+    out.mkdir()
+    assert w.save_maps(out)
+    w.wait()
+    assert "saved particle.zarr, merged.zarr" in w.status.text()
+    z = read_volume(out / "particle.zarr")
+    np.testing.assert_array_equal(np.asarray(z.data[:]), np.asarray(scores))
+    assert z.voxel_size == 10.0 and z.label_value("feature") == "particle"
+    assert read_volume(out / "merged.zarr").label_value("label 1") == "particle"
+    assert w.save_maps(out)  # again: refused before anything is written
+    w.wait()
+    assert "exists already" in w.status.text()
+    w.viewer.layers.selection = {w.viewer.layers["tomoseg merged"]}
+    w.viewer.layers.save(str(out / "layer.mrc"), selected=True, plugin="tomoseg")
+    layer = read_volume(out / "layer.mrc")
+    assert layer.voxel_size == 10.0 and layer.label_value("label 1") == "particle"
+    np.testing.assert_array_equal(np.asarray(layer.data), np.asarray(read_volume(w.project.path("merged")).data))
 
 
 def test_cancel_training(widget, small_tomo):

@@ -41,6 +41,15 @@ def _preprocess(args: argparse.Namespace) -> None:
     _say(args, f"wrote {args.output}: {'x'.join(map(str, out.data.shape[::-1]))} voxels at {out.voxel_size:g} A")
 
 
+def _convert(args: argparse.Namespace) -> None:
+    from tomoseg.workflows.convert import convert_file
+
+    with progress_bar("convert", quiet=args.quiet) as bar:
+        shape, voxel = convert_file(args.input, args.output, voxel_size=args.voxel_size, overwrite=args.overwrite,
+                                    progress=bar)
+    _say(args, f"wrote {args.output}: {'x'.join(map(str, shape[::-1]))} voxels at {voxel:g} A")
+
+
 def _trainset(args: argparse.Namespace) -> None:
     from tomoseg.workflows import trainset_file
 
@@ -522,6 +531,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "apply a model trained at another voxel size")
     p.add_argument("--voxel-size", type=float, help="voxel size in A, if the header's is missing or wrong")
 
+    p = command("convert", "Copy a volume into another format (MRC, TIFF, OME-Zarr) with its voxel size, origin and "
+                           "tomoseg labels.", _convert,
+                ["tomoseg convert TS_001.mrc -o TS_001.zarr",
+                 "tomoseg convert membrane_scores.zarr -o membrane_scores.mrc"])
+    p.add_argument("input", help="volume (MRC, TIFF, or OME-Zarr: its full-resolution level)")
+    p.add_argument("-o", "--output", required=True, help=f"the copy ({VOLUME_OUTPUTS}; OME-Zarr with a pyramid)")
+    p.add_argument("--voxel-size", type=float, help="voxel size in A, if the header's is missing or wrong")
+
     p = command("trainset", "Cut 64x64 training tiles and masks at boxes from a label or mask volume.", _trainset,
                 ["tomoseg trainset pre.mrc --boxes boxes.csv --labels labels.mrc --value 1 --name membrane -o membrane.set",
                  "tomoseg trainset pre.mrc --boxes boxes.csv --masks membrane_mask.mrc -o membrane.set",
@@ -864,7 +881,7 @@ OVERWRITE = "replace existing outputs (default: refuse to)"
 THREADS_HELP = ("CPU threads (default: the cores this process may use: its CPU affinity and container quota; "
                 "fewer leave cores to other jobs)")
 DEVICE_HELP = "auto (the default: a CUDA GPU if present, else the CPU), cpu, cuda or cuda:N"
-VOLUME_OUTPUTS = "MRC .mrc/.rec/.map, or TIFF .tif/.tiff"
+VOLUME_OUTPUTS = "MRC .mrc/.rec/.map, TIFF .tif/.tiff, or OME-Zarr .zarr"
 
 
 def _recipes_help() -> str:

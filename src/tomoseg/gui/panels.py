@@ -113,10 +113,10 @@ class FeaturePanel(QGroupBox):
 
 
 class TrainPanel(QGroupBox):
-    """Training options, Train, Preview, Apply, Merge, 3D, the loss curve.
+    """Training options, Train, Preview, Apply, Merge, 3D, Save maps, the loss curve.
     Its controls are the dock's too (``dock.threshold`` ...)."""
 
-    CONTROLS = ("_loss_axes", "_loss_canvas", "context", "epochs", "jitter", "loss_label", "recipe", "tta")
+    CONTROLS = ("_loss_axes", "_loss_canvas", "context", "epochs", "jitter", "loss_label", "map_format", "recipe", "tta")
 
     def __init__(self, dock) -> None:
         super().__init__("Train and apply")
@@ -146,6 +146,10 @@ class TrainPanel(QGroupBox):
         form.addRow("slab context", self.context)
         form.addRow("imaging jitter", self.jitter)
         form.addRow("test-time aug.", self.tta)
+        self.map_format = QComboBox()
+        self.map_format.addItems([".zarr (OME-Zarr)", ".mrc (MRC)", ".tif (TIFF)"])
+        self.map_format.setToolTip("the format Save maps... writes")
+        form.addRow("maps saved as", self.map_format)
         buttons = QHBoxLayout()
         buttons.addWidget(button("Train", dock.train, "train the active feature's network"))
         buttons.addWidget(button("Preview slice", dock.preview, "apply the network to the current slice"))
@@ -154,6 +158,9 @@ class TrainPanel(QGroupBox):
         buttons.addWidget(button("Apply", dock.apply, "score the whole tomogram"))
         buttons.addWidget(button("Merge", dock.merge, "one label map from all features' scores"))
         buttons.addWidget(button("3D", dock.show_3d, "isosurfaces of the score maps at threshold 1"))
+        buttons.addWidget(button("Save maps...", dock._ask_save_maps,
+                                 "copies of the score maps and the merged map in a folder: OME-Zarr (with a pyramid, "
+                                 "for napari, the Data Portal's tools, copick), MRC or TIFF"))
         form.addRow(buttons)
         self.loss_label = QLabel("")
         form.addRow(self.loss_label)

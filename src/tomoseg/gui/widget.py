@@ -655,12 +655,14 @@ class TomosegWidget(QWidget):
         return self._guard(act)
 
     def _show_scores(self, name: str, path: Path) -> None:
-        from tomoseg.workflows.project import read_scores
+        from tomoseg.workflows.project import layer_metadata, read_scores
 
-        self._add_score_layer(f"tomoseg scores: {name}", read_scores(self._need_project(), name), name)
+        self._add_score_layer(f"tomoseg scores: {name}", read_scores(self._need_project(), name), name,
+                              metadata=layer_metadata(path))
         self.say(f"scores of {name} in {path}")
 
-    def _add_score_layer(self, layer_name: str, data: np.ndarray, feature: str, first_slice: int = 0):
+    def _add_score_layer(self, layer_name: str, data: np.ndarray, feature: str, first_slice: int = 0,
+                         metadata: dict | None = None):
         from napari.utils.colormaps import Colormap
 
         colour = _rgba(self.project.features[feature].colour)
@@ -668,8 +670,10 @@ class TomosegWidget(QWidget):
         if layer_name in self.viewer.layers:
             self.viewer.layers.remove(layer_name)
         vs = self.project.volume.voxel_size
+        metadata = metadata or {"voxel_size": vs, "origin": tuple(self.project.volume.origin)}
         return self.viewer.add_image(data, name=layer_name, scale=(vs,) * 3, translate=(first_slice * vs, 0, 0),
-                                     colormap=cmap, contrast_limits=(0, 2), blending="additive", opacity=0.7)
+                                     colormap=cmap, contrast_limits=(0, 2), blending="additive", opacity=0.7,
+                                     metadata=metadata)
 
     def merge(self) -> bool:
         """Merge all features with score maps into one label layer (feature colours), in the background."""
@@ -687,15 +691,37 @@ class TomosegWidget(QWidget):
             def done(result):
                 from napari.utils.colormaps import DirectLabelColormap
 
+                from tomoseg.workflows.project import layer_metadata
+
                 merged, names = result
                 colours = {0: np.zeros(4), None: np.zeros(4)}
                 colours.update({k: _rgba(project.features[n].colour) for k, n in enumerate(names, start=1)})
                 if "tomoseg merged" in self.viewer.layers:
                     self.viewer.layers.remove("tomoseg merged")
                 self.viewer.add_labels(merged, name="tomoseg merged", scale=(project.volume.voxel_size,) * 3,
-                                       colormap=DirectLabelColormap(color_dict=colours), opacity=0.6)
+                                       colormap=DirectLabelColormap(color_dict=colours), opacity=0.6,
+                                       metadata=layer_metadata(project.path("merged")))
                 self.say("merged: " + ", ".join(f"{k}={n}" for k, n in enumerate(names, start=1)))
             self._start("merging", work, done)
+        return self._guard(act)
+
+    def _ask_save_maps(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save the score maps and the merged map in")
+        if folder:
+            self.save_maps(folder, self.map_format.currentText().split(" ")[0])
+
+    def save_maps(self, folder, suffix: str = ".zarr") -> bool:
+        """Copies of the score maps and the merged map in ``folder`` (``NAME.zarr``, ``merged.zarr``:
+        OME-Zarr with a pyramid; or ``.mrc``/``.tif``), in the background."""
+        def act():
+            from tomoseg.workflows.project import save_maps
+
+            project = self._need_project()
+
+            def work(progress):
+                return save_maps(project, folder, suffix, progress=progress)  # refuses before writing if one exists
+            self._start("saving maps", work,
+                        lambda paths: self.say(f"saved {', '.join(p.name for p in paths)} in {folder}"))
         return self._guard(act)
 
     def _calibration(self, path: Path) -> float:

@@ -196,7 +196,7 @@ def write_run(config: Path_, run_name: str, summary: dict, features: tuple[str, 
                           overwrite, f"run {run_name!r}: segmentation {feature!r}")
             seg = run.new_segmentation(voxel_size=voxel, name=feature, session_id=session_id, is_multilabel=False,
                                        user_id=user_id)
-            write_segmentation(seg, vol.data, voxel, lambda block: np.asarray(block) / scale >= threshold)
+            write_segmentation(seg, vol.data, voxel, lambda block, s=scale: np.asarray(block) / s >= threshold)
         written["segmentations"].append(feature)
     if "labels" in summary:
         values = {o.name: o.label for o in root.pickable_objects}

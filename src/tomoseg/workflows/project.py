@@ -598,6 +598,41 @@ def merge_features(project: Project, threshold: float = 1.0, calibrate: bool = F
     return np.asarray(read_volume(out).data).view(np.uint8), names
 
 
+def save_maps(project: Project, folder: str | os.PathLike, suffix: str = ".zarr", overwrite: bool = False,
+              progress=None) -> list[Path]:
+    """Copies of the project's score maps (``NAME`` + ``suffix``) and merged map (``merged`` + ``suffix``)
+    in ``folder``, in the format ``suffix`` names (``.zarr``: OME-Zarr with a pyramid; ``.mrc``; ``.tif``),
+    with voxel size, origin and labels (:func:`~tomoseg.workflows.convert.convert_file`). Refuses
+    before writing anything if one exists already (unless ``overwrite``). Returns the written paths."""
+    from tomoseg.io.atomic import check_writable
+    from tomoseg.progress import scaled
+    from tomoseg.workflows.convert import convert_file
+
+    sources = [(project.path("scores", n), n) for n in project.features if project.path("scores", n).exists()]
+    if project.path("merged").exists():
+        sources.append((project.path("merged"), "merged"))
+    if not sources:
+        raise TomosegError("no feature has a score map yet: Apply first")
+    out = Path(folder)
+    if not out.is_dir():
+        raise TomosegError(f"{out}: no such folder")
+    targets = [out / f"{name}{suffix}" for _, name in sources]
+    for (source, _), target in zip(sources, targets):
+        check_writable(target, inputs=(source,), overwrite=overwrite)
+    for k, ((source, name), target) in enumerate(zip(sources, targets)):
+        convert_file(source, target, overwrite=overwrite,
+                     progress=scaled(progress, k, 1, len(sources), f"saving {name}"))
+    return targets
+
+
+def layer_metadata(path: str | os.PathLike) -> dict:
+    """What a napari layer shown from a volume file keeps of it (as the tomoseg reader does): voxel size,
+    origin, header labels and the file, so that saving the layer (the plugin's writer) keeps them."""
+    with read_volume(path, mmap=True) as vol:
+        return {"voxel_size": float(vol.voxel_size), "origin": tuple(vol.origin), "path": str(path),
+                "labels": tuple(vol.labels)}
+
+
 def export_picks(project: Project, picks, path: str | os.PathLike) -> int:
     """Write picked particles of the project's tomogram to ``path`` in the format its extension names
     (:mod:`tomoseg.io.particle_formats`), with the tomogram's name, voxel size and origin; returns how many."""
