@@ -1,10 +1,11 @@
-"""Screenshots of the real napari plugin for the README (docs/images/gui_2d.png, gui_3d.png).
+"""Screenshots of the real napari plugin for the README (docs/images/gui_2d.png, gui_3d.png, gui_suggest.png).
 
 Runs the whole interactive loop through the widget's own methods on a generated
 tomogram: project, two features, boxes, painted masks, training, apply, merge,
-picks, 3D isosurfaces. Needs a display (use ``xvfb-run -a python scripts/gui_screenshots.py``).
+picks, 3D isosurfaces; then suggested tiles for the membrane network (where to click next).
+Needs a display (use ``xvfb-run -a python scripts/gui_screenshots.py``).
 
-    python scripts/gui_screenshots.py [--out docs/images] [--epochs 8]
+    python scripts/gui_screenshots.py [--out docs/images] [--epochs 8] [--shots 2d 3d suggest]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="docs/images")
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--shots", nargs="+", default=["2d", "3d", "suggest"], choices=["2d", "3d", "suggest"])
     args = parser.parse_args(argv)
 
     import napari
@@ -53,21 +55,43 @@ def main(argv=None) -> None:
             w.apply()
             w.wait(1800)
         w.merge()
+        w.wait(600)
         w.pick()
+        w.wait(600)
         viewer.layers["masks"].refresh()
         viewer.dims.set_current_step(0, 20)
         w.feature_combo.setCurrentText("particle")
         viewer.layers.selection.active = viewer.layers["boxes"]
         viewer.reset_view()
-        for _ in range(5):
-            QApplication.processEvents()
-        viewer.screenshot(str(out / "gui_2d.png"), canvas_only=False)
-        w.show_3d()
-        viewer.camera.angles = (10, -30, 70)
-        for _ in range(5):
-            QApplication.processEvents()
-        viewer.screenshot(str(out / "gui_3d.png"), canvas_only=False)
-        print(f"wrote {out / 'gui_2d.png'} and {out / 'gui_3d.png'}; status: {w.status.text()}")
+        written = []
+
+        def shot(name: str) -> None:
+            for _ in range(5):
+                QApplication.processEvents()
+            viewer.screenshot(str(out / name), canvas_only=False)
+            written.append(str(out / name))
+
+        if "2d" in args.shots:
+            shot("gui_2d.png")
+        if "3d" in args.shots:
+            w.show_3d()
+            viewer.camera.angles = (10, -30, 70)
+            shot("gui_3d.png")
+            viewer.dims.ndisplay = 2
+            for name in ("tomogram", "boxes", "masks"):
+                viewer.layers[name].visible = True
+        if "suggest" in args.shots:  # where to click next: the membrane network's uncertain tiles
+            for name in ("tomoseg picks: particle", "tomoseg merged", "tomoseg scores: particle"):
+                if name in viewer.layers:
+                    viewer.layers[name].visible = False
+            w.feature_combo.setCurrentText("membrane")
+            w.suggest_n.setValue(6)
+            w.suggest()
+            w.wait(600)
+            w.next_suggestion()
+            viewer.reset_view()
+            shot("gui_suggest.png")
+        print(f"wrote {', '.join(written)}; status: {w.status.text()}")
         viewer.close()
 
 
