@@ -54,6 +54,15 @@ def test_save_volume_narrows_integer_types_without_changing_a_value(tmp_path):
     save_volume(tmp_path / "b.mrc", labels, 10.0)
     b = read_volume(tmp_path / "b.mrc")
     assert b.data.dtype == np.int16 and np.array_equal(np.asarray(b.data), labels)
+    high = np.full((2, 8, 8), 200, dtype=np.uint8)  # bytes above 127: MRC mode 0 is signed, so 16-bit
+    save_volume(tmp_path / "h.mrc", high, 10.0)
+    assert np.array_equal(np.asarray(read_volume(tmp_path / "h.mrc").data), high)
+    negative = np.full((2, 8, 8), -5, dtype=np.int8)  # TIFF keeps bytes unsigned: 16-bit
+    save_volume(tmp_path / "n.tif", negative, 10.0)
+    assert np.array_equal(np.asarray(read_volume(tmp_path / "n.tif").data), negative)
+    big = np.arange(-1000, -1000 + 2 * 8 * 8).reshape(2, 8, 8).astype(">i2")  # big-endian, as mrcfile may read
+    save_volume(tmp_path / "big.zarr", big, 10.0)
+    assert np.array_equal(np.asarray(read_volume(tmp_path / "big.zarr").data[:]), big)
     save_volume(tmp_path / "m.mrc", np.ones((3, 8, 8), dtype=bool), 10.0)  # a boolean mask: 0/1 bytes
     assert np.asarray(read_volume(tmp_path / "m.mrc").data).sum() == 3 * 64
     save_volume(tmp_path / "f.zarr", np.full((3, 8, 8), 0.25, dtype=np.float64), 10.0)
@@ -63,6 +72,10 @@ def test_save_volume_narrows_integer_types_without_changing_a_value(tmp_path):
         save_volume(tmp_path / "c.mrc", labels, 10.0)
     with pytest.raises(TomosegError, match="d.mrc: voxel size 0"):
         save_volume(tmp_path / "d.mrc", labels, 0)
+    with pytest.raises(TomosegError, match="d.mrc: voxel size nan"):
+        save_volume(tmp_path / "d.mrc", labels, float("nan"))
+    with pytest.raises(TomosegError, match="d.mrc: header labels are at most 10"):
+        save_volume(tmp_path / "d.mrc", high, 10.0, labels=("x" * 81,))
     assert not (tmp_path / "c.mrc").exists() and not (tmp_path / "d.mrc").exists()
 
 
@@ -80,8 +93,21 @@ def test_the_napari_writer_saves_a_layer_with_its_voxel_size_origin_and_labels(t
     z = read_volume(tmp_path / "s.zarr")
     np.testing.assert_array_equal(np.asarray(z.data[:]), scores)
     assert (z.voxel_size, z.origin, z.label_value("feature")) == (8.0, (1.0, 2.0, 19.0), "actin")
-    with pytest.raises(ValueError, match="recorded no voxel size"):
-        write_volume_layer(str(tmp_path / "n.zarr"), data, {**meta, "metadata": {"voxel_size": None}})
-    with pytest.raises(ValueError, match="not one positive voxel size"):
-        write_volume_layer(str(tmp_path / "n.zarr"), data, {"scale": (10.0, 8.0, 8.0)})
+    # a labels layer (napari's int32) in MRC: bytes, values and legend kept
+    labels = np.zeros((20, 40, 30), dtype=np.int32)
+    labels[3:6, 10:20, 5:9] = 2
+    meta_l = {"scale": (8.0,) * 3, "metadata": {"voxel_size": 8.0, "labels": ("tomoseg label 2: actin",)}}
+    write_volume_layer(str(tmp_path / "l.mrc"), labels, meta_l)
+    back = read_volume(tmp_path / "l.mrc")
+    assert back.data.dtype == np.int8 and np.array_equal(np.asarray(back.data), labels)
+    assert back.label_value("label 2") == "actin"
+    # refused: no voxel size (the file had none; a plain layer at scale 1), anisotropic, rotated, its own file
+    for bad, why in (({**meta, "metadata": {"voxel_size": None}}, " has no voxel size"),
+                     ({"scale": (1.0, 1.0, 1.0)}, " has no voxel size"),
+                     ({"scale": (10.0, 8.0, 8.0)}, "'s scale \\(10, 8, 8\\) is not one positive voxel size"),
+                     ({"scale": (8.0,) * 3, "rotate": [[0, 1, 0], [1, 0, 0], [0, 0, 1]]}, " is rotated")):
+        with pytest.raises(ValueError, match=f"n.zarr: the layer{why}"):
+            write_volume_layer(str(tmp_path / "n.zarr"), data, bad)
     assert not (tmp_path / "n.zarr").exists()
+    with pytest.raises(ValueError, match="refusing to overwrite an input file"):
+        write_volume_layer(str(tmp_path / "s.mrc"), data, meta)

@@ -90,6 +90,15 @@ def test_missing_runs_spacings_types_and_objects_are_one_line(project, capsys):
         assert main(base + extra) == 2, extra
         err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tomoseg: warning")]
         assert len(err) == 1 and said in err[0], err
+    # a model of a feature the project has no pickable object for: copick would refuse its segmentation
+    from tomoseg.io.model_file import load_model, save_model
+
+    m = load_model(d / "particle.model")
+    save_model(d / "vesicle.model", type(m)(m.net, m.amplitude, "vesicle", m.voxel_size, m.preprocessing))
+    capsys.readouterr()
+    assert main(base[:4] + [str(d / "vesicle.model"), "-o", str(d / "out")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tomoseg: warning")]
+    assert len(err) == 1 and "no pickable object 'vesicle' for the segmentations of that feature" in err[0], err
     capsys.readouterr()
     assert main(["batch", "--copick", str(d / "nothere.json"), "-m", str(d / "particle.model"), "-o", str(d / "o")]) == 2
     assert "nothere.json: no such copick config file" in capsys.readouterr().err
@@ -151,3 +160,31 @@ def test_segmentations_are_written_slab_by_slab_as_copick_writes_them(project, m
 
     ms_mine, ms_theirs = (zarr.open(s.zarr()).attrs["multiscales"][0] for s in (mine, copicks))
     assert ms_mine["datasets"] == ms_theirs["datasets"] and ms_mine["axes"] == ms_theirs["axes"]
+
+
+def test_write_run_thresholds_on_the_calibrated_scale_and_maps_merged_labels_to_objects(project):
+    """write_run: a feature's segmentation is its map / calibration scale >= threshold; the merged map's
+    values become the pickable objects' labels."""
+    from tomoseg.io.mrc import write_volume
+    from tomoseg.workflows.copick import MERGED_NAME, write_run
+
+    rng = np.random.default_rng(3)
+    shape = (70, 30, 20)  # 70 slices: two slabs of 64
+    membrane = rng.uniform(0, 4, shape).astype(np.float32)
+    particle = rng.uniform(0, 2, shape).astype(np.float32)
+    merged = rng.integers(0, 3, shape).astype(np.int8)
+    for name, data in (("m.mrc", membrane), ("p.mrc", particle), ("labels.mrc", merged)):
+        write_volume(project / name, data, 10.0)
+    summary = {"score_maps": [str(project / "m.mrc"), str(project / "p.mrc")], "labels": str(project / "labels.mrc"),
+               "calibration": {"membrane": 2.0}}
+    written = write_run(project / "config.json", "TS_002", summary, ("membrane", "particle"), 1.0, "tomoseg", "7")
+    assert written["segmentations"] == ["membrane", "particle", MERGED_NAME]
+    run = copick.from_file(str(project / "config.json")).get_run("TS_002")
+    seg = run.get_segmentations(name="membrane", user_id="tomoseg", session_id="7")[0].numpy()
+    np.testing.assert_array_equal(seg, (membrane / np.float32(2.0) >= 1.0).astype(np.uint8))
+    seg = run.get_segmentations(name="particle", user_id="tomoseg", session_id="7")[0].numpy()
+    np.testing.assert_array_equal(seg, (particle >= 1.0).astype(np.uint8))
+    multi = run.get_segmentations(name=MERGED_NAME, user_id="tomoseg", session_id="7")[0]
+    assert multi.is_multilabel
+    lut = np.array([0, 1, 3], dtype=np.uint8)  # merged 1 = membrane -> object label 1, 2 = particle -> 3
+    np.testing.assert_array_equal(multi.numpy(), lut[merged])

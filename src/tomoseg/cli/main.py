@@ -280,6 +280,8 @@ def _batch(args: argparse.Namespace) -> None:
     if copick_source is not None:
         from tomoseg.workflows.copick import check_free
 
+        check_objects(args.copick, list(jobs[0].features), "segmentations")
+
         args.copick_replace = check_free(args.copick, names, jobs[0].features, [f for f, _ in picks],
                                          len(jobs[0].features) > 1, args.user_id, args.session_id, args.overwrite,
                                          {job.stem: job.folder for job in jobs})

@@ -3,9 +3,9 @@ dock's "Save maps..." and the napari plugin's writer.
 
 The voxel size, the origin and tomoseg's header labels travel with the data (a score map stays a
 score map, a label map keeps its legend); the data are read and written :data:`SLAB` slices at a
-time, so memory stays flat in the volume's depth. A volume is stored in the narrowest type its format
-holds without changing a value (:func:`stored_dtype`); an integer volume whose values no volume
-format here holds is refused in one line, never wrapped.
+time, releasing the pages read, so memory stays flat in the volume's depth. Integers are stored in the
+narrowest type the output format holds without changing a value (:func:`stored_dtype`), and refused in
+one line where none does; real values are stored as 32-bit floats (tomoseg's one real type).
 """
 
 from __future__ import annotations
@@ -15,43 +15,50 @@ import numpy as np
 from tomoseg.errors import TomosegError
 from tomoseg.io.atomic import check_writable
 from tomoseg.io.mrc import create_volume, read_volume, volume_format
+from tomoseg.io.pages import read_slab, write_slab
 from tomoseg.progress import Progress, report
 from tomoseg.types import Path_
 
 SLAB = 16
 """Slices read and written at a time."""
 
-_MRC_TYPES = (np.int8, np.int16, np.uint16, np.float32)
+_INTEGER_TYPES = {  # what each format holds, in the order tried
+    "mrc": (np.int8, np.int16, np.uint16),  # MRC modes 0, 1, 6
+    "tiff": (np.uint8, np.int16, np.uint16),  # tomoseg's TIFF writer stores bytes unsigned
+    "zarr": (np.uint8, np.int8, np.int16, np.uint16),
+}
 
 
 def _value_range(data, slab: int = SLAB) -> tuple[int, int]:
     low, high = 0, 0
     for z0 in range(0, data.shape[0], slab):
-        block = np.asarray(data[z0:z0 + slab])
+        block = read_slab(data, z0, z0 + slab)
         if block.size:
             low, high = min(low, int(block.min())), max(high, int(block.max()))
     return low, high
 
 
 def stored_dtype(data, format: str, path: Path_ = "") -> np.dtype:
-    """The type ``data`` is written as in ``format`` ("mrc", "tiff", "zarr"): floats as float32; bytes
-    and booleans as unsigned bytes (in an MRC file, mode 0, whose bytes tomoseg reads as unsigned for
-    label maps); other integers as the narrowest of uint8, int16, uint16 that holds their values (a
-    napari labels layer is int32 or int64), else refused."""
+    """The type ``data`` is written as in ``format`` ("mrc", "tiff", "zarr"): real values as float32;
+    booleans and integers as their own type where the format holds it (native byte order), else as the
+    first of the format's integer types that holds every value (one pass over the data to find its
+    range): a napari labels layer (int32, int64) becomes bytes, bytes above 127 become 16-bit in MRC
+    (whose mode 0 is signed). Values no type of the format holds are refused, never wrapped."""
     dtype = np.dtype(data.dtype)
     if dtype.kind == "f":
         return np.dtype(np.float32)
-    if dtype.kind == "b" or dtype == np.uint8:
-        return np.dtype(np.int8) if format == "mrc" else np.dtype(np.uint8)
+    if dtype.kind == "b":
+        return np.dtype(_INTEGER_TYPES[format][0])
     if dtype.kind not in "iu":
         raise TomosegError(f"{path}: cannot write {dtype} values as a volume (real or integer values only)")
-    if dtype in (np.int8, np.int16, np.uint16):
-        return dtype
+    kinds = [np.dtype(t) for t in _INTEGER_TYPES[format]]
+    if dtype.newbyteorder("=") in kinds:
+        return dtype.newbyteorder("=")
     low, high = _value_range(data)
-    for narrow in (np.uint8, np.int16, np.uint16):
-        info = np.iinfo(narrow)
+    for kind in kinds:
+        info = np.iinfo(kind)
         if info.min <= low and high <= info.max:
-            return stored_dtype(np.zeros(0, narrow), format, path)
+            return kind
     raise TomosegError(f"{path}: values {low}..{high} do not fit 16 bits; a volume is written with 8- or 16-bit "
                        f"integers or 32-bit floats")
 
@@ -73,17 +80,25 @@ def save_volume(
     format = volume_format(out)
     if np.ndim(data) != 3:
         raise TomosegError(f"{path}: a volume is (z, y, x); got an array of shape {tuple(np.shape(data))}")
-    if not voxel_size or voxel_size <= 0:
+    if not (voxel_size is not None and np.isfinite(voxel_size) and voxel_size > 0):
         raise TomosegError(f"{path}: voxel size {voxel_size!r} A; give a positive voxel size")
+    check_labels(path, labels)
     dtype = stored_dtype(data, format, path)
     depth = data.shape[0]
     with create_volume(out, tuple(data.shape), dtype, float(voxel_size), tuple(origin), tuple(labels)) as dst:
         for z0 in range(0, depth, SLAB):
-            block = np.asarray(data[z0:z0 + SLAB])
-            if block.dtype.itemsize == dtype.itemsize and block.dtype.kind in "iub" and dtype.kind in "iu":
-                block = block.view(dtype)  # bytes as bytes: uint8 <-> int8, bool -> 0/1
-            dst[z0:z0 + SLAB] = block.astype(dtype, copy=False)
+            block = read_slab(data, z0, z0 + SLAB)
+            write_slab(dst, z0, block.astype(dtype, copy=False))  # exact: stored_dtype holds every value
             report(progress, min(z0 + SLAB, depth), depth, "writing")
+
+
+def check_labels(path: Path_, labels) -> None:
+    """Header labels a volume file keeps: at most 10, each at most 80 ASCII characters."""
+    labels = tuple(labels)
+    bad = [t for t in labels if not isinstance(t, str) or len(t) > 80 or not t.isascii()]
+    if len(labels) > 10 or bad:
+        raise TomosegError(f"{path}: header labels are at most 10 ASCII texts of at most 80 characters "
+                           f"(got {len(labels)}{f', first bad one {str(bad[0])[:40]!r}...' if bad else ''})")
 
 
 def convert_file(

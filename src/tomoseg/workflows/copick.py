@@ -8,7 +8,8 @@ picks belong to a run and carry a ``user_id`` and ``session_id``. tomoseg maps i
 - a feature's score map -> a binary segmentation named after the feature (voxels at or above the
   threshold, on the calibrated scale with ``calibrate``), at the tomogram's voxel spacing;
 - the merged label map -> a multilabel segmentation named ``tomoseg-merged`` whose values are the
-  pickable objects' labels of the features (a feature without a pickable object keeps its index);
+  pickable objects' labels of the features (every feature must be one: copick names binary
+  segmentations after pickable objects, so a model of another name is refused before any work);
 - picks -> picks of the pickable object of that name: positions in Angstrom (x, y, z), a 4 x 4
   transform per pick whose rotation turns the object's frame into the tomogram's (tomoseg's angles,
   RELION's convention: the filament axis or membrane normal is the object's z), the score.
@@ -23,6 +24,7 @@ Projects whose tomograms are not on a local file system (S3, HTTP) are refused i
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import numpy as np
 
 from tomoseg.errors import TomosegError
 from tomoseg.io.mrc import read_volume
+from tomoseg.io.pages import read_slab
 from tomoseg.types import Path_
 
 MERGED_NAME = "tomoseg-merged"
@@ -92,7 +95,11 @@ def tomogram_paths(source: CopickSource) -> list[tuple[str, Path]]:
             have = ", ".join(f"{v.voxel_size:g}" for v in run.voxel_spacings) or "none"
             raise TomosegError(f"{source.config}: run {name!r} has no voxel spacing {source.voxel_spacing:g} A "
                                f"(it has: {have})")
-        tomo = spacing.get_tomogram(source.tomo_type)
+        found = spacing.get_tomograms(source.tomo_type)
+        if len(found) > 1:
+            warnings.warn(f"{source.config}: run {name!r} has {len(found)} {source.tomo_type!r} tomograms at "
+                          f"{source.voxel_spacing:g} A; using the first")
+        tomo = found[0] if found else None
         if tomo is None:
             have = ", ".join(t.tomo_type for t in spacing.tomograms) or "none"
             raise TomosegError(f"{source.config}: run {name!r} has no {source.tomo_type!r} tomogram at "
@@ -109,14 +116,16 @@ def tomogram_paths(source: CopickSource) -> list[tuple[str, Path]]:
     return out
 
 
-def check_objects(config: Path_, features: list[str]) -> None:
-    """Every feature to pick must be a pickable object of the project (its picks need one)."""
+def check_objects(config: Path_, features: list[str], use: str = "picks") -> None:
+    """Every feature must be a pickable object of the project: copick names picks and binary
+    segmentations after one (``use`` says which in the refusal)."""
     root = open_project(config)
     names = [o.name for o in root.pickable_objects]
     for feature in features:
         if feature not in names:
-            raise TomosegError(f"{config}: no pickable object {feature!r} for the picks of that feature (objects: "
-                               f"{', '.join(names) or 'none'}); add one to the config or pick another feature")
+            raise TomosegError(f"{config}: no pickable object {feature!r} for the {use} of that feature (objects: "
+                               f"{', '.join(names) or 'none'}); add one to the config (copick names {use} after "
+                               f"pickable objects)")
 
 
 RECORD = "copick.json"
@@ -199,11 +208,10 @@ def write_run(config: Path_, run_name: str, summary: dict, features: tuple[str, 
             write_segmentation(seg, vol.data, voxel, lambda block, s=scale: np.asarray(block) / s >= threshold)
         written["segmentations"].append(feature)
     if "labels" in summary:
-        values = {o.name: o.label for o in root.pickable_objects}
-        free = (v for v in range(1, 256) if v not in values.values())  # features without an object
+        values = {o.name: o.label for o in root.pickable_objects}  # every feature has one (check_objects)
         lut = np.zeros(256, dtype=np.uint8)
         for k, feature in enumerate(features, start=1):
-            lut[k] = values[feature] if feature in values else next(free)
+            lut[k] = values[feature]
         with read_volume(summary["labels"], mmap=True) as vol:
             merged_voxel = float(vol.voxel_size)
             _replace_ours(run.get_segmentations(name=MERGED_NAME, user_id=user_id, session_id=session_id,
@@ -211,7 +219,7 @@ def write_run(config: Path_, run_name: str, summary: dict, features: tuple[str, 
                           overwrite, f"run {run_name!r}: segmentation {MERGED_NAME!r}")
             seg = run.new_segmentation(voxel_size=merged_voxel, name=MERGED_NAME, session_id=session_id,
                                        is_multilabel=True, user_id=user_id)
-            write_segmentation(seg, vol.data, merged_voxel, lambda block: lut[np.asarray(block).view(np.uint8)])
+            write_segmentation(seg, vol.data, merged_voxel, lambda block: lut[_label_bytes(block, summary["labels"])])
         written["segmentations"].append(MERGED_NAME)
     for feature, entry in (summary.get("picks") or {}).items():
         with read_volume(summary["score_maps"][features.index(feature)]) as scores:
@@ -232,6 +240,15 @@ def write_run(config: Path_, run_name: str, summary: dict, features: tuple[str, 
     return written
 
 
+def _label_bytes(block: np.ndarray, path) -> np.ndarray:
+    """A merged map's labels as bytes (MRC label maps are int8, read unsigned); refused beyond 255."""
+    if block.dtype.itemsize == 1:
+        return block.view(np.uint8)
+    if block.size and (block.min() < 0 or block.max() > 255):
+        raise TomosegError(f"{path}: labels beyond 255; a copick multilabel segmentation holds bytes")
+    return block.astype(np.uint8)
+
+
 SEGMENTATION_CHUNKS = (64, 256, 256)
 """Chunks of the segmentations tomoseg writes (z, y, x); also how many slices are converted at a time."""
 
@@ -239,20 +256,25 @@ SEGMENTATION_CHUNKS = (64, 256, 256)
 def write_segmentation(seg, data, voxel_size: float, convert) -> None:
     """Write a copick segmentation slab by slab: ``convert(block)`` turns each block of ``data`` (slices
     of a memory-mapped map) into uint8 labels. The same OME-Zarr layout as copick's ``from_numpy``
-    (one level "0", a scale transform in A), without the whole volume in memory."""
+    (one level "0", a scale transform in A), without the whole volume in memory. Interrupted or
+    failed, the segmentation is deleted again (the batch, run again, writes it whole)."""
     import zarr
     from ome_zarr.writer import write_multiscales_metadata
 
     shape = tuple(int(n) for n in data.shape)
     chunks = tuple(min(c, n) for c, n in zip(SEGMENTATION_CHUNKS, shape))
-    group = zarr.group(store=seg.zarr(), overwrite=True)
-    level = group.create_dataset("0", shape=shape, chunks=chunks, dtype=np.uint8, fill_value=0,
-                                 dimension_separator="/")
-    for z0 in range(0, shape[0], chunks[0]):
-        level[z0:z0 + chunks[0]] = np.asarray(convert(data[z0:z0 + chunks[0]]), dtype=np.uint8)
-    axes = [{"name": a, "type": "space", "unit": "angstrom"} for a in "zyx"]
-    write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [
-        {"type": "scale", "scale": [float(voxel_size)] * 3}]}], axes=axes, name="/")
+    try:
+        group = zarr.group(store=seg.zarr(), overwrite=True)
+        level = group.create_dataset("0", shape=shape, chunks=chunks, dtype=np.uint8, fill_value=0,
+                                     dimension_separator="/")
+        for z0 in range(0, shape[0], chunks[0]):
+            level[z0:z0 + chunks[0]] = np.asarray(convert(read_slab(data, z0, z0 + chunks[0])), dtype=np.uint8)
+        axes = [{"name": a, "type": "space", "unit": "angstrom"} for a in "zyx"]
+        write_multiscales_metadata(group, [{"path": "0", "coordinateTransformations": [
+            {"type": "scale", "scale": [float(voxel_size)] * 3}]}], axes=axes, name="/")
+    except BaseException:  # Ctrl-C or an unreadable map: no half-written segmentation stays in the project
+        seg.delete()
+        raise
 
 
 def user_check(user_id: str, session_id: str) -> None:

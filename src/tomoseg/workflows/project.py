@@ -616,12 +616,15 @@ def save_maps(project: Project, folder: str | os.PathLike, suffix: str = ".zarr"
     out = Path(folder)
     if not out.is_dir():
         raise TomosegError(f"{out}: no such folder")
+    if "merged" in project.features and project.path("merged").exists():
+        raise TomosegError("feature 'merged' and the merged map would both be saved as merged" + suffix +
+                           ": rename the feature")
     targets = [out / f"{name}{suffix}" for _, name in sources]
     for (source, _), target in zip(sources, targets):
         check_writable(target, inputs=(source,), overwrite=overwrite)
     for k, ((source, name), target) in enumerate(zip(sources, targets)):
         convert_file(source, target, overwrite=overwrite,
-                     progress=scaled(progress, k, 1, len(sources), f"saving {name}"))
+                     progress=scaled(progress, 100 * k, 100, 100 * len(sources), f"saving {name}"))
     return targets
 
 
