@@ -1,7 +1,9 @@
 """Where to click next: the annotation loop with a simulated annotator (issue #19).
 
 For each class (membrane 1, microtubule 2, actin 3, ribosome 4) and seed: annotate ``tomo_s11``,
-measure on ``tomo_s12`` (same imaging conditions, another scene).
+measure on ``tomo_s12`` (same imaging conditions, another scene); or, with ``--annotate`` and
+``--measure``, another pair, e.g. annotate ``tomo_s31`` and measure on ``tomo_s31`` itself (what a user
+does: annotate the tomogram to segment; the labelled tiles are about 3 % of its voxels).
 
 - start: 5 positive + 20 negative tiles chosen as today (``choose_boxes``), trained with the
   default recipe;
@@ -15,7 +17,8 @@ Reported: Dice at threshold 1 on ``tomo_s12`` after the start and each round, pe
 counts, and the wall time of each round (suggest + fine-tune) and of each fine-tune alone.
 
     python benchmarks/active.py [--data ../shared/data/sim] [--classes 1 2 3 4] [--seeds 0 1 2] \\
-        [--strategies uncertain disagree false-positive mixed random] [--results docs/active.json] [--report]
+        [--strategies uncertain disagree false-positive mixed random] [--results docs/active.json] [--report] \\
+        [--annotate tomo_s11 --measure tomo_s12] [--no-one-shot]
 
 Results go to the JSON after every (class, seed), so an interrupted run continues where it stopped.
 """
@@ -71,20 +74,29 @@ def answer(labels: np.ndarray, value: int, s, tile: int = 64) -> Box:
     return Box(s.x, s.y, s.z, bool((labels[s.z, s.y - h:s.y + h, s.x - h:s.x + h] == value).any()))
 
 
-def one_shot_of(transfer: Path, name: str, seed: int) -> dict | None:
+PAIR = ("tomo_s11", "tomo_s12")
+"""The tomograms annotated and measured unless ``--annotate``/``--measure`` say otherwise."""
+
+
+def pair_of(r: dict) -> tuple[str, str]:
+    return r.get("annotate", PAIR[0]), r.get("measure", PAIR[1])
+
+
+def one_shot_of(transfer: Path, name: str, seed: int, pair=PAIR) -> dict | None:
     """The one-shot protocol's result from benchmarks/transfer.py (the same tiles, recipe and seed:
-    default, spread, trained on tomo_s11, measured on tomo_s12), if it was run."""
+    default, spread, trained on the annotated tomogram, measured on the other), if it was run."""
     if not transfer.exists():
         return None
     for r in json.loads(transfer.read_text()):
-        if (r["recipe"], r["variant"], r["train"], r["class"], r["seed"]) == ("default", "spread", "tomo_s11", name, seed):
-            return {"dice": r["tests"]["tomo_s12"]["dice_at_1"], "tiles": 110, "train_seconds": r["train_seconds"],
+        if (r["recipe"], r["variant"], r["train"], r["class"], r["seed"]) == ("default", "spread", pair[0], name, seed) \
+                and pair[1] in r["tests"]:
+            return {"dice": r["tests"][pair[1]]["dice_at_1"], "tiles": 110, "train_seconds": r["train_seconds"],
                     "from": str(transfer)}
     return None
 
 
 def run_class_seed(train_data, test_data, value: int, seed: int, strategies, transfer: Path,
-                   tunes=("fine-tune",)) -> dict:
+                   tunes=("fine-tune",), pair=PAIR, one_shot: bool = True) -> dict:
     vol, labels, voxel = train_data
     test_vol, test_labels, _ = test_data
     truth = test_labels == value
@@ -96,9 +108,9 @@ def run_class_seed(train_data, test_data, value: int, seed: int, strategies, tra
     def measure(result) -> float:
         return dice(score_volume(result.net, result.amplitude, test_vol) >= 1.0, truth)
 
-    out = {"class": name, "seed": seed}
-    out["one_shot"] = one_shot_of(transfer, name, seed)
-    if out["one_shot"] is None:
+    out = {"class": name, "seed": seed, "annotate": pair[0], "measure": pair[1]}
+    out["one_shot"] = one_shot_of(transfer, name, seed, pair)
+    if out["one_shot"] is None and one_shot:
         t0 = time.perf_counter()
         one_shot = train(trainset(choose_boxes(labels, value, 10, 100, seed=seed + value)), recipe("default", seed=seed))
         out["one_shot"] = {"dice": measure(one_shot), "tiles": 110, "train_seconds": time.perf_counter() - t0}
@@ -107,7 +119,8 @@ def run_class_seed(train_data, test_data, value: int, seed: int, strategies, tra
     t0 = time.perf_counter()
     start = train(trainset(start_boxes), recipe("default", seed=seed))
     out["start"] = {"dice": measure(start), "tiles": len(start_boxes), "train_seconds": time.perf_counter() - t0}
-    print(f"{name}/{seed}: one-shot {out['one_shot']['dice']:.3f}, start {out['start']['dice']:.3f}", flush=True)
+    said = f"{out['one_shot']['dice']:.3f}" if out["one_shot"] else "not run"
+    print(f"{name}/{seed}: one-shot {said}, start {out['start']['dice']:.3f}", flush=True)
 
     out["strategies"] = {}
     for strategy, tune in [(s, t) for t in tunes for s in strategies]:
@@ -161,7 +174,15 @@ def report(results: list[dict]) -> str:
     ran it), the difference to random tiles with the same retraining after round 3, the one-shot protocol."""
     keys = sorted({k for r in results for k in r["strategies"]},
                   key=lambda k: (k.partition("@")[2], STRATEGIES.index(k.partition("@")[0])))
-    lines = ["| class | retraining | strategy | seeds | start (25 tiles) | round 1 (30) | round 2 (35) | round 3 (40) "
+    lines = []
+    for pair in sorted({pair_of(r) for r in results}, key=lambda p: p != PAIR):
+        lines += _pair_table([r for r in results if pair_of(r) == pair], keys, pair) + [""]
+    return "\n".join(lines + _timings(results, keys))
+
+
+def _pair_table(results: list[dict], keys: list[str], pair) -> list[str]:
+    lines = [f"annotate {pair[0]}, measure on {pair[1]}:", "",
+             "| class | retraining | strategy | seeds | start (25 tiles) | round 1 (30) | round 2 (35) | round 3 (40) "
              "| round 3 - random | one-shot (110) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in CLASSES.values():
         rows = [r for r in results if r["class"] == name]
@@ -178,7 +199,17 @@ def report(results: list[dict]) -> str:
             lines.append(f"| {name} | {tune or 'fine-tune, 4 epochs'} | {strategy} | "
                          f"{', '.join(str(r['seed']) for r in have)} | {np.mean([r['start']['dice'] for r in have]):.3f} | "
                          + " | ".join(f"{d:.3f}" for d in dice)
-                         + f" | {'' if diff is None else f'{diff:+.3f}'} | {np.mean([r['one_shot']['dice'] for r in have]):.3f} |")
+                         + f" | {'' if diff is None else f'{diff:+.3f}'} | {_one_shot_cell(have)} |")
+    return lines
+
+
+def _one_shot_cell(rows: list[dict]) -> str:
+    got = [r["one_shot"]["dice"] for r in rows if r.get("one_shot")]
+    return f"{np.mean(got):.3f}" if got else "-"
+
+
+def _timings(results: list[dict], keys: list[str]) -> list[str]:
+    lines = []
     for tune in sorted({k.partition("@")[2] for k in keys}):
         times = [x["fine_tune_seconds"] for r in results for k, rounds in r["strategies"].items()
                  if k.partition("@")[2] == tune for x in rounds]
@@ -188,7 +219,7 @@ def report(results: list[dict]) -> str:
         lines.append(f"{tune or 'fine-tune, 4 epochs'}: retraining per round median {np.median(times):.1f} s "
                      f"(max {np.max(times):.1f}); 3-round loop (suggest + retrain) median {np.median(loops):.0f} s "
                      f"(max {np.max(loops):.0f}), {len(times)} rounds")
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
@@ -203,6 +234,10 @@ def main() -> None:
                    help="how each round retrains (the others are recorded as STRATEGY@TUNE)")
     p.add_argument("--transfer", type=Path, default=Path("docs/transfer.json"),
                    help="one-shot results of benchmarks/transfer.py to reuse (the same protocol); else trained here")
+    p.add_argument("--annotate", default=PAIR[0], help="the tomogram annotated (default: tomo_s11)")
+    p.add_argument("--measure", default=PAIR[1], help="the tomogram measured (default: tomo_s12; may be the annotated one)")
+    p.add_argument("--no-one-shot", action="store_true",
+                   help="no one-shot training where benchmarks/transfer.py has none for the pair")
     p.add_argument("--report", action="store_true")
     p.add_argument("--timing", action="store_true", help="only time a fine-tune on ~150 tiles and a suggestion round")
     args = p.parse_args()
@@ -216,14 +251,17 @@ def main() -> None:
         return
     print(f"# {platform.machine()}, {time.strftime('%Y-%m-%d %H:%M')}; {len(results)} runs already in {args.results}",
           flush=True)
-    train_data, test_data = load(args.data, "tomo_s11"), load(args.data, "tomo_s12")
+    pair = (args.annotate, args.measure)
+    train_data = load(args.data, args.annotate)
+    test_data = train_data if args.measure == args.annotate else load(args.data, args.measure)
     for value in args.classes:
         for seed in args.seeds:
-            done = [r for r in results if r["class"] == CLASSES[value] and r["seed"] == seed]
+            done = [r for r in results if r["class"] == CLASSES[value] and r["seed"] == seed and pair_of(r) == pair]
             keys = [s if t == "fine-tune" else f"{s}@{t}" for t in args.tunes for s in args.strategies]
             if done and all(k in done[0]["strategies"] for k in keys):
                 continue
-            new = run_class_seed(train_data, test_data, value, seed, args.strategies, args.transfer, args.tunes)
+            new = run_class_seed(train_data, test_data, value, seed, args.strategies, args.transfer, args.tunes,
+                                 pair, one_shot=not args.no_one_shot)
             if done:  # keep what ran before, add the new strategies
                 done[0]["strategies"].update(new["strategies"])
                 new = done[0]
