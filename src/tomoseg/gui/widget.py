@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QInputDialog, QLabel, QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QLabel, QMessageBox, QProgressBar, QVBoxLayout,
+                            QWidget)
 
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.errors import TomosegError, VoxelSizeMissing
@@ -706,20 +707,34 @@ class TomosegWidget(QWidget):
         return self._guard(act)
 
     def _ask_save_maps(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Save the score maps and the merged map in")
-        if folder:
-            self.save_maps(folder, self.map_format.currentText().split(" ")[0])
+        from tomoseg.workflows.project import map_copies
 
-    def save_maps(self, folder, suffix: str = ".zarr") -> bool:
+        folder = QFileDialog.getExistingDirectory(self, "Save the score maps and the merged map in")
+        if not folder:
+            return
+        suffix = self.map_format.currentText().split(" ")[0]
+        existing = []
+        if not self._guard(lambda: existing.extend(t.name for _, t in map_copies(self._need_project(), folder, suffix)
+                                                   if t.exists())):
+            return
+        if existing:
+            asked = QMessageBox.question(self, "Save maps", f"Replace {', '.join(existing)} in {folder}?")
+            if asked != QMessageBox.StandardButton.Yes:
+                return
+        self.save_maps(folder, suffix, overwrite=bool(existing))
+
+    def save_maps(self, folder, suffix: str = ".zarr", overwrite: bool = False) -> bool:
         """Copies of the score maps and the merged map in ``folder`` (``NAME.zarr``, ``merged.zarr``:
-        OME-Zarr with a pyramid; or ``.mrc``/``.tif``), in the background."""
+        OME-Zarr with a pyramid; or ``.mrc``/``.tif``), in the background; without ``overwrite``,
+        refused before anything is written if one exists there."""
         def act():
-            from tomoseg.workflows.project import save_maps
+            from tomoseg.workflows.project import map_copies, save_maps
 
             project = self._need_project()
+            map_copies(project, folder, suffix)  # nothing to save: said now, not from the job
 
             def work(progress):
-                return save_maps(project, folder, suffix, progress=progress)  # refuses before writing if one exists
+                return save_maps(project, folder, suffix, overwrite=overwrite, progress=progress)
             self._start("saving maps", work,
                         lambda paths: self.say(f"saved {', '.join(p.name for p in paths)} in {folder}"))
         return self._guard(act)

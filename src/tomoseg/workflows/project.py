@@ -598,34 +598,39 @@ def merge_features(project: Project, threshold: float = 1.0, calibrate: bool = F
     return np.asarray(read_volume(out).data).view(np.uint8), names
 
 
+def map_copies(project: Project, folder: str | os.PathLike, suffix: str = ".zarr") -> list[tuple[Path, Path]]:
+    """(source, copy) for each score map (``NAME`` + ``suffix``) and the merged map (``merged`` +
+    ``suffix``) of the project that :func:`save_maps` writes into ``folder``."""
+    sources = [(project.path("scores", n), n) for n in project.features if project.path("scores", n).exists()]
+    if project.path("merged").exists():
+        if "merged" in project.features:
+            raise TomosegError(f"feature 'merged' and the merged map would both be saved as merged{suffix}: "
+                               "rename the feature")
+        sources.append((project.path("merged"), "merged"))
+    if not sources:
+        raise TomosegError("no feature has a score map yet: Apply first")
+    return [(source, Path(folder) / f"{name}{suffix}") for source, name in sources]
+
+
 def save_maps(project: Project, folder: str | os.PathLike, suffix: str = ".zarr", overwrite: bool = False,
               progress=None) -> list[Path]:
-    """Copies of the project's score maps (``NAME`` + ``suffix``) and merged map (``merged`` + ``suffix``)
-    in ``folder``, in the format ``suffix`` names (``.zarr``: OME-Zarr with a pyramid; ``.mrc``; ``.tif``),
-    with voxel size, origin and labels (:func:`~tomoseg.workflows.convert.convert_file`). Refuses
-    before writing anything if one exists already (unless ``overwrite``). Returns the written paths."""
+    """Copies of the project's score maps and merged map in ``folder`` (:func:`map_copies`), in the
+    format ``suffix`` names (``.zarr``: OME-Zarr with a pyramid; ``.mrc``; ``.tif``), with voxel size,
+    origin and labels (:func:`~tomoseg.workflows.convert.convert_file`). Refuses before writing
+    anything if one exists already (unless ``overwrite``). Returns the written paths."""
     from tomoseg.io.atomic import check_writable
     from tomoseg.progress import scaled
     from tomoseg.workflows.convert import convert_file
 
-    sources = [(project.path("scores", n), n) for n in project.features if project.path("scores", n).exists()]
-    if project.path("merged").exists():
-        sources.append((project.path("merged"), "merged"))
-    if not sources:
-        raise TomosegError("no feature has a score map yet: Apply first")
-    out = Path(folder)
-    if not out.is_dir():
-        raise TomosegError(f"{out}: no such folder")
-    if "merged" in project.features and project.path("merged").exists():
-        raise TomosegError("feature 'merged' and the merged map would both be saved as merged" + suffix +
-                           ": rename the feature")
-    targets = [out / f"{name}{suffix}" for _, name in sources]
-    for (source, _), target in zip(sources, targets):
+    if not Path(folder).is_dir():
+        raise TomosegError(f"{folder}: no such folder")
+    copies = map_copies(project, folder, suffix)
+    for source, target in copies:
         check_writable(target, inputs=(source,), overwrite=overwrite)
-    for k, ((source, name), target) in enumerate(zip(sources, targets)):
+    for k, (source, target) in enumerate(copies):
         convert_file(source, target, overwrite=overwrite,
-                     progress=scaled(progress, 100 * k, 100, 100 * len(sources), f"saving {name}"))
-    return targets
+                     progress=scaled(progress, 100 * k, 100, 100 * len(copies), f"saving {target.name}"))
+    return [target for _, target in copies]
 
 
 def layer_metadata(path: str | os.PathLike) -> dict:
