@@ -30,29 +30,39 @@ CLASSES = {1: "membrane", 2: "microtubule", 3: "actin", 4: "ribosome"}
 STYLE = {"uncertain": "C0", "disagree": "C1", "false-positive": "C3", "mixed": "k", "random": "0.6"}
 
 
-def curves(results: list[dict], out: Path) -> None:
+def curves(results: list[dict], out: Path, tune: str = "fine-tune-8") -> None:
+    """Per class: mean Dice against tiles for each strategy retrained with ``tune`` (the adopted 8-epoch
+    fine-tuning), over the seeds that ran it, on the default pair (annotate tomo_s11, measure tomo_s12)."""
+    results = [r for r in results if (r.get("annotate", "tomo_s11"), r.get("measure", "tomo_s12"))
+               == ("tomo_s11", "tomo_s12")]
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), sharey=False)
     for ax, name in zip(axes, CLASSES.values()):
         rows = [r for r in results if r["class"] == name]
         if not rows:
             ax.set_visible(False)
             continue
-        start = np.mean([r["start"]["dice"] for r in rows])
         for strategy, colour in STYLE.items():
-            have = [r["strategies"][strategy] for r in rows if strategy in r["strategies"]]
+            key = f"{strategy}@{tune}"
+            have = [r for r in rows if key in r["strategies"]]
             if not have:
                 continue
-            tiles = [rows[0]["start"]["tiles"]] + [x["tiles"] for x in have[0]]
-            dice = [start] + [np.mean([h[k]["dice"] for h in have]) for k in range(len(have[0]))]
-            ax.plot(tiles, dice, "o-", color=colour, label=strategy, lw=2 if strategy == "mixed" else 1.2, ms=4)
-        ax.axhline(np.mean([r["one_shot"]["dice"] for r in rows]), ls="--", color="0.3", lw=1,
-                   label="one-shot, 110 tiles")
-        ax.set_title(f"{name} ({len(rows)} seed{'s' if len(rows) > 1 else ''})")
+            rounds = [r["strategies"][key] for r in have]
+            tiles = [have[0]["start"]["tiles"]] + [x["tiles"] for x in rounds[0]]
+            dice = [np.mean([r["start"]["dice"] for r in have])] + [np.mean([h[k]["dice"] for h in rounds])
+                                                                     for k in range(len(rounds[0]))]
+            seeds = ", ".join(str(r["seed"]) for r in have)
+            ax.plot(tiles, dice, "o-", color=colour, label=f"{strategy} (seeds {seeds})",
+                    lw=2 if strategy == "uncertain" else 1.2, ms=4)
+        shots = [r["one_shot"]["dice"] for r in rows if r.get("one_shot")]
+        if shots:
+            ax.axhline(np.mean(shots), ls="--", color="0.3", lw=1, label="one-shot, 110 tiles")
+        ax.set_title(name)
         ax.set_xlabel("tiles labelled")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
     axes[0].set_ylabel("Dice at threshold 1 on tomo_s12")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("The annotation loop: start 5 + 20 tiles, then 3 rounds of 5 suggested tiles, fine-tuned after each")
+    fig.suptitle("The annotation loop: start 5 + 20 tiles, then 3 rounds of 5 suggested tiles, fine-tuned (8 epochs) "
+                 "after each; means over seeds")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
