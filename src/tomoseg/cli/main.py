@@ -456,7 +456,8 @@ def _suggest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", default=default.strategy, choices=list(STRATEGIES),
                    help="uncertain: many pixels near the threshold; disagree: networks (or the turned slice) "
                         "differ; false-positive: detections where another feature fires or far from positive boxes; "
-                        f"mixed: those in turn; random: the baseline (default: {default.strategy}; docs/accuracy.md, "
+                        f"mixed: those in turn; random: the baseline (default: {default.strategy}, ahead of random "
+                        "tiles on membranes; for particles random tiles did better; docs/accuracy.md, "
                         "'Where to click next')")
     p.add_argument("--threshold", type=float, default=default.threshold,
                    help=f"the score that decides (default: {default.threshold:g})")

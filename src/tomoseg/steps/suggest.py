@@ -41,8 +41,9 @@ STRATEGIES = ("uncertain", "disagree", "false-positive", "mixed", "random")
 
 @dataclass(frozen=True)
 class SuggestConfig:
-    """n: suggestions wanted. strategy: one of :data:`STRATEGIES` (default ``uncertain``: the best
-    mean against random tiles over the seeds measured, docs/accuracy.md "Where to click next"). threshold: the score that decides
+    """n: suggestions wanted. strategy: one of :data:`STRATEGIES` (default ``uncertain``: ahead of random
+    tiles on membranes in every run measured, level on filaments, behind on particles, where ``random``
+    is the advice: docs/accuracy.md "Where to click next"). threshold: the score that decides
     (1 = the training positives' mean). band: half-width of the "near the threshold" band.
     tile_size: of the tiles (the training tiles' size). stride: candidate spacing in pixels.
     far: distance in voxels from the nearest positive box at which a detection counts fully as
