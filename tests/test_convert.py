@@ -78,6 +78,20 @@ def test_save_volume_narrows_integer_types_without_changing_a_value(tmp_path):
         save_volume(tmp_path / "d.mrc", high, 10.0, labels=("x" * 81,))
     assert not (tmp_path / "c.mrc").exists() and not (tmp_path / "d.mrc").exists()
 
+    class Broken:  # a source that fails after its first slab: nothing is left, not even a temporary file
+        shape, dtype, ndim = (40, 8, 8), np.dtype(np.float32), 3
+
+        def __getitem__(self, index):
+            if index.start >= 16:
+                raise OSError("read error")
+            return np.zeros((16, 8, 8), np.float32)
+
+    before = set(tmp_path.iterdir())
+    for name in ("e.mrc", "e.zarr"):
+        with pytest.raises(OSError, match="read error"):
+            save_volume(tmp_path / name, Broken(), 10.0)
+    assert set(tmp_path.iterdir()) == before
+
 
 def test_the_napari_writer_saves_a_layer_with_its_voxel_size_origin_and_labels(tmp_path):
     """The plugin's writer takes what the tomoseg reader put on a layer; no voxel size, no file."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from tomoseg.errors import TomosegError, VoxelSizeMissing
 from tomoseg.io.mrc import read_volume
+from tomoseg.workflows.convert import layer_metadata
 
 EXTENSIONS = (".mrc", ".mrcs", ".rec", ".map", ".st", ".ali", ".zarr")
 
@@ -45,8 +46,7 @@ def read_layers(path) -> list[tuple]:
         except TomosegError as err:
             raise ValueError(str(err)) from None
         scale = (vol.voxel_size,) * 3
-        meta = {"voxel_size": vol.voxel_size if calibrated else None, "origin": vol.origin, "path": str(p),
-                "labels": vol.labels}
+        meta = layer_metadata(p, vol, calibrated)
         name = Path(p).stem
         if vol.data.dtype.kind in "iu" and vol.label_value("label 1") is not None:
             layers.append((np.asarray(vol.data).view(np.uint8), {"name": name, "scale": scale, "metadata": meta},

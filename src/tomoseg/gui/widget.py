@@ -656,7 +656,8 @@ class TomosegWidget(QWidget):
         return self._guard(act)
 
     def _show_scores(self, name: str, path: Path) -> None:
-        from tomoseg.workflows.project import layer_metadata, read_scores
+        from tomoseg.workflows.convert import layer_metadata
+        from tomoseg.workflows.project import read_scores
 
         self._add_score_layer(f"tomoseg scores: {name}", read_scores(self._need_project(), name), name,
                               metadata=layer_metadata(path))
@@ -692,7 +693,7 @@ class TomosegWidget(QWidget):
             def done(result):
                 from napari.utils.colormaps import DirectLabelColormap
 
-                from tomoseg.workflows.project import layer_metadata
+                from tomoseg.workflows.convert import layer_metadata
 
                 merged, names = result
                 colours = {0: np.zeros(4), None: np.zeros(4)}

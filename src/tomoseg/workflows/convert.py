@@ -117,3 +117,15 @@ def convert_file(
         save_volume(output_path, vol.data, vol.voxel_size, vol.origin, vol.labels, overwrite=overwrite,
                     progress=progress, inputs=(input_path,))
         return tuple(vol.data.shape), float(vol.voxel_size)
+
+
+def layer_metadata(path: Path_, vol=None, calibrated: bool = True) -> dict:
+    """What a napari layer shown from a volume file keeps of it, for the plugin's writer
+    (:mod:`tomoseg.gui.writer`) to save it with: voxel size (None where the file recorded none:
+    ``calibrated`` false), origin, header labels and the file. ``vol``: the file's volume, if read
+    already (the tomoseg reader); else its header is read."""
+    if vol is None:
+        with read_volume(path, mmap=True) as vol:
+            return layer_metadata(path, vol, calibrated)
+    return {"voxel_size": float(vol.voxel_size) if calibrated else None, "origin": tuple(vol.origin),
+            "path": str(path), "labels": tuple(vol.labels)}

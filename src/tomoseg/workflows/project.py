@@ -633,14 +633,6 @@ def save_maps(project: Project, folder: str | os.PathLike, suffix: str = ".zarr"
     return [target for _, target in copies]
 
 
-def layer_metadata(path: str | os.PathLike) -> dict:
-    """What a napari layer shown from a volume file keeps of it (as the tomoseg reader does): voxel size,
-    origin, header labels and the file, so that saving the layer (the plugin's writer) keeps them."""
-    with read_volume(path, mmap=True) as vol:
-        return {"voxel_size": float(vol.voxel_size), "origin": tuple(vol.origin), "path": str(path),
-                "labels": tuple(vol.labels)}
-
-
 def export_picks(project: Project, picks, path: str | os.PathLike) -> int:
     """Write picked particles of the project's tomogram to ``path`` in the format its extension names
     (:mod:`tomoseg.io.particle_formats`), with the tomogram's name, voxel size and origin; returns how many."""
