@@ -11,6 +11,10 @@ calibration), and the training time. Tile choices:
   today's accuracy figures);
 - ``lazy``: a "lazy annotator" who put every positive tile on the 3 largest connected pieces of the class.
 
+``--train tomo_s11+tomo_s41`` trains one network on two tomograms (``train SET SET``, through
+``combine_trainsets``) with the same annotation effort: 5 positive + 50 negative spread tiles on each.
+It is measured on the tomograms it did not see; "same conditions" are then those of either.
+
 Each result also keeps the whole Dice curve over thresholds and high quantiles of every map (the
 training tomogram's too), so a calibration rule that moves the threshold per tomogram can be judged
 from the file without training again: ``quantile_rule`` below rescales a map so that its 99.9th
@@ -42,7 +46,7 @@ from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.recipes import recipe
 from tomoseg.steps.segment import score_volume
 from tomoseg.steps.train import train
-from tomoseg.steps.trainset import choose_boxes, make_trainset
+from tomoseg.steps.trainset import choose_boxes, combine_trainsets, make_trainset
 from tomoseg.types import Box
 
 keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figures keep their malloc settings
@@ -82,7 +86,7 @@ def lazy_boxes(labels: np.ndarray, value: int, seed: int, pieces: int = LAZY_PIE
     """10 positive tiles on the ``pieces`` largest connected pieces of the class only, 100 negatives
     as usual (``choose_boxes``)."""
     mask = labels == value
-    regions, n = ndimage.label(mask)
+    regions, _ = ndimage.label(mask)
     sizes = np.bincount(regions.ravel())[1:]
     keep = np.argsort(-sizes)[:pieces] + 1
     narrowed = np.where(np.isin(regions, keep), labels, 0).astype(labels.dtype)
@@ -109,10 +113,15 @@ def run_label(recipe_name: str, overrides: dict | None = None, context: int = 0,
 
 def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, recipe_name: str,
             overrides: dict | None = None, keep: Path | None = None, context: int = 0, tta: int = 1) -> dict:
-    vol, labels, voxel = volumes[train_on]
-    boxes = (choose_boxes(labels, value, 10, 100, seed=seed + value) if variant == "spread"
-             else lazy_boxes(labels, value, seed=seed + value))
-    ts = make_trainset(vol, boxes, lambda z: labels[z] == value, CLASSES[value], voxel, context=context)
+    names = train_on.split("+")
+    sets = []
+    for name in names:  # several tomograms: the same 110 tiles in all, split evenly (as much annotation)
+        vol, labels, voxel = volumes[name]
+        boxes = (choose_boxes(labels, value, 10 // len(names), 100 // len(names), seed=seed + value)
+                 if variant == "spread" else lazy_boxes(labels, value, seed=seed + value))
+        sets.append(make_trainset(vol, boxes, lambda z, labels=labels: labels[z] == value, CLASSES[value], voxel,
+                                  context=context))
+    ts = combine_trainsets(sets)
     t0 = time.perf_counter()
     result = train(ts, recipe(recipe_name, seed=seed, **(overrides or {})))
     seconds = time.perf_counter() - t0
@@ -129,8 +138,9 @@ def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, r
         apply_seconds = time.perf_counter() - t0
         if keep is not None:
             np.save(keep / f"{stem}_on_{name}.npy", scores.astype(np.float16))
-        if name == train_on:
-            train_quantiles = quantiles(scores)
+        if name in names:
+            if name == names[0]:
+                train_quantiles = quantiles(scores)
             continue
         curve = dice_curve(scores, test_labels == value)
         best = int(np.argmax(curve))
@@ -165,7 +175,7 @@ def report(results: list[dict]) -> str:
         seeds = sorted({r["seed"] for r in rows})
         for title, value, where in metrics:
             lines += [f"**{recipe_name}, {variant} tiles: {title}** (seeds {', '.join(map(str, seeds))})", "",
-                      "| class | " + " | ".join(f"{a[5:]} -> {b[5:]}" for a, b in pairs) + " |",
+                      "| class | " + " | ".join(f"{a.replace('tomo_', '')} -> {b[5:]}" for a, b in pairs) + " |",
                       "|---" * (len(pairs) + 1) + "|"]
             for cls in CLASSES.values():
                 mine = [r for r in rows if r["class"] == cls]
@@ -196,6 +206,11 @@ def report(results: list[dict]) -> str:
 CONDITION = {"tomo_s11": "a", "tomo_s12": "a", "tomo_s31": "c", "tomo_s41": "d"}
 
 
+def conditions(train_on: str) -> set[str]:
+    """The imaging conditions a network was trained on (``tomo_s11+tomo_s41``: two)."""
+    return {CONDITION[name] for name in train_on.split("+")}
+
+
 def summary_table(results: list[dict], train: list[str] | None = None, seeds: list[int] | None = None) -> str:
     """One row per configuration (recipe, tile choice): per class, Dice at threshold 1 same conditions
     (tomo_s11 -> tomo_s12) / across conditions (every pair between different conditions), the worst
@@ -212,9 +227,9 @@ def summary_table(results: list[dict], train: list[str] | None = None, seeds: li
             cells = []
             for cls in CLASSES.values():
                 same = [r["tests"][t][metric] for r in rows if r["class"] == cls for t in r["tests"]
-                        if CONDITION[t] == CONDITION[r["train"]]]
+                        if CONDITION[t] in conditions(r["train"])]
                 cross = [r["tests"][t][metric] for r in rows if r["class"] == cls for t in r["tests"]
-                         if CONDITION[t] != CONDITION[r["train"]]]
+                         if CONDITION[t] not in conditions(r["train"])]
                 text = f"{np.mean(same):.2f}" if same else "-"
                 text += f" / {np.mean(cross):.2f} ({min(cross):.2f})" if cross else " / -"
                 cells.append(text)
