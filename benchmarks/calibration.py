@@ -22,14 +22,14 @@ import numpy as np
 from skimage.filters import threshold_otsu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from transfer import lazy_boxes  # noqa: E402  (the lazy annotator's tiles, as transfer.py chose them)
+from transfer import lazy_boxes
 
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.model_file import load_model
 from tomoseg.io.mrc import read_volume
+from tomoseg.steps.calibrate import level_of
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
 from tomoseg.steps.train import tile_level
-from tomoseg.steps.calibrate import level_of
 from tomoseg.steps.trainset import TILE_SIZE, choose_boxes, make_trainset
 
 keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figures keep their malloc settings
@@ -59,8 +59,8 @@ def tile_scores(train_map: np.ndarray, boxes) -> np.ndarray:
 
 def rules(train_map: np.ndarray, test_map: np.ndarray, tiles: np.ndarray | None = None,
           model_level: float | None = None) -> dict[str, float]:
-    q = lambda m, p: float(np.quantile(m, p))  # noqa: E731
-    ratio = lambda floor: (level_of(test_map, floor) or 1.0) / (level_of(tiles, floor) or 1.0)  # noqa: E731
+    q = lambda m, p: float(np.quantile(m, p))
+    ratio = lambda floor: (level_of(test_map, floor) or 1.0) / (level_of(tiles, floor) or 1.0)
     extra = {} if tiles is None else {
         "Otsu ratio, training tiles": otsu(test_map) / max(otsu(tiles), 1e-6),
         "level ratio, map crops at the tiles, floor 0.05": ratio(0.05),
@@ -95,7 +95,7 @@ def main(argv=None) -> None:
     for t in CONDITION:
         tomo = read_volume(Path(args.data) / f"{t}_tomo.mrc", mmap=False)
         volumes[t] = preprocess(tomo.data, tomo.voxel_size, PreprocessConfig())
-    pattern = re.compile(r"(.+)_(spread|lazy)_(tomo_s\d+)_(\w+?)_(\d+)\.model$")
+    pattern = re.compile(r"(.+)_(spread|lazy)_(tomo_s\d+(?:\+tomo_s\d+)*)_(\w+?)_(\d+)\.model$")
     table: dict = defaultdict(list)  # (config, rule, class, same/cross) -> Dice
     for model in sorted(Path(args.keep).glob("*.model")):
         m = pattern.match(model.name)
@@ -107,22 +107,25 @@ def main(argv=None) -> None:
             continue
         config = config if variant == "spread" else f"{config}, lazy tiles"
         stem = model.name[: -len(".model")]
+        names = train_on.split("+")  # several tomograms (transfer.py --train A+B): the first one's map
+        train_on, trained = names[0], {CONDITION[n] for n in names}
+        config = config if len(names) == 1 else f"{config}, from {'+'.join(n[5:] for n in names)}"
         train_map = np.load(model.parent / f"{stem}_on_{train_on}.npy").astype(np.float32)
-        boxes = (choose_boxes(labels[train_on], value, 10, 100, seed=seed + value) if variant == "spread"
-                 else lazy_boxes(labels[train_on], value, seed=seed + value))  # as transfer.py chose them
-        tiles = tile_scores(train_map, boxes)
-        model_level = None
-        if boxes is not None:  # the level train() records now, for networks kept before it did
+        boxes = (None if len(names) > 1 else choose_boxes(labels[train_on], value, 10, 100, seed=seed + value)
+                 if variant == "spread" else lazy_boxes(labels[train_on], value, seed=seed + value))
+        tiles = None if boxes is None else tile_scores(train_map, boxes)  # the tiles as transfer.py chose them
+        model_level = load_model(model).level  # recorded by train() (kept networks since session 21)
+        if boxes is not None and model_level is None:  # the level train() records now, for networks kept before
             net = load_model(model).net
             ts = make_trainset(volumes[train_on], boxes, lambda z: labels[train_on][z] == value, cls, 10.0,
                                context=net.config.context)
             model_level = tile_level(net, load_model(model).amplitude, ts)
         for test_on in CONDITION:
-            if test_on == train_on or not (model.parent / f"{stem}_on_{test_on}.npy").exists():
+            if test_on in names or not (model.parent / f"{stem}_on_{test_on}.npy").exists():
                 continue
             test_map = np.load(model.parent / f"{stem}_on_{test_on}.npy").astype(np.float32)
             truth = labels[test_on] == CLASSES[cls]
-            kind = "same" if CONDITION[test_on] == CONDITION[train_on] else "cross"
+            kind = "same" if CONDITION[test_on] in trained else "cross"
             for rule, t in rules(train_map, test_map, tiles, model_level).items():
                 table[(config, rule, cls, kind)].append(dice_at(test_map, truth, t))
             best = max(dice_at(test_map, truth, t) for t in THRESHOLDS)

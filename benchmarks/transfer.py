@@ -130,7 +130,7 @@ def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, r
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         save_model(keep / f"{stem}.model", Model(result.net, result.amplitude, CLASSES[value], voxel,
-                                                 PreprocessConfig().to_dict()))
+                                                 PreprocessConfig().to_dict(), level=result.level))
     tests, train_quantiles = {}, None
     for name, (test_vol, test_labels, _) in volumes.items():
         t0 = time.perf_counter()
