@@ -197,7 +197,7 @@ def _pair_table(results: list[dict], keys: list[str], pair) -> list[str]:
             diff = (np.mean([r["strategies"][key][-1]["dice"] - r["strategies"][rand][-1]["dice"] for r in both])
                     if both and strategy != "random" else None)
             lines.append(f"| {name} | {tune or 'fine-tune, 4 epochs'} | {strategy} | "
-                         f"{', '.join(str(r['seed']) for r in have)} | {np.mean([r['start']['dice'] for r in have]):.3f} | "
+                         f"{', '.join(str(s) for s in sorted(r['seed'] for r in have))} | {np.mean([r['start']['dice'] for r in have]):.3f} | "
                          + " | ".join(f"{d:.3f}" for d in dice)
                          + f" | {'' if diff is None else f'{diff:+.3f}'} | {_one_shot_cell(have)} |")
     return lines

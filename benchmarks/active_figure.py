@@ -50,7 +50,7 @@ def curves(results: list[dict], out: Path, tune: str = "fine-tune-8") -> None:
             tiles = [have[0]["start"]["tiles"]] + [x["tiles"] for x in rounds[0]]
             dice = [np.mean([r["start"]["dice"] for r in have])] + [np.mean([h[k]["dice"] for h in rounds])
                                                                      for k in range(len(rounds[0]))]
-            seeds = ", ".join(str(r["seed"]) for r in have)
+            seeds = ", ".join(str(s) for s in sorted(r["seed"] for r in have))
             ax.plot(tiles, dice, "o-", color=colour, label=f"{strategy} (seeds {seeds})",
                     lw=2 if strategy == "uncertain" else 1.2, ms=4)
         shots = [r["one_shot"]["dice"] for r in rows if r.get("one_shot")]
