@@ -67,7 +67,9 @@ def rules(train_map: np.ndarray, test_map: np.ndarray, tiles: np.ndarray | None 
         "level ratio, map crops at the tiles, floor 0": ratio(0.0),
     }
     if model_level is not None:  # exactly what merge/pick --calibrate do
-        extra[CALIBRATE] = (level_of(test_map) or 1.0) / model_level
+        extra[CALIBRATE] = scale = (level_of(test_map) or 1.0) / model_level
+        extra[CALIBRATE + ", only lowering"] = min(scale, 1.0)  # guarded variants, to judge a default
+        extra[CALIBRATE + ", only beyond 1.5x"] = scale if not 1 / 1.5 < scale < 1.5 else 1.0
     extra = extra | {
         "quantile 0.999 ratio, training tiles": q(test_map, 0.999) / max(q(tiles, 0.999), 1e-6),
     }
