@@ -70,9 +70,8 @@ def rules(train_map: np.ndarray, test_map: np.ndarray, tiles: np.ndarray | None 
         extra[CALIBRATE] = scale = (level_of(test_map) or 1.0) / model_level
         extra[CALIBRATE + ", only lowering"] = min(scale, 1.0)  # guarded variants, to judge a default
         extra[CALIBRATE + ", only beyond 1.5x"] = scale if not 1 / 1.5 < scale < 1.5 else 1.0
-    extra = extra | {
-        "quantile 0.999 ratio, training tiles": q(test_map, 0.999) / max(q(tiles, 0.999), 1e-6),
-    }
+    if tiles is not None:
+        extra["quantile 0.999 ratio, training tiles"] = q(test_map, 0.999) / max(q(tiles, 0.999), 1e-6)
     return extra | {
         "threshold 1": 1.0,
         "quantile 0.99 ratio": q(test_map, 0.99) / max(q(train_map, 0.99), 1e-6),
