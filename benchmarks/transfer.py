@@ -154,6 +154,12 @@ def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, r
             "tests": tests}
 
 
+def group(r: dict) -> tuple[str, str]:
+    """(configuration, tile choice) a result is reported under; networks trained on several tomograms
+    apart from those trained on one."""
+    return r["recipe"] + (", two tomograms per network" if "+" in r["train"] else ""), r["variant"]
+
+
 def key(r: dict) -> str:
     return f"{r['recipe']}/{r['variant']}/{r['train']}/{r['class']}/{r['seed']}"
 
@@ -163,14 +169,14 @@ def report(results: list[dict]) -> str:
     seeds): Dice at threshold 1; the best Dice over thresholds and where it lies. Then the mean training
     time per seed (calibration rules: ``benchmarks/calibration.py``; :func:`quantile_rule` was the first)."""
     lines = []
-    groups = sorted({(r["recipe"], r["variant"]) for r in results})
+    groups = sorted({group(r) for r in results})
     metrics = [
         ("Dice at threshold 1", lambda r, b: f"{r['tests'][b]['dice_at_1']:.2f}", None),
         ("best Dice over thresholds (at threshold)", lambda r, b: r["tests"][b]["best_dice"],
          lambda r, b: r["tests"][b]["best_threshold"]),
     ]
     for recipe_name, variant in groups:
-        rows = [r for r in results if r["recipe"] == recipe_name and r["variant"] == variant]
+        rows = [r for r in results if group(r) == (recipe_name, variant)]
         pairs = sorted({(r["train"], t) for r in rows for t in r["tests"]})
         seeds = sorted({r["seed"] for r in rows})
         for title, value, where in metrics:
@@ -217,11 +223,11 @@ def summary_table(results: list[dict], train: list[str] | None = None, seeds: li
     single map across in brackets; then the same for the best threshold. Means over the networks there
     (``train``: only these training tomograms; ``seeds``: only these seeds)."""
     lines = ["| configuration | networks | " + " | ".join(CLASSES.values()) + " |", "|---" * (len(CLASSES) + 2) + "|"]
-    groups = sorted({(r["recipe"], r["variant"]) for r in results})
+    groups = sorted({group(r) for r in results})
     for metric, name in (("dice_at_1", "threshold 1"), ("best_dice", "best threshold")):
         for recipe_name, variant in groups:
-            rows = [r for r in results if r["recipe"] == recipe_name and r["variant"] == variant
-                    and (train is None or r["train"] in train) and (seeds is None or r["seed"] in seeds)]
+            rows = [r for r in results if group(r) == (recipe_name, variant)
+                    and (train is None or set(r["train"].split("+")) <= set(train)) and (seeds is None or r["seed"] in seeds)]
             if not rows:
                 continue
             cells = []
