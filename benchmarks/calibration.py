@@ -22,7 +22,7 @@ import numpy as np
 from skimage.filters import threshold_otsu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from transfer import lazy_boxes
+from transfer import lazy_boxes  # the lazy annotator's tiles, as transfer.py chose them
 
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.model_file import load_model

@@ -114,6 +114,8 @@ def run_label(recipe_name: str, overrides: dict | None = None, context: int = 0,
 def run_one(volumes: dict, train_on: str, value: int, variant: str, seed: int, recipe_name: str,
             overrides: dict | None = None, keep: Path | None = None, context: int = 0, tta: int = 1) -> dict:
     names = train_on.split("+")
+    if len(names) > 1 and variant != "spread":
+        raise SystemExit(f"--train {train_on}: several tomograms per network are measured with spread tiles only")
     sets = []
     for name in names:  # several tomograms: the same 110 tiles in all, split evenly (as much annotation)
         vol, labels, voxel = volumes[name]
