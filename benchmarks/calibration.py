@@ -22,7 +22,7 @@ import numpy as np
 from skimage.filters import threshold_otsu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from transfer import lazy_boxes  # the lazy annotator's tiles, as transfer.py chose them
+from transfer import CONDITION, conditions, lazy_boxes  # the lazy annotator's tiles, as transfer.py chose them
 
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.model_file import load_model
@@ -35,7 +35,6 @@ from tomoseg.steps.trainset import TILE_SIZE, choose_boxes, make_trainset
 keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figures keep their malloc settings
 
 CLASSES = {"membrane": 1, "microtubule": 2, "actin": 3, "ribosome": 4}
-CONDITION = {"tomo_s11": "a", "tomo_s12": "a", "tomo_s31": "c", "tomo_s41": "d"}
 THRESHOLDS = np.round(np.arange(0.05, 3.001, 0.05), 2)
 CALIBRATE = "--calibrate (level of the network on its training tiles)"
 
@@ -109,7 +108,8 @@ def main(argv=None) -> None:
         config = config if variant == "spread" else f"{config}, lazy tiles"
         stem = model.name[: -len(".model")]
         names = train_on.split("+")  # several tomograms (transfer.py --train A+B): the first one's map
-        train_on, trained = names[0], {CONDITION[n] for n in names}
+        trained = conditions(train_on)  # the imaging conditions it saw
+        train_on = names[0]
         config = config if len(names) == 1 else f"{config}, from {'+'.join(n[5:] for n in names)}"
         train_map = np.load(model.parent / f"{stem}_on_{train_on}.npy").astype(np.float32)
         boxes = (None if len(names) > 1 else choose_boxes(labels[train_on], value, 10, 100, seed=seed + value)
