@@ -58,3 +58,23 @@ def particle_trainset(small_tomo, small_pre):
 def particle_model(particle_trainset):
     """A network trained briefly on the particle training set (a few seconds)."""
     return train(particle_trainset, recipe("default", epochs=8, negative_copies=3, seed=0))
+
+
+@pytest.fixture
+def write_ngff05():
+    """Writes NGFF 0.5 stores with ngff-zarr (skips without it): ``write_ngff05(path, data, voxel_size, ...)``."""
+    pytest.importorskip("ngff_zarr")
+    return _write_ngff05
+
+
+def _write_ngff05(path, data, voxel_size, translation_zyx=(0.0, 0.0, 0.0), levels=1, chunks=16):
+    """An NGFF 0.5 (zarr v3) image written by ngff-zarr, as other tools write them."""
+    nz = pytest.importorskip("ngff_zarr")
+    image = nz.to_ngff_image(data, dims=["z", "y", "x"], scale=dict.fromkeys("zyx", voxel_size),
+                             translation=dict(zip("zyx", translation_zyx)),
+                             axes_units=dict.fromkeys("zyx", "angstrom"))
+    multiscales = nz.to_multiscales(image, scale_factors=[2**k for k in range(1, levels)], chunks=chunks,
+                                    method=nz.Methods.ITKWASM_BIN_SHRINK)
+    nz.to_ngff_zarr(str(path), multiscales, version="0.5")
+    assert (path / "zarr.json").exists() and not (path / ".zattrs").exists()  # zarr v3 indeed
+    return path

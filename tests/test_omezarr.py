@@ -55,13 +55,8 @@ def test_damaged_or_foreign_stores_get_one_clear_line(tmp_path):
     no_attrs = tmp_path / "noattrs.zarr"
     shutil.copytree(tmp_path / "ok.zarr", no_attrs)
     (no_attrs / ".zattrs").unlink()
-    with pytest.raises(TomosegError, match="noattrs.zarr: not an OME-Zarr image \\(no .zattrs\\)"):
+    with pytest.raises(TomosegError, match="noattrs.zarr: not an OME-Zarr image \\(no .zattrs or zarr.json\\)"):
         read_volume(no_attrs)
-    v3 = tmp_path / "v3.zarr"
-    v3.mkdir()
-    (v3 / "zarr.json").write_text("{}")
-    with pytest.raises(TomosegError, match="v3.zarr: an NGFF 0.5 \\(zarr v3\\) store"):
-        read_volume(v3)
     missing = tmp_path / "missing.zarr"
     shutil.copytree(tmp_path / "ok.zarr", missing)
     (missing / "0" / "1" / "0" / "0").unlink()  # one chunk of level 0 lost
@@ -124,3 +119,67 @@ def test_apply_streams_omezarr_to_omezarr_and_resumes(tmp_path, small_pre, parti
     # --overwrite replaces an OME-Zarr output folder whole
     apply_file(tmp_path / "p.model", tmp_path / "pre.zarr", tmp_path / "r.zarr", slices_per_batch=8, overwrite=True)
     assert read_volume(tmp_path / "r.zarr").data.shape == small_pre.shape
+
+
+# -- NGFF 0.5 (zarr v3), read with ngff-zarr; the stores are made with ngff-zarr too --------------------
+def test_an_ngff05_store_reads_with_its_voxel_size_origin_and_levels(tmp_path, write_ngff05):
+    data = np.random.default_rng(5).normal(size=(40, 64, 80)).astype(np.float32)
+    store = write_ngff05(tmp_path / "t.zarr", data, 12.0, translation_zyx=(30.0, -20.0, 10.0), levels=2)
+    v = read_volume(store)
+    assert v.voxel_size == 12.0 and v.origin == (10.0, -20.0, 30.0) and v.data.shape == (40, 64, 80)
+    np.testing.assert_array_equal(v.data[3:7, 10:20], data[3:7, 10:20])  # slab by slab, never whole
+    np.testing.assert_array_equal(np.asarray(v.data), data)
+    with pytest.warns(UserWarning, match="level 1 \\(24 A per voxel\\)"):
+        low = read_volume(store, near_voxel_size=24.0)
+    assert low.voxel_size == 24.0 and low.data.shape == (20, 32, 40)
+    np.testing.assert_allclose(low.data[0, 0, 0], data[:2, :2, :2].mean(), rtol=1e-5)  # bin-shrink level
+    assert read_volume(store, voxel_size=6.0).voxel_size == 6.0
+
+
+def test_preprocess_reads_an_ngff05_store_as_it_reads_the_same_mrc(tmp_path, write_ngff05):
+    from tomoseg.cli.main import main
+
+    data = np.random.default_rng(6).normal(size=(24, 48, 56)).astype(np.float32)
+    write_ngff05(tmp_path / "t.zarr", data, 10.0, translation_zyx=(5.0, 6.0, 7.0))
+    write_volume(tmp_path / "t.mrc", data, 10.0, origin=(7.0, 6.0, 5.0))
+    assert main(["preprocess", str(tmp_path / "t.zarr"), "-o", str(tmp_path / "a.zarr")]) == 0
+    assert main(["preprocess", str(tmp_path / "t.mrc"), "-o", str(tmp_path / "b.mrc")]) == 0
+    a, b = read_volume(tmp_path / "a.zarr"), read_volume(tmp_path / "b.mrc")
+    np.testing.assert_array_equal(np.asarray(a.data[:]), np.asarray(b.data))
+    assert a.voxel_size == b.voxel_size == 10.0 and a.origin == b.origin == (7.0, 6.0, 5.0)
+    assert (tmp_path / "a.zarr" / ".zattrs").exists()  # written as NGFF 0.4, what the Data Portal serves
+
+
+def test_damaged_ngff05_stores_get_one_clear_line(tmp_path, monkeypatch, write_ngff05):
+    data = np.random.default_rng(7).normal(size=(32, 32, 32)).astype(np.float32)
+    ok = write_ngff05(tmp_path / "ok.zarr", data, 10.0)
+    array_meta = ok / "scale0" / "image" / "zarr.json"
+
+    def damaged(name, damage):
+        store = tmp_path / f"{name}.zarr"
+        shutil.copytree(ok, store)
+        damage(store)
+        return store
+
+    bad_json = damaged("badjson", lambda s: (s / "zarr.json").write_text("{bad"))
+    with pytest.raises(TomosegError, match="badjson.zarr: not a readable NGFF 0.5 image"):
+        read_volume(bad_json)
+    no_ome = damaged("noome", lambda s: (s / "zarr.json").write_text(json.dumps(
+        {"zarr_format": 3, "node_type": "group", "attributes": {}})))
+    with pytest.raises(TomosegError, match="noome.zarr: not a readable NGFF 0.5 image"):
+        read_volume(no_ome)
+    no_array = damaged("noarray", lambda s: (s / array_meta.relative_to(ok)).unlink())
+    with pytest.raises(TomosegError, match="noarray.zarr: not a readable NGFF 0.5 image"):
+        read_volume(no_array)
+    chunk = next(p for p in (ok / "scale0" / "image" / "c").rglob("*") if p.is_file()).relative_to(ok)
+    missing = damaged("missing", lambda s: (s / chunk).unlink())
+    with pytest.warns(UserWarning, match="missing.zarr: 1 of 8 chunks of level 0 are not stored"):
+        v = read_volume(missing)
+    assert np.count_nonzero(np.asarray(v.data) == 0) == 16**3  # read as the fill value, said in the warning
+    cut = damaged("cut", lambda s: (s / chunk).write_bytes((ok / chunk).read_bytes()[:20]))
+    v = read_volume(cut)  # opens: chunks are decoded when read
+    with pytest.raises(TomosegError, match="cut.zarr: a chunk of level 0 cannot be read"):
+        v.data[:16, :16, :16]
+    monkeypatch.setitem(__import__("sys").modules, "ngff_zarr", None)  # a tomoseg without the extra
+    with pytest.raises(TomosegError, match="ok.zarr: an NGFF 0.5 \\(zarr v3\\) store; reading it needs ngff-zarr"):
+        read_volume(ok)

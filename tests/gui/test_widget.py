@@ -210,6 +210,17 @@ def test_reader_gives_scaled_layers(tmp_path, small_pre, make_napari_viewer):
     assert w.project.volume.voxel_size == pytest.approx(12.5)
 
 
+def test_the_reader_opens_an_ngff05_store(tmp_path, small_pre, make_napari_viewer, write_ngff05):
+    write_ngff05(tmp_path / "v5.zarr", small_pre, 12.5, translation_zyx=(3.0, 2.0, 1.0))
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "v5.zarr"), plugin="tomoseg")
+    layer = viewer.layers["v5"]
+    assert layer.scale[0] == pytest.approx(12.5) and layer.metadata["origin"] == (1.0, 2.0, 3.0)
+    viewer.dims.set_point(0, 3 * 12.5)  # napari slices the lazy level as it shows slice 3
+    np.testing.assert_array_equal(np.asarray(layer.data[3]), small_pre[3])
+    assert viewer.screenshot(canvas_only=True).std() > 0  # something drawn, not a blank canvas
+
+
 def test_preprocess_from_the_dock_and_import_a_cli_model(make_napari_viewer, tmp_path, small_tomo, particle_model):
     from tomoseg.gui.widget import TomosegWidget
     from tomoseg.io.model_file import save_model

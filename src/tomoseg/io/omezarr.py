@@ -1,7 +1,10 @@
-"""OME-Zarr volumes (NGFF 0.4, zarr v2): what the CZ cryoET Data Portal, copick and napari read.
+"""OME-Zarr volumes: NGFF 0.4 (zarr v2; what the CZ cryoET Data Portal, copick and napari read) read
+and written, NGFF 0.5 (zarr v3) read.
 
-Read and written with the field's libraries: ``ome-zarr`` reads the multiscale metadata and writes it,
-``zarr`` holds the arrays. A path ending in ``.zarr`` (``.ome.zarr`` too) is a volume of this format
+Read and written with the field's libraries: ``ome-zarr`` reads the NGFF 0.4 multiscale metadata and
+writes it, ``zarr`` holds the arrays. NGFF 0.5 stores (a ``zarr.json``, zarr v3) are read with
+``ngff-zarr`` (the extra ``tomoseg[ngff05]``), which reads zarr v3 without zarr-python: the zarr 2 that
+copick and ome-zarr need here cannot, so tomoseg writes 0.4. A path ending in ``.zarr`` (``.ome.zarr`` too) is a volume of this format
 everywhere tomoseg reads or writes one (:func:`tomoseg.io.mrc.read_volume`, ``create_volume``,
 resumable outputs).
 
@@ -15,16 +18,21 @@ resumable outputs).
   maps) down to about 64 voxels, written slab by slab with memory flat in depth. tomoseg's header
   labels travel in the attribute ``tomoseg: {"labels": [...]}``. Every chunk is stored, even empty
   ones, so a missing chunk means a damaged store.
-- **Refused, in one line**: a folder without ``.zattrs`` (not an NGFF 0.4 image), an NGFF 0.5 store
-  (``zarr.json``: zarr v3, which the zarr 2 that copick and ome-zarr need cannot read), axes other
-  than three spatial ones, a data type that is not a volume's, and missing chunks in a float volume
-  (label maps from other tools may leave empty chunks out; those read as 0).
+- **Refused, in one line**: a folder with neither ``.zattrs`` nor ``zarr.json``, metadata that is not
+  an NGFF image, an NGFF 0.5 store without ``ngff-zarr`` installed, axes other than three spatial
+  ones, a data type that is not a volume's, missing chunks in an NGFF 0.4 float volume (label maps from
+  other tools may leave empty chunks out; those read as 0), and a chunk that cannot be decoded (when
+  it is read). Zarr v3 writers leave chunks equal to the fill value out by default, so missing chunks
+  of an NGFF 0.5 float volume get a one-line warning and read as the fill value.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,14 +54,20 @@ def is_zarr(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in SUFFIXES
 
 
-def _level_geometry(transforms: list[dict], units: list[str | None], path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, translation) in Angstrom, z y x, of one level's coordinate transformations."""
+def _transforms_zyx(transforms: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, translation), z y x in the axes' units, of one NGFF 0.4 level's coordinate transformations."""
     scale, translation = np.ones(3), np.zeros(3)
     for t in transforms or []:
         if t.get("type") == "scale":
             scale = np.asarray(t["scale"], dtype=np.float64)[-3:]
         elif t.get("type") == "translation":
             translation = np.asarray(t["translation"], dtype=np.float64)[-3:]
+    return scale, translation
+
+
+def _in_angstrom(scale: np.ndarray, translation: np.ndarray, units: list[str | None],
+                 path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A level's (scale, translation) in the axes' ``units`` -> in Angstrom (NaN where no unit)."""
     factor = []
     for unit in units:
         if unit is None:
@@ -67,17 +81,36 @@ def _level_geometry(transforms: list[dict], units: list[str | None], path: Path)
     return scale * factor, translation * factor
 
 
-def _multiscale(path: Path):
-    """The image node of an NGFF store (ome-zarr's reader), or one clear error."""
+@dataclass(frozen=True)
+class _Image:
+    """What :func:`read_omezarr` needs of an NGFF image, whatever its version."""
+
+    axes: list[dict]
+    """name, type, unit of each axis (NGFF ``axes``)."""
+    geometry: list[tuple[np.ndarray, np.ndarray]]
+    """Each level's (scale, translation), z y x, in the axes' units."""
+    datasets: list[str]
+    level: Callable[[int], object]
+    """Opens level k as a sliceable array (shape, dtype, ndim), or raises TomosegError."""
+    labels: tuple[str, ...] = ()
+
+
+def _open_image(path: Path) -> _Image:
+    """The NGFF image at ``path`` (0.4 or 0.5), or one clear error."""
     if not path.exists():
         raise TomosegError(f"{path}: no such file or folder")
     if not path.is_dir():
         raise TomosegError(f"{path}: not an OME-Zarr folder")
-    if not (path / ".zattrs").exists():
-        if (path / "zarr.json").exists():
-            raise TomosegError(f"{path}: an NGFF 0.5 (zarr v3) store; tomoseg reads NGFF 0.4 (zarr v2), as the "
-                               "cryoET Data Portal serves it (the zarr 2 that copick needs cannot read zarr v3)")
-        raise TomosegError(f"{path}: not an OME-Zarr image (no .zattrs)")
+    if (path / ".zattrs").exists():
+        return _image_v04(path)
+    if (path / "zarr.json").exists():
+        return _image_v05(path)
+    raise TomosegError(f"{path}: not an OME-Zarr image (no .zattrs or zarr.json)")
+
+
+def _image_v04(path: Path) -> _Image:
+    """An NGFF 0.4 image (zarr v2): metadata with ome-zarr's reader, arrays with zarr."""
+    import zarr
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Multiscales, Reader
 
@@ -85,12 +118,72 @@ def _multiscale(path: Path):
     if location is None:
         raise TomosegError(f"{path}: not a zarr store")
     try:
-        for node in Reader(location)():
-            if any(isinstance(spec, Multiscales) for spec in node.specs):
-                return node
+        node = next((n for n in Reader(location)() if any(isinstance(s, Multiscales) for s in n.specs)), None)
     except (KeyError, ValueError, TypeError) as err:
         raise TomosegError(f"{path}: malformed OME-Zarr metadata ({err})") from None
-    raise TomosegError(f"{path}: no multiscale image in this OME-Zarr store")
+    if node is None:
+        raise TomosegError(f"{path}: no multiscale image in this OME-Zarr store")
+    meta = node.metadata
+    axes = [a if isinstance(a, dict) else {"name": a} for a in meta.get("axes") or []]
+    transforms = meta.get("coordinateTransformations") or [[] for _ in node.data]
+    datasets = _dataset_paths(path)
+
+    def level(k: int):
+        try:
+            array = zarr.open_array(str(path / datasets[k]), mode="r")
+        except (ValueError, KeyError, zarr.errors.ArrayNotFoundError) as err:
+            raise TomosegError(f"{path}: level {k} ({datasets[k]}) cannot be read ({err})") from None
+        _check_dtype(path, array.dtype)
+        if np.dtype(array.dtype).kind == "f":
+            stored = _stored_chunks(path / datasets[k])
+            if stored < array.nchunks:
+                raise TomosegError(f"{path}: {array.nchunks - stored} of {array.nchunks} chunks of level {k} are "
+                                   "missing (a truncated copy?)")
+        return array
+
+    labels = tuple(str(t) for t in (_attrs(path).get("tomoseg") or {}).get("labels", []))
+    return _Image(axes, [_transforms_zyx(t) for t in transforms], datasets, level, labels)
+
+
+def _image_v05(path: Path) -> _Image:
+    """An NGFF 0.5 image (zarr v3), read with ngff-zarr (lazy dask arrays over zarrista, no zarr-python)."""
+    try:
+        import ngff_zarr
+    except ImportError:
+        raise TomosegError(f"{path}: an NGFF 0.5 (zarr v3) store; reading it needs ngff-zarr: "
+                           "pip install 'tomoseg[ngff05]'") from None
+    try:
+        multiscales = ngff_zarr.from_ngff_zarr(str(path))
+    except Exception as err:  # noqa: BLE001 - ngff-zarr and zarrista raise their own kinds; one line whatever it is
+        raise TomosegError(f"{path}: not a readable NGFF 0.5 image ({_first_line(err)})") from None
+    axes = [{"name": a.name, "type": a.type, "unit": a.unit} for a in multiscales.metadata.axes]
+    names = [a["name"] for a in axes][-3:]
+    geometry = [(np.array([float(image.scale.get(n, 1.0)) for n in names]),
+                 np.array([float(image.translation.get(n, 0.0)) for n in names])) for image in multiscales.images]
+    datasets = [d.path for d in multiscales.metadata.datasets]
+
+    def level(k: int):
+        array = multiscales.images[k].data
+        _check_dtype(path, array.dtype)
+        if np.dtype(array.dtype).kind == "f":
+            missing, total = _missing_v3_chunks(path / datasets[k])
+            if missing:
+                warnings.warn(f"{path}: {missing} of {total} chunks of level {k} are not stored and read as the "
+                              "fill value (zarr v3 writers leave empty chunks out; a truncated copy reads the same)",
+                              stacklevel=3)
+        return _Computed(array, path, k)
+
+    return _Image(axes, geometry, datasets, level)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _check_dtype(path: Path, dtype) -> None:
+    if np.dtype(dtype).kind not in "fiub":
+        raise TomosegError(f"{path}: data type {dtype} is not a volume's (float, integer)")
 
 
 def read_omezarr(
@@ -105,20 +198,16 @@ def read_omezarr(
     (read slab by slab on slicing, never whole). ``voxel_size`` overrides the store's (level 0's;
     a lower level's is scaled with it). ``level``: this level; else ``near_voxel_size``: the level
     whose voxel size is within 5 % of it, else level 0."""
-    import zarr
-
     path = Path(path)
-    node = _multiscale(path)
-    meta = node.metadata
-    axes = meta.get("axes") or []
-    names = [a["name"] if isinstance(a, dict) else a for a in axes]
-    spatial = [a for a in axes if isinstance(a, dict) and a.get("type") == "space"] or axes
+    image = _open_image(path)
+    axes = image.axes
+    names = [a.get("name") for a in axes]
+    spatial = [a for a in axes if a.get("type") == "space"] or axes
     if ndim == 3 and ([n for n in names if n not in ("c", "t")][-3:] != ["z", "y", "x"] or len(spatial) != 3):
         raise TomosegError(f"{path}: axes {', '.join(map(str, names))}; a 3D tomogram (z, y, x) is needed")
-    units = [a.get("unit") if isinstance(a, dict) else None for a in axes][-3:]
-    transforms = meta.get("coordinateTransformations") or [[] for _ in node.data]
-    geometry = [_level_geometry(t, units, path) for t in transforms]
-    datasets = _dataset_paths(path)
+    units = [a.get("unit") for a in axes][-3:]
+    geometry = [_in_angstrom(scale, translation, units, path) for scale, translation in image.geometry]
+    datasets = image.datasets
     if level is None:
         level = 0
         if near_voxel_size is not None:
@@ -131,17 +220,7 @@ def read_omezarr(
                               "the level whose voxel size matches", stacklevel=2)
     if not 0 <= level < len(datasets):
         raise TomosegError(f"{path}: has {len(datasets)} multiscale levels, level {level} asked for")
-    try:
-        array = zarr.open_array(str(path / datasets[level]), mode="r")
-    except (ValueError, KeyError, zarr.errors.ArrayNotFoundError) as err:
-        raise TomosegError(f"{path}: level {level} ({datasets[level]}) cannot be read ({err})") from None
-    if np.dtype(array.dtype).kind not in "fiub":
-        raise TomosegError(f"{path}: data type {array.dtype} is not a volume's (float, integer)")
-    if np.dtype(array.dtype).kind == "f":
-        stored = _stored_chunks(path / datasets[level])
-        if stored < array.nchunks:
-            raise TomosegError(f"{path}: {array.nchunks - stored} of {array.nchunks} chunks of level {level} are "
-                               "missing (a truncated copy?)")
+    array = image.level(level)
     if array.ndim > 3 and all(n == 1 for n in array.shape[:-3]):
         array = _Squeezed(array)
     if array.ndim != 3:
@@ -158,8 +237,7 @@ def read_omezarr(
         raise VoxelSizeMissing(f"{path}: the store records no voxel size (no unit or scale on its axes); "
                                "give `voxel_size`")
     origin = tuple(float(v) for v in np.nan_to_num(translation[::-1]))
-    labels = tuple(str(t) for t in (_attrs(path).get("tomoseg") or {}).get("labels", []))
-    return Volume(data=array, voxel_size=size, origin=origin, labels=labels)  # lazy: header_only costs nothing more
+    return Volume(data=array, voxel_size=size, origin=origin, labels=image.labels)  # lazy: header_only costs nothing more
 
 
 class _Squeezed:
@@ -181,6 +259,42 @@ class _Squeezed:
     def __array__(self, dtype=None, copy=None):
         data = self[:]
         return data if dtype is None else data.astype(dtype)
+
+
+class _Computed:
+    """A lazy (dask) level of an NGFF 0.5 store, slicing into numpy arrays; a chunk that cannot be
+    decoded is one clear error naming the store."""
+
+    def __init__(self, array, path: Path, level: int) -> None:
+        self._array, self._path, self._level = array, path, level
+        self.shape = tuple(int(n) for n in array.shape)
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = array.ndim
+
+    def __getitem__(self, index):
+        try:
+            return np.asarray(self._array[index].compute(scheduler="synchronous"))
+        except Exception as err:  # noqa: BLE001 - zarrista's decode errors have their own kinds
+            raise TomosegError(f"{self._path}: a chunk of level {self._level} cannot be read ({_first_line(err)})") \
+                from None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        data = self[...]
+        return data if dtype is None else data.astype(dtype)
+
+
+def _missing_v3_chunks(folder: Path) -> tuple[int, int]:
+    """(missing, total) chunk files of a zarr v3 array folder (a sharded array's shards)."""
+    meta = json.loads((folder / "zarr.json").read_text())
+    grid = meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
+    if not grid:
+        return 0, 0
+    total = int(np.prod([-(-int(n) // int(c)) for n, c in zip(meta["shape"], grid)]))
+    stored = sum(1 for p in folder.rglob("*") if p.is_file() and p.name != "zarr.json")
+    return max(0, total - stored), total
 
 
 def _stored_chunks(folder: Path) -> int:
