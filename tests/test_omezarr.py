@@ -62,6 +62,13 @@ def test_damaged_or_foreign_stores_get_one_clear_line(tmp_path):
     (missing / "0" / "1" / "0" / "0").unlink()  # one chunk of level 0 lost
     with pytest.raises(TomosegError, match="missing.zarr: 1 of 2 chunks of level 0 are missing"):
         read_volume(missing)
+    cut = tmp_path / "cut.zarr"
+    shutil.copytree(tmp_path / "ok.zarr", cut)
+    (cut / "0" / "1" / "0" / "0").write_bytes((tmp_path / "ok.zarr" / "0" / "1" / "0" / "0").read_bytes()[:30])
+    v = read_volume(cut)  # chunks are decoded when read: apply meets it slab by slab
+    np.testing.assert_array_equal(v.data[:16], data[:16])
+    with pytest.raises(TomosegError, match="cut.zarr: a chunk of level 0 cannot be read .*a truncated copy"):
+        v.data[16:]
     cplx = tmp_path / "complex.zarr"
     shutil.copytree(tmp_path / "ok.zarr", cplx)
     shutil.rmtree(cplx / "0")
@@ -183,3 +190,25 @@ def test_damaged_ngff05_stores_get_one_clear_line(tmp_path, monkeypatch, write_n
     monkeypatch.setitem(__import__("sys").modules, "ngff_zarr", None)  # a tomoseg without the extra
     with pytest.raises(TomosegError, match="ok.zarr: an NGFF 0.5 \\(zarr v3\\) store; reading it needs ngff-zarr"):
         read_volume(ok)
+
+
+def test_a_store_with_a_channel_axis_of_one_reads_as_zyx(tmp_path, write_ngff05):
+    """Other tools write (c, z, y, x) images: a channel axis of length 1 is dropped, in NGFF 0.4 and 0.5."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.writer import write_image
+
+    data = np.random.default_rng(8).normal(size=(1, 12, 20, 24)).astype(np.float32)
+    axes = [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+    root = zarr.group(store=parse_url(str(tmp_path / "c4.zarr"), mode="w").store)
+    write_image(data, root, axes=axes, scaler=None,
+                coordinate_transformations=[[{"type": "scale", "scale": [1.0, 1.2, 1.2, 1.2]}]])
+    v = read_volume(tmp_path / "c4.zarr")
+    assert v.data.shape == (12, 20, 24) and v.voxel_size == pytest.approx(12.0)  # 1.2 nm
+    np.testing.assert_array_equal(v.data[2:5], data[0, 2:5])
+    nz = pytest.importorskip("ngff_zarr")
+    image = nz.to_ngff_image(data, dims=["c", "z", "y", "x"], scale={"c": 1.0, **dict.fromkeys("zyx", 8.0)},
+                             axes_units=dict.fromkeys("zyx", "angstrom"))
+    nz.to_ngff_zarr(str(tmp_path / "c5.zarr"), nz.to_multiscales(image, scale_factors=[]), version="0.5")
+    v5 = read_volume(tmp_path / "c5.zarr")
+    assert v5.data.shape == (12, 20, 24) and v5.voxel_size == 8.0
+    np.testing.assert_array_equal(np.asarray(v5.data), data[0])

@@ -91,7 +91,7 @@ class _Image:
     """Each level's (scale, translation), z y x, in the axes' units."""
     datasets: list[str]
     level: Callable[[int], object]
-    """Opens level k as a sliceable array (shape, dtype, ndim), or raises TomosegError."""
+    """Opens level k as the library's array (zarr or dask), checked, or raises TomosegError."""
     labels: tuple[str, ...] = ()
 
 
@@ -171,7 +171,7 @@ def _image_v05(path: Path) -> _Image:
                 warnings.warn(f"{path}: {missing} of {total} chunks of level {k} are not stored and read as the "
                               "fill value (zarr v3 writers leave empty chunks out; a truncated copy reads the same)",
                               stacklevel=3)
-        return _Computed(array, path, k)
+        return array
 
     return _Image(axes, geometry, datasets, level)
 
@@ -220,9 +220,7 @@ def read_omezarr(
                               "the level whose voxel size matches", stacklevel=2)
     if not 0 <= level < len(datasets):
         raise TomosegError(f"{path}: has {len(datasets)} multiscale levels, level {level} asked for")
-    array = image.level(level)
-    if array.ndim > 3 and all(n == 1 for n in array.shape[:-3]):
-        array = _Squeezed(array)
+    array = _Level(image.level(level), path, level)
     if array.ndim != 3:
         raise TomosegError(f"{path}: level {level} is {array.ndim}D; a 3D tomogram is needed")
     scale, translation = geometry[level]
@@ -240,43 +238,29 @@ def read_omezarr(
     return Volume(data=array, voxel_size=size, origin=origin, labels=image.labels)  # lazy: header_only costs nothing more
 
 
-class _Squeezed:
-    """A zarr array with leading axes of length 1 (c, t) dropped, slicing as (z, y, x)."""
-
-    def __init__(self, array) -> None:
-        self._array = array
-        self._lead = array.ndim - 3
-        self.shape = tuple(array.shape[self._lead:])
-        self.dtype = array.dtype
-        self.ndim = 3
-
-    def __getitem__(self, index):
-        return self._array[(0,) * self._lead + (index if isinstance(index, tuple) else (index,))]
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __array__(self, dtype=None, copy=None):
-        data = self[:]
-        return data if dtype is None else data.astype(dtype)
-
-
-class _Computed:
-    """A lazy (dask) level of an NGFF 0.5 store, slicing into numpy arrays; a chunk that cannot be
-    decoded is one clear error naming the store."""
+class _Level:
+    """One multiscale level as tomoseg reads volumes: sliced as (z, y, x) into numpy arrays, leading axes
+    of length 1 (c, t) dropped, a dask level computed slab by slab, and a chunk that cannot be decoded
+    (a truncated file) one clear error naming the store."""
 
     def __init__(self, array, path: Path, level: int) -> None:
         self._array, self._path, self._level = array, path, level
-        self.shape = tuple(int(n) for n in array.shape)
+        self._lead = array.ndim - 3 if array.ndim > 3 and all(n == 1 for n in array.shape[:-3]) else 0
+        self._lazy = hasattr(array, "compute")  # NGFF 0.5: ngff-zarr's dask arrays
+        self.shape = tuple(int(n) for n in array.shape[self._lead:])
         self.dtype = np.dtype(array.dtype)
-        self.ndim = array.ndim
+        self.ndim = len(self.shape)
 
     def __getitem__(self, index):
+        index = (0,) * self._lead + (index if isinstance(index, tuple) else (index,))
         try:
-            return np.asarray(self._array[index].compute(scheduler="synchronous"))
-        except Exception as err:  # noqa: BLE001 - zarrista's decode errors have their own kinds
-            raise TomosegError(f"{self._path}: a chunk of level {self._level} cannot be read ({_first_line(err)})") \
-                from None
+            data = self._array[index]
+            return np.asarray(data.compute(scheduler="synchronous") if self._lazy else data)
+        except (IndexError, TypeError):  # a wrong index is the caller's, not the store's
+            raise
+        except Exception as err:  # noqa: BLE001 - numcodecs and zarrista decode errors have their own kinds
+            raise TomosegError(f"{self._path}: a chunk of level {self._level} cannot be read "
+                               f"({_first_line(err)}; a truncated copy?)") from None
 
     def __len__(self) -> int:
         return self.shape[0]
