@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,15 +179,19 @@ def test_damaged_ngff05_stores_get_one_clear_line(tmp_path, monkeypatch, write_n
     no_array = damaged("noarray", lambda s: (s / array_meta.relative_to(ok)).unlink())
     with pytest.raises(TomosegError, match="noarray.zarr: not a readable NGFF 0.5 image"):
         read_volume(no_array)
-    chunk = next(p for p in (ok / "scale0" / "image" / "c").rglob("*") if p.is_file()).relative_to(ok)
+    chunk = Path("scale0/image/c/0/0/0")  # the first of 2 x 2 x 2 chunks of 16^3
+    assert (ok / chunk).is_file()
     missing = damaged("missing", lambda s: (s / chunk).unlink())
     with pytest.warns(UserWarning, match="missing.zarr: 1 of 8 chunks of level 0 are not stored"):
         v = read_volume(missing)
     assert np.count_nonzero(np.asarray(v.data) == 0) == 16**3  # read as the fill value, said in the warning
     cut = damaged("cut", lambda s: (s / chunk).write_bytes((ok / chunk).read_bytes()[:20]))
     v = read_volume(cut)  # opens: chunks are decoded when read
+    np.testing.assert_array_equal(v.data[16:], data[16:])
     with pytest.raises(TomosegError, match="cut.zarr: a chunk of level 0 cannot be read"):
         v.data[:16, :16, :16]
+    with pytest.raises(NotImplementedError):  # a wrong index is the caller's error, not the store's
+        v.data[[0, 1], [0, 1]]
     monkeypatch.setitem(__import__("sys").modules, "ngff_zarr", None)  # a tomoseg without the extra
     with pytest.raises(TomosegError, match="ok.zarr: an NGFF 0.5 \\(zarr v3\\) store; reading it needs ngff-zarr"):
         read_volume(ok)
@@ -212,3 +217,35 @@ def test_a_store_with_a_channel_axis_of_one_reads_as_zyx(tmp_path, write_ngff05)
     v5 = read_volume(tmp_path / "c5.zarr")
     assert v5.data.shape == (12, 20, 24) and v5.voxel_size == 8.0
     np.testing.assert_array_equal(np.asarray(v5.data), data[0])
+
+
+def test_multiscale_wide_transformations_compose_with_each_level(tmp_path, write_ngff05):
+    """NGFF lets ``multiscales[0].coordinateTransformations`` scale and shift every level (after the level's own)."""
+    data = np.random.default_rng(9).normal(size=(16, 24, 32)).astype(np.float32)
+    whole = [{"type": "scale", "scale": [2.0, 2.0, 2.0]}, {"type": "translation", "translation": [100.0, 200.0, 300.0]}]
+    store = write_ngff05(tmp_path / "w5.zarr", data, 5.0, translation_zyx=(1.0, 2.0, 3.0))
+    meta = json.loads((store / "zarr.json").read_text())
+    meta["attributes"]["ome"]["multiscales"][0]["coordinateTransformations"] = whole
+    (store / "zarr.json").write_text(json.dumps(meta))
+    v = read_volume(store)
+    assert v.voxel_size == 10.0 and v.origin == (306.0, 204.0, 102.0)  # x, y, z: 2 * level's + whole's
+    write_volume(tmp_path / "w4.zarr", data, 5.0, origin=(3.0, 2.0, 1.0))
+    attrs = json.loads((tmp_path / "w4.zarr" / ".zattrs").read_text())
+    attrs["multiscales"][0]["coordinateTransformations"] = whole
+    (tmp_path / "w4.zarr" / ".zattrs").write_text(json.dumps(attrs))
+    v4 = read_volume(tmp_path / "w4.zarr")
+    assert v4.voxel_size == 10.0 and v4.origin == (306.0, 204.0, 102.0)
+
+
+def test_a_missing_shard_of_a_sharded_ngff05_store_is_counted(tmp_path):
+    nz = pytest.importorskip("ngff_zarr")
+    data = np.random.default_rng(10).normal(size=(32, 32, 32)).astype(np.float32)
+    image = nz.to_ngff_image(data, dims=list("zyx"), scale=dict.fromkeys("zyx", 10.0),
+                             axes_units=dict.fromkeys("zyx", "angstrom"))
+    store = tmp_path / "sharded.zarr"
+    nz.to_ngff_zarr(str(store), nz.to_multiscales(image, scale_factors=[], chunks=8), version="0.5",
+                    chunks_per_shard=2)  # shards of 16^3 holding 2 x 2 x 2 chunks of 8^3
+    np.testing.assert_array_equal(np.asarray(read_volume(store).data), data)
+    (store / "scale0" / "image" / "c" / "1" / "1" / "1").unlink()
+    with pytest.warns(UserWarning, match="1 of 8 chunks of level 0 are not stored"):
+        read_volume(store)

@@ -98,8 +98,8 @@ def read_volume(
     A ``.tif`` / ``.tiff`` file is read as a TIFF stack instead, into memory
     (:func:`tomoseg.io.tiff.read_tiff`); ``header_only`` reads only its metadata
     (the volume's data are then zeros of the right shape and type, taking no memory).
-    A ``.zarr`` folder is read as OME-Zarr (:func:`tomoseg.io.omezarr.read_omezarr`; ``data`` is the
-    zarr array, read on slicing), at the multiscale level whose voxel size is ``near_voxel_size``
+    A ``.zarr`` folder is read as OME-Zarr (:func:`tomoseg.io.omezarr.read_omezarr`; ``data`` is read
+    chunk by chunk on slicing), at the multiscale level whose voxel size is ``near_voxel_size``
     if it has one.
     """
     path = Path(path)

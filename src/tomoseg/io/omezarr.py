@@ -65,6 +65,11 @@ def _transforms_zyx(transforms: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return scale, translation
 
 
+def _compose(whole: tuple[np.ndarray, np.ndarray], level: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A level's (scale, translation) followed by the multiscale-wide one (NGFF: applied after the level's)."""
+    return whole[0] * level[0], whole[0] * level[1] + whole[1]
+
+
 def _in_angstrom(scale: np.ndarray, translation: np.ndarray, units: list[str | None],
                  path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A level's (scale, translation) in the axes' ``units`` -> in Angstrom (NaN where no unit)."""
@@ -142,31 +147,40 @@ def _image_v04(path: Path) -> _Image:
         return array
 
     labels = tuple(str(t) for t in (_attrs(path).get("tomoseg") or {}).get("labels", []))
-    return _Image(axes, [_transforms_zyx(t) for t in transforms], datasets, level, labels)
+    whole = _transforms_zyx((_attrs(path).get("multiscales") or [{}])[0].get("coordinateTransformations") or [])
+    return _Image(axes, [_compose(whole, _transforms_zyx(t)) for t in transforms], datasets, level, labels)
 
 
 def _image_v05(path: Path) -> _Image:
     """An NGFF 0.5 image (zarr v3), read with ngff-zarr (lazy dask arrays over zarrista, no zarr-python)."""
     try:
         import ngff_zarr
-    except ImportError:
-        raise TomosegError(f"{path}: an NGFF 0.5 (zarr v3) store; reading it needs ngff-zarr: "
-                           "pip install 'tomoseg[ngff05]'") from None
+    except ImportError as err:
+        raise TomosegError(f"{path}: an NGFF 0.5 (zarr v3) store; reading it needs ngff-zarr, the extra ngff05: "
+                           f"pip install 'tomoseg[ngff05]' ({_first_line(err)})") from None
     try:
         multiscales = ngff_zarr.from_ngff_zarr(str(path))
+    except ImportError as err:  # a broken environment, not a broken store
+        raise TomosegError(f"{path}: ngff-zarr cannot read it here ({_first_line(err)})") from None
     except Exception as err:  # noqa: BLE001 - ngff-zarr and zarrista raise their own kinds; one line whatever it is
         raise TomosegError(f"{path}: not a readable NGFF 0.5 image ({_first_line(err)})") from None
     axes = [{"name": a.name, "type": a.type, "unit": a.unit} for a in multiscales.metadata.axes]
     names = [a["name"] for a in axes][-3:]
     geometry = [(np.array([float(image.scale.get(n, 1.0)) for n in names]),
                  np.array([float(image.translation.get(n, 0.0)) for n in names])) for image in multiscales.images]
+    try:  # the multiscale-wide transformations, which ngff-zarr leaves out of each image's
+        ome = json.loads((path / "zarr.json").read_text())["attributes"]["ome"]
+        whole = _transforms_zyx(ome["multiscales"][0].get("coordinateTransformations") or [])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        raise TomosegError(f"{path}: not a readable NGFF 0.5 image (zarr.json: no ome multiscales)") from None
+    geometry = [_compose(whole, g) for g in geometry]
     datasets = [d.path for d in multiscales.metadata.datasets]
 
     def level(k: int):
         array = multiscales.images[k].data
         _check_dtype(path, array.dtype)
         if np.dtype(array.dtype).kind == "f":
-            missing, total = _missing_v3_chunks(path / datasets[k])
+            missing, total = _missing_v3_chunks(path, datasets[k], k)
             if missing:
                 warnings.warn(f"{path}: {missing} of {total} chunks of level {k} are not stored and read as the "
                               "fill value (zarr v3 writers leave empty chunks out; a truncated copy reads the same)",
@@ -194,8 +208,8 @@ def read_omezarr(
     level: int | None = None,
     near_voxel_size: float | None = None,
 ) -> Volume:
-    """Open an OME-Zarr image as a :class:`Volume` whose ``data`` is the chosen level's zarr array
-    (read slab by slab on slicing, never whole). ``voxel_size`` overrides the store's (level 0's;
+    """Open an OME-Zarr image as a :class:`Volume` whose ``data`` is the chosen level, read slab by
+    slab on slicing into numpy arrays, never whole (a :class:`_Level` over the zarr or dask array). ``voxel_size`` overrides the store's (level 0's;
     a lower level's is scaled with it). ``level``: this level; else ``near_voxel_size``: the level
     whose voxel size is within 5 % of it, else level 0."""
     path = Path(path)
@@ -238,6 +252,20 @@ def read_omezarr(
     return Volume(data=array, voxel_size=size, origin=origin, labels=image.labels)  # lazy: header_only costs nothing more
 
 
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged chunk raises: numcodecs' codecs (RuntimeError, ValueError), the file
+    system (OSError), zarrista (NGFF 0.5) when installed."""
+    errors: tuple[type[BaseException], ...] = (RuntimeError, ValueError, OSError)
+    try:
+        from zarrista.exceptions import ZarristaError
+    except ImportError:
+        return errors
+    return (*errors, ZarristaError)
+
+
+_DECODE_ERRORS = _decode_errors()
+
+
 class _Level:
     """One multiscale level as tomoseg reads volumes: sliced as (z, y, x) into numpy arrays, leading axes
     of length 1 (c, t) dropped, a dask level computed slab by slab, and a chunk that cannot be decoded
@@ -251,14 +279,21 @@ class _Level:
         self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.shape)
 
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
     def __getitem__(self, index):
         index = (0,) * self._lead + (index if isinstance(index, tuple) else (index,))
+        if self._lazy:
+            sliced = self._array[index]  # a wrong index raises here, as the caller's error
         try:
-            data = self._array[index]
-            return np.asarray(data.compute(scheduler="synchronous") if self._lazy else data)
-        except (IndexError, TypeError):  # a wrong index is the caller's, not the store's
-            raise
-        except Exception as err:  # noqa: BLE001 - numcodecs and zarrista decode errors have their own kinds
+            return np.asarray(sliced.compute(scheduler="synchronous") if self._lazy else self._array[index])
+        except _DECODE_ERRORS as err:
             raise TomosegError(f"{self._path}: a chunk of level {self._level} cannot be read "
                                f"({_first_line(err)}; a truncated copy?)") from None
 
@@ -270,14 +305,20 @@ class _Level:
         return data if dtype is None else data.astype(dtype)
 
 
-def _missing_v3_chunks(folder: Path) -> tuple[int, int]:
-    """(missing, total) chunk files of a zarr v3 array folder (a sharded array's shards)."""
-    meta = json.loads((folder / "zarr.json").read_text())
-    grid = meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
-    if not grid:
-        return 0, 0
-    total = int(np.prod([-(-int(n) // int(c)) for n, c in zip(meta["shape"], grid)]))
-    stored = sum(1 for p in folder.rglob("*") if p.is_file() and p.name != "zarr.json")
+def _missing_v3_chunks(store: Path, dataset: str, level: int) -> tuple[int, int]:
+    """(missing, total) chunk files of a zarr v3 array folder (a sharded array's shards: its chunk grid
+    is the shard grid), or one clear error when the level is not an array folder of this store."""
+    folder = store / dataset
+    try:
+        meta = json.loads((folder / "zarr.json").read_text())
+        if meta.get("node_type") != "array":
+            raise KeyError("node_type")
+        grid = meta["chunk_grid"]["configuration"]["chunk_shape"]
+        total = int(np.prod([-(-int(n) // int(c)) for n, c in zip(meta["shape"], grid)]))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise TomosegError(f"{store}: level {level} ({dataset}) is not an array folder of this store (an image "
+                           "inside a container, such as bioformats2raw's? give the image's own folder)") from None
+    stored = sum(1 for p in folder.rglob("*") if p.is_file() and p.name != "zarr.json" and not p.name.startswith("."))
     return max(0, total - stored), total
 
 
