@@ -249,3 +249,16 @@ def test_a_missing_shard_of_a_sharded_ngff05_store_is_counted(tmp_path):
     (store / "scale0" / "image" / "c" / "1" / "1" / "1").unlink()
     with pytest.warns(UserWarning, match="1 of 8 chunks of level 0 are not stored"):
         read_volume(store)
+
+
+def test_an_ngff05_bioformats2raw_container_is_read_at_its_first_image(tmp_path, write_ngff05):
+    data = np.random.default_rng(11).normal(size=(16, 16, 16)).astype(np.float32)
+    container = tmp_path / "b2r.zarr"
+    container.mkdir()
+    write_ngff05(container / "0", data, 7.0)
+    (container / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
+        "ome": {"version": "0.5", "bioformats2raw.layout": 3}}}))
+    with pytest.warns(UserWarning, match="b2r.zarr: a bioformats2raw container; reading its first image"):
+        v = read_volume(container)
+    assert v.voxel_size == 7.0
+    np.testing.assert_array_equal(np.asarray(v.data), data)

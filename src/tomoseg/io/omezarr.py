@@ -158,22 +158,25 @@ def _image_v05(path: Path) -> _Image:
     except ImportError as err:
         raise TomosegError(f"{path}: an NGFF 0.5 (zarr v3) store; reading it needs ngff-zarr, the extra ngff05: "
                            f"pip install 'tomoseg[ngff05]' ({_first_line(err)})") from None
+    try:  # the root's own metadata first: a container, and the multiscale-wide transformations
+        ome = json.loads((path / "zarr.json").read_text()).get("attributes", {}).get("ome", {})
+    except (OSError, ValueError, AttributeError) as err:
+        raise TomosegError(f"{path}: not a readable NGFF 0.5 image (zarr.json: {_first_line(err)})") from None
+    if "multiscales" not in ome and "bioformats2raw.layout" in ome and (path / "0" / "zarr.json").exists():
+        warnings.warn(f"{path}: a bioformats2raw container; reading its first image, {path / '0'}", stacklevel=4)
+        return _image_v05(path / "0")
     try:
         multiscales = ngff_zarr.from_ngff_zarr(str(path))
+        whole = _transforms_zyx(ome["multiscales"][0].get("coordinateTransformations") or [])
     except ImportError as err:  # a broken environment, not a broken store
         raise TomosegError(f"{path}: ngff-zarr cannot read it here ({_first_line(err)})") from None
     except Exception as err:  # noqa: BLE001 - ngff-zarr and zarrista raise their own kinds; one line whatever it is
         raise TomosegError(f"{path}: not a readable NGFF 0.5 image ({_first_line(err)})") from None
     axes = [{"name": a.name, "type": a.type, "unit": a.unit} for a in multiscales.metadata.axes]
     names = [a["name"] for a in axes][-3:]
-    geometry = [(np.array([float(image.scale.get(n, 1.0)) for n in names]),
-                 np.array([float(image.translation.get(n, 0.0)) for n in names])) for image in multiscales.images]
-    try:  # the multiscale-wide transformations, which ngff-zarr leaves out of each image's
-        ome = json.loads((path / "zarr.json").read_text())["attributes"]["ome"]
-        whole = _transforms_zyx(ome["multiscales"][0].get("coordinateTransformations") or [])
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        raise TomosegError(f"{path}: not a readable NGFF 0.5 image (zarr.json: no ome multiscales)") from None
-    geometry = [_compose(whole, g) for g in geometry]
+    geometry = [_compose(whole, (np.array([float(image.scale.get(n, 1.0)) for n in names]),
+                                 np.array([float(image.translation.get(n, 0.0)) for n in names])))
+                for image in multiscales.images]
     datasets = [d.path for d in multiscales.metadata.datasets]
 
     def level(k: int):
