@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shared_data import SHARED_DATA  # TOMOSEG_SHARED_DATA, else ../shared/data
+
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.mrc import read_volume
 from tomoseg.steps.merge import merge_scores
@@ -50,7 +52,7 @@ def load(data: Path, name: str, config: PreprocessConfig):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sim"))
+    parser.add_argument("--data", default=str(SHARED_DATA / "sim"))
     parser.add_argument("--recipes", nargs="+", default=["default", "paper"])
     parser.add_argument("--classes", nargs="+", type=int, default=list(CLASSES))
     parser.add_argument("--seed", type=int, default=0)

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared_data import SHARED_DATA  # TOMOSEG_SHARED_DATA, else ../shared/data
+
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.nn.model import Model
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
@@ -224,7 +226,7 @@ def _timings(results: list[dict], keys: list[str]) -> list[str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "sim")
+    p.add_argument("--data", type=Path, default=SHARED_DATA / "sim")
     p.add_argument("--classes", type=int, nargs="+", default=[1, 2, 3, 4])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--strategies", nargs="+", default=["uncertain", "disagree", "false-positive", "mixed", "random"],

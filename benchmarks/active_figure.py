@@ -26,6 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from shared_data import SHARED_DATA  # TOMOSEG_SHARED_DATA, else ../shared/data
+
 CLASSES = {1: "membrane", 2: "microtubule", 3: "actin", 4: "ribosome"}
 STYLE = {"uncertain": "C0", "disagree": "C1", "false-positive": "C3", "mixed": "k", "random": "0.6"}
 
@@ -119,7 +121,7 @@ def main() -> None:
     p.add_argument("--curves", type=Path)
     p.add_argument("--slice", type=Path)
     p.add_argument("--class", dest="value", type=int, default=2)
-    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "sim")
+    p.add_argument("--data", type=Path, default=SHARED_DATA / "sim")
     args = p.parse_args()
     if args.curves:
         curves(json.loads(args.results.read_text()), args.curves)

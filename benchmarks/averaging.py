@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shared_data import SHARED_DATA  # TOMOSEG_SHARED_DATA, else ../shared/data
+
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.model_file import load_model, save_model
 from tomoseg.io.mrc import read_volume, write_volume
@@ -40,7 +42,7 @@ keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figu
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data"))
+    parser.add_argument("--data", default=str(SHARED_DATA))
     parser.add_argument("--out", required=True)
     parser.add_argument("--model", help="reuse (or save) the ribosome model here")
     parser.add_argument("--box", type=int, default=40)

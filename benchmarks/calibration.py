@@ -22,6 +22,7 @@ import numpy as np
 from skimage.filters import threshold_otsu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shared_data import SHARED_DATA  # TOMOSEG_SHARED_DATA, else ../shared/data
 from transfer import CONDITION, conditions, lazy_boxes  # the lazy annotator's tiles, as transfer.py chose them
 
 from tomoseg.allocator import keep_freed_memory
@@ -84,7 +85,7 @@ def rules(train_map: np.ndarray, test_map: np.ndarray, tiles: np.ndarray | None 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("keep")
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sim"))
+    parser.add_argument("--data", default=str(SHARED_DATA / "sim"))
     parser.add_argument("--configs", nargs="+", default=["default"])
     parser.add_argument("--detail", action="store_true", help="also print each map's Dice")
     parser.add_argument("--seeds", nargs="+", type=int, help="only these seeds (default: every kept one)")

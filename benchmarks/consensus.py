@@ -18,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import CLASSES, load  # noqa: E402
+from shared_data import SHARED_DATA  # noqa: E402 - TOMOSEG_SHARED_DATA, else ../shared/data
 
 from tomoseg.allocator import keep_freed_memory  # noqa: E402
 from tomoseg.steps.consensus import consensus_scores  # noqa: E402
@@ -37,7 +36,7 @@ keep_freed_memory()  # as the CLI does at start-up (tomoseg.allocator): the figu
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sim"))
+    parser.add_argument("--data", default=str(SHARED_DATA / "sim"))
     parser.add_argument("--classes", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--annotators", type=int, default=3)
     parser.add_argument("--recipe", default="fast")

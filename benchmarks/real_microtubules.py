@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared_data import SHARED_DATA  # TOMOSEG_SHARED_DATA, else ../shared/data
+
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.mrc import read_volume
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
@@ -61,7 +63,7 @@ def load(data: Path, pf: int, wall: tuple[float, float]):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/real"))
+    parser.add_argument("--data", default=str(SHARED_DATA / "real"))
     parser.add_argument("--recipes", nargs="+", default=["fast", "default"])
     parser.add_argument("--wall", nargs=2, type=float, default=[75.0, 135.0], metavar=("INNER", "OUTER"),
                         help="the wall's distance from the centre line, A (default 75 135)")

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from shared_data import SHARED_DATA  # TOMOSEG_SHARED_DATA, else ../shared/data
+
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.steps.calibrate import level_of
 from tomoseg.steps.preprocess import PreprocessConfig, preprocess
@@ -76,7 +78,7 @@ def dice_curve(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/real/tardis_mt_patches"))
+    parser.add_argument("--data", default=str(SHARED_DATA / "real" / "tardis_mt_patches"))
     parser.add_argument("--configs", nargs="+", default=["paper", "default", "default+context=1"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--voxel-size", type=float, default=25.0)

@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from shared_data import SHARED_DATA  # TOMOSEG_SHARED_DATA, else ../shared/data
+
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.model_file import save_model
 from tomoseg.io.mrc import read_volume
@@ -249,7 +251,7 @@ def summary_table(results: list[dict], train: list[str] | None = None, seeds: li
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sim"))
+    parser.add_argument("--data", default=str(SHARED_DATA / "sim"))
     parser.add_argument("--train", nargs="+", default=["tomo_s11", "tomo_s31", "tomo_s41"])
     parser.add_argument("--classes", nargs="+", type=int, default=list(CLASSES))
     parser.add_argument("--variants", nargs="+", default=["spread", "lazy"], choices=["spread", "lazy"])

@@ -23,6 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
+from shared_data import SHARED_DATA  # TOMOSEG_SHARED_DATA, else ../shared/data
+
 from tomoseg.io.model_file import load_model  # noqa: E402
 from tomoseg.io.mrc import read_volume  # noqa: E402
 from tomoseg.steps.calibrate import level_of  # noqa: E402
@@ -57,7 +59,7 @@ def merged(keep: Path, config: str, seed: str, train: str, test: str, rule: str,
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("keep")
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sim"))
+    parser.add_argument("--data", default=str(SHARED_DATA / "sim"))
     parser.add_argument("--train", default="tomo_s41")
     parser.add_argument("--test", default="tomo_s31")
     parser.add_argument("--a", default="default:1", help="CONFIG:SEED[:RULE] of the first merge")

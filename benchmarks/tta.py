@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared_data import SHARED_DATA  # TOMOSEG_SHARED_DATA, else ../shared/data
+
 from tomoseg.allocator import keep_freed_memory
 from tomoseg.io.model_file import load_model
 from tomoseg.io.mrc import read_volume
@@ -39,7 +41,7 @@ def curve(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("keep")
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/sim"))
+    parser.add_argument("--data", default=str(SHARED_DATA / "sim"))
     parser.add_argument("--configs", nargs="+", default=["default"])
     parser.add_argument("--tta", nargs="+", type=int, default=[4])
     parser.add_argument("--results", default="benchmarks/out/tta.json")
