@@ -135,6 +135,7 @@ def test_an_ngff05_store_reads_with_its_voxel_size_origin_and_levels(tmp_path, w
     store = write_ngff05(tmp_path / "t.zarr", data, 12.0, translation_zyx=(30.0, -20.0, 10.0), levels=2)
     v = read_volume(store)
     assert v.voxel_size == 12.0 and v.origin == (10.0, -20.0, 30.0) and v.data.shape == (40, 64, 80)
+    assert v.data.size == data.size and v.data.nbytes == data.nbytes  # napari's contrast-from-data asks
     np.testing.assert_array_equal(v.data[3:7, 10:20], data[3:7, 10:20])  # slab by slab, never whole
     np.testing.assert_array_equal(np.asarray(v.data), data)
     with pytest.warns(UserWarning, match="level 1 \\(24 A per voxel\\)"):

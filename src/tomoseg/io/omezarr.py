@@ -131,7 +131,9 @@ def _image_v04(path: Path) -> _Image:
     meta = node.metadata
     axes = [a if isinstance(a, dict) else {"name": a} for a in meta.get("axes") or []]
     transforms = meta.get("coordinateTransformations") or [[] for _ in node.data]
-    datasets = _dataset_paths(path)
+    attrs = _attrs(path)
+    multiscale = (attrs.get("multiscales") or [{}])[0]
+    datasets = [d["path"] for d in multiscale.get("datasets", [])]
 
     def level(k: int):
         try:
@@ -146,8 +148,8 @@ def _image_v04(path: Path) -> _Image:
                                    "missing (a truncated copy?)")
         return array
 
-    labels = tuple(str(t) for t in (_attrs(path).get("tomoseg") or {}).get("labels", []))
-    whole = _transforms_zyx((_attrs(path).get("multiscales") or [{}])[0].get("coordinateTransformations") or [])
+    labels = tuple(str(t) for t in (attrs.get("tomoseg") or {}).get("labels", []))
+    whole = _transforms_zyx(multiscale.get("coordinateTransformations") or [])
     return _Image(axes, [_compose(whole, _transforms_zyx(t)) for t in transforms], datasets, level, labels)
 
 
@@ -321,24 +323,19 @@ def _missing_v3_chunks(store: Path, dataset: str, level: int) -> tuple[int, int]
     except (OSError, ValueError, KeyError, TypeError):
         raise TomosegError(f"{store}: level {level} ({dataset}) is not an array folder of this store (an image "
                            "inside a container, such as bioformats2raw's? give the image's own folder)") from None
-    stored = sum(1 for p in folder.rglob("*") if p.is_file() and p.name != "zarr.json" and not p.name.startswith("."))
-    return max(0, total - stored), total
+    return max(0, total - _stored_chunks(folder)), total
 
 
 def _stored_chunks(folder: Path) -> int:
-    """Chunk files of an array folder (nested or flat keys; zarr's own count misses nested ones)."""
-    return sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    """Chunk files of an array folder, zarr v2 or v3 (nested or flat keys; zarr's own count misses nested
+    ones): every file but the metadata (``.zarray``, ``.zattrs``, ``zarr.json``) and other hidden files."""
+    return sum(1 for p in folder.rglob("*") if p.is_file() and p.name != "zarr.json" and not p.name.startswith("."))
 
 
 def _attrs(path: Path) -> dict:
     import zarr
 
     return dict(zarr.open_group(str(path), mode="r").attrs)
-
-
-def _dataset_paths(path: Path) -> list[str]:
-    multiscales = _attrs(path).get("multiscales") or [{}]
-    return [d["path"] for d in multiscales[0].get("datasets", [])]
 
 
 # -- writing ----------------------------------------------------------------------------------------
